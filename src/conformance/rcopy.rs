@@ -1,0 +1,178 @@
+//! The 3PAR remote-copy command vocabulary, parsed into core commands.
+//!
+//! Shared by the conformance scenarios and (later) the `rcopy` admin client,
+//! so a scenario line reads exactly like what a storage admin types.
+
+use crate::core::{Command, Mode, Policies, PolicyChange};
+
+/// Parses one rcopy command line (without the program name).
+///
+/// ```text
+/// creatercopygroup G TARGET sync|periodic[:PERIOD_MS]
+/// admitrcopyvv VV G TARGET:RVV
+/// dismissrcopyvv VV G
+/// removercopygroup G
+/// startrcopygroup G | stoprcopygroup G | syncrcopy G
+/// setrcopygroup failover|restore|reverse G
+/// setrcopygroup recover [-full] G
+/// setrcopygroup mode sync|periodic[:PERIOD_MS] G
+/// setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err G
+/// ```
+pub fn parse(args: &[&str]) -> Result<Command, String> {
+    let s = |i: usize| -> Result<String, String> {
+        args.get(i)
+            .map(|a| a.to_string())
+            .ok_or_else(|| format!("`{}`: missing argument {}", args.join(" "), i))
+    };
+    let cmd = args.first().copied().unwrap_or("");
+    let exact = |n: usize| -> Result<(), String> {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{}`: expected {} arguments, got {}",
+                args.join(" "),
+                n - 1,
+                args.len() - 1
+            ))
+        }
+    };
+    Ok(match cmd {
+        "creatercopygroup" => {
+            exact(4)?;
+            Command::CreateGroup {
+                group: s(1)?,
+                peer: s(2)?,
+                mode: parse_mode(&s(3)?)?,
+                policies: Policies::default(),
+            }
+        }
+        "admitrcopyvv" => {
+            exact(4)?;
+            let target = s(3)?;
+            let (_, remote) = target
+                .split_once(':')
+                .ok_or_else(|| format!("admitrcopyvv: `{target}` must be TARGET:VOLUME"))?;
+            Command::Admit {
+                vol: s(1)?,
+                group: s(2)?,
+                remote_vol: remote.to_string(),
+            }
+        }
+        "dismissrcopyvv" => {
+            exact(3)?;
+            Command::Dismiss {
+                vol: s(1)?,
+                group: s(2)?,
+            }
+        }
+        "removercopygroup" => {
+            exact(2)?;
+            Command::RemoveGroup { group: s(1)? }
+        }
+        "startrcopygroup" => {
+            exact(2)?;
+            Command::Start { group: s(1)? }
+        }
+        "stoprcopygroup" => {
+            exact(2)?;
+            Command::Stop { group: s(1)? }
+        }
+        "syncrcopy" => {
+            exact(2)?;
+            Command::Sync { group: s(1)? }
+        }
+        "setrcopygroup" => {
+            let sub = s(1)?;
+            match sub.as_str() {
+                "failover" => {
+                    exact(3)?;
+                    Command::Failover { group: s(2)? }
+                }
+                "restore" => {
+                    exact(3)?;
+                    Command::Restore { group: s(2)? }
+                }
+                "reverse" => {
+                    exact(3)?;
+                    Command::Reverse { group: s(2)? }
+                }
+                "recover" => match args.len() {
+                    3 => Command::Recover { group: s(2)?, full: false },
+                    4 if args[2] == "-full" => Command::Recover { group: s(3)?, full: true },
+                    _ => return Err("usage: setrcopygroup recover [-full] GROUP".into()),
+                },
+                "mode" => {
+                    exact(4)?;
+                    Command::SetMode { mode: parse_mode(&s(2)?)?, group: s(3)? }
+                }
+                "pol" => {
+                    exact(4)?;
+                    let change = match s(2)?.as_str() {
+                        "auto_recover" => PolicyChange::AutoRecover(true),
+                        "no_auto_recover" => PolicyChange::AutoRecover(false),
+                        "fail_wrt_on_err" => PolicyChange::FailWrtOnErr(true),
+                        "no_fail_wrt_on_err" => PolicyChange::FailWrtOnErr(false),
+                        other => {
+                            return Err(format!(
+                                "unknown policy `{other}`: use auto_recover, no_auto_recover, fail_wrt_on_err or no_fail_wrt_on_err"
+                            ))
+                        }
+                    };
+                    Command::SetPolicy { change, group: s(3)? }
+                }
+                other => {
+                    return Err(format!(
+                        "unknown setrcopygroup subcommand `{other}`: use failover, recover, restore, reverse, mode or pol"
+                    ))
+                }
+            }
+        }
+        other => return Err(format!("unknown rcopy command `{other}`")),
+    })
+}
+
+/// `sync`, `periodic` (manual cycles) or `periodic:MS`.
+pub fn parse_mode(text: &str) -> Result<Mode, String> {
+    match text.split_once(':') {
+        None if text == "sync" => Ok(Mode::Sync),
+        None if text == "periodic" => Ok(Mode::Periodic { period_ms: 0 }),
+        Some(("periodic", ms)) => ms
+            .parse()
+            .map(|period_ms| Mode::Periodic { period_ms })
+            .map_err(|_| format!("period `{ms}` is not a number of milliseconds")),
+        _ => Err(format!("mode `{text}`: use sync, periodic or periodic:MS")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_vocabulary() {
+        assert_eq!(
+            parse(&["setrcopygroup", "recover", "-full", "rcg0"]).unwrap(),
+            Command::Recover {
+                group: "rcg0".into(),
+                full: true
+            }
+        );
+        assert_eq!(
+            parse(&["admitrcopyvv", "vol0", "rcg0", "site-b:vol9"]).unwrap(),
+            Command::Admit {
+                vol: "vol0".into(),
+                group: "rcg0".into(),
+                remote_vol: "vol9".into()
+            }
+        );
+        assert_eq!(
+            parse_mode("periodic:500").unwrap(),
+            Mode::Periodic { period_ms: 500 }
+        );
+        assert!(parse(&["setrcopygroup", "explode", "rcg0"])
+            .unwrap_err()
+            .contains("unknown"));
+        assert!(parse(&["startrcopygroup"]).is_err());
+    }
+}

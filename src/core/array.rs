@@ -1,0 +1,2409 @@
+//! One array: volumes, snapshots and remote-copy groups, as a deterministic
+//! state machine.
+//!
+//! # Driving an `Array`
+//!
+//! Methods come in four kinds (the shape of quinn-proto's `Connection`):
+//!
+//! * inputs: [`Array::write`] (host I/O), [`Array::handle_message`],
+//!   [`Array::handle_link_up`], [`Array::handle_link_down`],
+//!   [`Array::handle_timeout`], [`Array::command`], [`Array::crash`] and
+//!   [`Array::restart`]; each takes `now`, which must never go backwards;
+//! * outputs: [`Array::poll_transmit`] (messages for a peer, in order) and
+//!   [`Array::poll_event`] (write completions, refusals, points in time);
+//! * [`Array::poll_timeout`]: the next `now` at which `handle_timeout` has
+//!   work (a periodic cycle, a restore deadline, a running failover);
+//! * getters: [`Array::views`], [`Array::group`], [`Array::read`], ...
+//!
+//! After every input, drain `poll_transmit` and `poll_event`, then call
+//! `handle_timeout` no later than `poll_timeout`.
+//!
+//! # State that survives a crash
+//!
+//! Everything except the fields marked *volatile* (link states, outbox,
+//! events, pending host writes, running sync queues, handshakes in progress).
+//! [`Array::crash`] drops exactly those; the block store is kept, as a disk is.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::error::{CommandError, WriteError};
+use super::msg::{DataTag, GroupHello, Msg, PairHello};
+use super::store::BlockStore;
+use super::types::*;
+use super::view::{derive, CopyState, PairFacts, PairView};
+use super::volumes::{VolumeError, Volumes};
+
+/// A source volume can have at most this many mirrors (as ETERNUS REC).
+pub const MAX_MIRRORS: usize = 8;
+
+/// Tunables. The defaults suit both the simulation and real links.
+#[derive(Clone, Copy, Debug)]
+pub struct ArrayConfig {
+    /// Sync blocks in flight per pair before waiting for acks.
+    pub window: u64,
+    /// Blocks restored per `handle_timeout` while promoting a snapshot.
+    pub promote_budget: usize,
+    /// How long a restore waits for the peer before giving up.
+    pub restore_timeout_ms: u64,
+}
+
+impl Default for ArrayConfig {
+    fn default() -> Self {
+        ArrayConfig {
+            window: 64,
+            promote_budget: 4096,
+            restore_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// An operator command (3PAR `*rcopy*` vocabulary).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    CreateGroup {
+        group: String,
+        peer: String,
+        mode: Mode,
+        policies: Policies,
+    },
+    Admit {
+        group: String,
+        vol: String,
+        remote_vol: String,
+    },
+    Dismiss {
+        group: String,
+        vol: String,
+    },
+    Start {
+        group: String,
+    },
+    Stop {
+        group: String,
+    },
+    Sync {
+        group: String,
+    },
+    Failover {
+        group: String,
+    },
+    Recover {
+        group: String,
+        full: bool,
+    },
+    Restore {
+        group: String,
+    },
+    Reverse {
+        group: String,
+    },
+    SetMode {
+        group: String,
+        mode: Mode,
+    },
+    SetPolicy {
+        group: String,
+        change: PolicyChange,
+    },
+    RemoveGroup {
+        group: String,
+    },
+}
+
+impl Command {
+    pub fn group(&self) -> &str {
+        match self {
+            Command::CreateGroup { group, .. }
+            | Command::Admit { group, .. }
+            | Command::Dismiss { group, .. }
+            | Command::Start { group }
+            | Command::Stop { group }
+            | Command::Sync { group }
+            | Command::Failover { group }
+            | Command::Recover { group, .. }
+            | Command::Restore { group }
+            | Command::Reverse { group }
+            | Command::SetMode { group, .. }
+            | Command::SetPolicy { group, .. }
+            | Command::RemoveGroup { group } => group,
+        }
+    }
+}
+
+/// Something the shell must know about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A host write completed. `replicated`: every synchronous mirror of the
+    /// volume applied it before this ack (RPO 0 for this write).
+    WriteDone { id: WriteId, replicated: bool },
+    /// A host write failed (fail_wrt_on_err).
+    WriteFailed { id: WriteId, reason: String },
+    /// An operation accepted earlier failed on the way.
+    OperationFailed {
+        group: String,
+        op: &'static str,
+        reason: String,
+    },
+    /// The source fixed a consistent point of `vol`: its base now is what
+    /// the target will hold once `point` is reached.
+    PointTaken {
+        group: String,
+        vol: String,
+        point: u64,
+    },
+    /// The target holds `point` of `vol`.
+    PointReached {
+        group: String,
+        vol: String,
+        point: u64,
+    },
+    /// A state transition worth a log line.
+    Transition { group: String, text: String },
+}
+
+/// What a host write turned into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteTicket {
+    /// Completed at once (no synchronous mirror to wait for).
+    Done { id: WriteId, replicated: bool },
+    /// Completes with an [`Event::WriteDone`] or [`Event::WriteFailed`].
+    Pending { id: WriteId },
+}
+
+/// Byte counters (payload bytes of blocks sent on the link).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Blocks of synchronous host writes.
+    pub write_bytes_sent: u64,
+    /// Blocks of sync runs (initial, resync, periodic cycles, recover).
+    pub sync_bytes_sent: u64,
+    /// Blocks received and applied as a target.
+    pub bytes_applied: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunKind {
+    /// Read the live base; host writes re-queue blocks.
+    Resync,
+    /// Read the frozen point `cycle_snap`; host writes are for the next cycle.
+    Cycle,
+}
+
+/// A running sync of one pair. Volatile.
+#[derive(Clone, Debug)]
+struct Run {
+    kind: RunKind,
+    queue: BTreeSet<u64>,
+    unacked: u64,
+    total: u64,
+    done_sent: bool,
+    point: u64,
+}
+
+/// One volume pair of a group, seen from this array.
+#[derive(Clone, Debug)]
+pub struct Pair {
+    pub local: String,
+    pub remote: String,
+    pub blocks: u64,
+    pub status: SyncStatus,
+    /// Generation of the last completed sync (0: never synced).
+    pub gen: u64,
+    /// Generation proposed in a SyncDone that the target has not confirmed.
+    pub pending_gen: Option<u64>,
+    /// Source side: the common base to resync from (failure/stop snapshot,
+    /// periodic previous point, failover snapshot).
+    pub base_snap: Option<SnapId>,
+    /// Target side: pre-resync snapshot (sync) or last complete point
+    /// (periodic).
+    pub target_snap: Option<SnapId>,
+    /// Source side: the point being shipped.
+    pub cycle_snap: Option<SnapId>,
+    /// Blocks to send beyond the snapshot difference (writes in flight at a
+    /// failure, blocks the peer changed since the common base).
+    pub extra: BTreeSet<u64>,
+    /// Synchronous writes sent and not yet acknowledged (block -> count).
+    pub inflight: BTreeMap<u64, u32>,
+    /// The target was created empty and has never been written.
+    pub fresh_target: bool,
+    pub last_sync: Option<Tick>,
+    run: Option<Run>,
+}
+
+impl Pair {
+    fn new(local: &str, remote: &str, blocks: u64) -> Pair {
+        Pair {
+            local: local.to_string(),
+            remote: remote.to_string(),
+            blocks,
+            status: SyncStatus::New,
+            gen: 0,
+            pending_gen: None,
+            base_snap: None,
+            target_snap: None,
+            cycle_snap: None,
+            extra: BTreeSet::new(),
+            inflight: BTreeMap::new(),
+            fresh_target: false,
+            last_sync: None,
+            run: None,
+        }
+    }
+
+    /// Blocks still to send or confirm in the running sync, and its total.
+    pub fn progress(&self) -> (u64, u64) {
+        match &self.run {
+            Some(r) => (r.queue.len() as u64 + r.unacked, r.total),
+            None => (0, 0),
+        }
+    }
+}
+
+/// One remote-copy group, seen from this array.
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub name: String,
+    pub peer: String,
+    pub role: Role,
+    pub mode: Mode,
+    pub policies: Policies,
+    pub epoch: u64,
+    pub started: bool,
+    pub stop_cause: StopCause,
+    pub op: Option<GroupOp>,
+    pub requested: Option<CopyState>,
+    /// Primary-Rev only: the recover handshake is done, the group may run.
+    pub recovered: bool,
+    pub pairs: Vec<Pair>,
+    pub next_cycle: Option<Tick>,
+    // Volatile.
+    peer_hello: Option<GroupHello>,
+    auto_recover_armed: bool,
+    recovering: Option<bool>,
+    restore_deadline: Option<Tick>,
+    restore_after_cycle: bool,
+    reverse_pending: Option<u64>,
+}
+
+impl Group {
+    fn pair_mut(&mut self, local: &str) -> Option<&mut Pair> {
+        self.pairs.iter_mut().find(|p| p.local == local)
+    }
+
+    fn running(&self) -> bool {
+        self.pairs.iter().any(|p| p.run.is_some())
+    }
+
+    fn reset_volatile(&mut self) {
+        self.peer_hello = None;
+        self.auto_recover_armed = false;
+        self.recovering = None;
+        self.restore_deadline = None;
+        self.restore_after_cycle = false;
+        self.reverse_pending = None;
+        for p in &mut self.pairs {
+            p.run = None;
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct PendingWrite {
+    waiting: BTreeSet<String>,
+    fell_back: bool,
+    failed: Option<String>,
+}
+
+/// One array.
+pub struct Array<S: BlockStore> {
+    name: String,
+    config: ArrayConfig,
+    store: S,
+    vols: Volumes,
+    groups: BTreeMap<String, Group>,
+    next_write: u64,
+    gen_counter: u64,
+    point_counter: u64,
+    counters: Counters,
+    now: Tick,
+    // Volatile.
+    links: BTreeMap<String, bool>,
+    outbox: VecDeque<(String, Msg)>,
+    events: VecDeque<Event>,
+    pending: BTreeMap<WriteId, PendingWrite>,
+}
+
+type R<T> = Result<T, VolumeError>;
+
+impl<S: BlockStore> Array<S> {
+    pub fn new(name: &str, store: S, config: ArrayConfig) -> Self {
+        Array {
+            name: name.to_string(),
+            config,
+            store,
+            vols: Volumes::default(),
+            groups: BTreeMap::new(),
+            next_write: 1,
+            gen_counter: 0,
+            point_counter: 0,
+            counters: Counters::default(),
+            now: Tick(0),
+            links: BTreeMap::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            pending: BTreeMap::new(),
+        }
+    }
+
+    // ----- getters -------------------------------------------------------
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    pub fn volumes(&self) -> &Volumes {
+        &self.vols
+    }
+
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.get(name)
+    }
+
+    pub fn link_up(&self, peer: &str) -> bool {
+        self.links.get(peer).copied().unwrap_or(false)
+    }
+
+    /// This array's view of every pair: (group, local volume, view).
+    pub fn views(&self) -> Vec<(String, String, PairView)> {
+        let mut out = Vec::new();
+        for g in self.groups.values() {
+            for p in &g.pairs {
+                out.push((g.name.clone(), p.local.clone(), self.pair_view(g, p)));
+            }
+        }
+        out
+    }
+
+    /// The view of one pair, by group and local volume.
+    pub fn view(&self, group: &str, vol: &str) -> Option<PairView> {
+        let g = self.groups.get(group)?;
+        let p = g.pairs.iter().find(|p| p.local == vol)?;
+        Some(self.pair_view(g, p))
+    }
+
+    fn pair_view(&self, g: &Group, p: &Pair) -> PairView {
+        let (remaining, total) = p.progress();
+        derive(&PairFacts {
+            role: g.role,
+            status: p.status,
+            mode: g.mode,
+            started: g.started,
+            stop_cause: g.stop_cause,
+            link_up: self.link_up(&g.peer),
+            op: g.op,
+            remaining_blocks: remaining,
+            total_blocks: total,
+            last_sync: p.last_sync,
+            requested: g.requested,
+        })
+    }
+
+    /// Whether a host may write `vol` now.
+    pub fn is_writable(&self, vol: &str) -> bool {
+        self.vols.exists(vol) && self.write_refusal(vol).is_none()
+    }
+
+    fn write_refusal(&self, vol: &str) -> Option<WriteError> {
+        for g in self.groups.values() {
+            if !g.pairs.iter().any(|p| p.local == vol) {
+                continue;
+            }
+            if !g.role.is_source() {
+                return Some(WriteError::ReadOnly {
+                    vol: vol.to_string(),
+                    array: self.name.clone(),
+                    group: g.name.clone(),
+                    role: g.role,
+                });
+            }
+            match g.op {
+                Some(GroupOp::FailingOver) => {
+                    return Some(WriteError::Quiesced {
+                        vol: vol.to_string(),
+                        group: g.name.clone(),
+                        what: "is failing over",
+                    })
+                }
+                Some(GroupOp::FailingBack) => {
+                    return Some(WriteError::Quiesced {
+                        vol: vol.to_string(),
+                        group: g.name.clone(),
+                        what: "is failing back",
+                    })
+                }
+                None => {}
+            }
+            if g.mode.is_sync()
+                && g.policies.fail_wrt_on_err
+                && !g.started
+                && g.stop_cause.is_failure()
+            {
+                return Some(WriteError::CannotReplicate {
+                    vol: vol.to_string(),
+                    group: g.name.clone(),
+                    peer: g.peer.clone(),
+                });
+            }
+        }
+        None
+    }
+
+    // ----- outputs -------------------------------------------------------
+
+    pub fn poll_transmit(&mut self) -> Option<(String, Msg)> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next time `handle_timeout` has work, if any.
+    pub fn poll_timeout(&self) -> Option<Tick> {
+        let mut next: Option<Tick> = None;
+        let mut at = |t: Tick| next = Some(next.map_or(t, |n| n.min(t)));
+        for g in self.groups.values() {
+            if g.op == Some(GroupOp::FailingOver) {
+                at(self.now);
+            }
+            if let Some(d) = g.restore_deadline {
+                at(d);
+            }
+            if g.started && g.role.is_source() && !g.running() {
+                if let Some(c) = g.next_cycle {
+                    at(c);
+                }
+            }
+        }
+        next
+    }
+
+    fn send(&mut self, peer: &str, msg: Msg) {
+        if self.link_up(peer) {
+            self.outbox.push_back((peer.to_string(), msg));
+        }
+    }
+
+    fn note(&mut self, group: &str, text: String) {
+        self.events.push_back(Event::Transition {
+            group: group.to_string(),
+            text,
+        });
+    }
+
+    fn advance(&mut self, now: Tick) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn new_gen(&mut self) -> u64 {
+        // Unique across arrays: the array name's hash in the high bits.
+        self.gen_counter += 1;
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.name.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        (h << 32) | (self.gen_counter & 0xffff_ffff)
+    }
+
+    /// Takes the group out of the map for the duration of `f`.
+    fn with_group<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Self, &mut Group) -> T,
+    ) -> Option<T> {
+        let mut g = self.groups.remove(name)?;
+        let out = f(self, &mut g);
+        self.groups.insert(name.to_string(), g);
+        Some(out)
+    }
+
+    // ----- volumes and host I/O ------------------------------------------
+
+    pub fn create_volume(&mut self, vol: &str, blocks: u64) -> Result<(), VolumeError> {
+        self.vols.create(&mut self.store, vol, blocks)
+    }
+
+    pub fn delete_volume(&mut self, vol: &str) -> Result<(), CommandError> {
+        if let Some(g) = self
+            .groups
+            .values()
+            .find(|g| g.pairs.iter().any(|p| p.local == vol))
+        {
+            return Err(CommandError::AlreadyAdmitted {
+                vol: vol.to_string(),
+                group: g.name.clone(),
+            });
+        }
+        Ok(self.vols.delete(&mut self.store, vol)?)
+    }
+
+    pub fn read(&mut self, vol: &str, block: u64, out: &mut Block) -> Result<(), VolumeError> {
+        self.vols.read(&mut self.store, vol, block, out)
+    }
+
+    /// A host write of one block.
+    pub fn write(
+        &mut self,
+        now: Tick,
+        vol: &str,
+        block: u64,
+        data: &Block,
+    ) -> Result<WriteTicket, WriteError> {
+        self.advance(now);
+        if let Some(e) = self.write_refusal(vol) {
+            return Err(e);
+        }
+        self.vols.write(&mut self.store, vol, block, data)?;
+        let id = WriteId(self.next_write);
+        self.next_write += 1;
+        let mut waiting = BTreeSet::new();
+        let names: Vec<String> = self.groups.keys().cloned().collect();
+        for name in names {
+            self.with_group(&name, |a, g| {
+                if !g.started {
+                    return;
+                }
+                let sync = g.mode.is_sync();
+                let link = a.link_up(&g.peer);
+                for p in g.pairs.iter_mut().filter(|p| p.local == vol) {
+                    if let Some(run) = p.run.as_mut().filter(|r| !r.done_sent) {
+                        if run.kind == RunKind::Resync {
+                            run.queue.insert(block);
+                        }
+                        continue;
+                    }
+                    if sync && p.status == SyncStatus::Synced && link {
+                        *p.inflight.entry(block).or_insert(0) += 1;
+                        a.counters.write_bytes_sent += BLOCK_SIZE as u64;
+                        let msg = Msg::Data {
+                            group: g.name.clone(),
+                            vol: p.remote.clone(),
+                            block,
+                            data: Box::new(*data),
+                            tag: DataTag::Write(id),
+                        };
+                        a.send(&g.peer, msg);
+                        waiting.insert(g.name.clone());
+                    }
+                }
+            });
+        }
+        if waiting.is_empty() {
+            return Ok(WriteTicket::Done {
+                id,
+                replicated: false,
+            });
+        }
+        self.pending.insert(
+            id,
+            PendingWrite {
+                waiting,
+                fell_back: false,
+                failed: None,
+            },
+        );
+        Ok(WriteTicket::Pending { id })
+    }
+
+    /// A group no longer waits for acks of pending writes (stopped or failed).
+    fn release_writes(&mut self, group: &str, fail: Option<String>) {
+        let ids: Vec<WriteId> = self
+            .pending
+            .iter()
+            .filter(|(_, w)| w.waiting.contains(group))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let w = self.pending.get_mut(&id).expect("listed");
+            w.waiting.remove(group);
+            w.fell_back = true;
+            if fail.is_some() && w.failed.is_none() {
+                w.failed = fail.clone();
+            }
+            self.finish_write(id);
+        }
+    }
+
+    fn finish_write(&mut self, id: WriteId) {
+        let done = self
+            .pending
+            .get(&id)
+            .map(|w| w.waiting.is_empty())
+            .unwrap_or(false);
+        if !done {
+            return;
+        }
+        let w = self.pending.remove(&id).expect("checked");
+        self.events.push_back(match w.failed {
+            Some(reason) => Event::WriteFailed { id, reason },
+            None => Event::WriteDone {
+                id,
+                replicated: !w.fell_back,
+            },
+        });
+    }
+
+    // ----- links ---------------------------------------------------------
+
+    pub fn handle_link_up(&mut self, now: Tick, peer: &str) {
+        self.advance(now);
+        if self.link_up(peer) {
+            return;
+        }
+        self.links.insert(peer.to_string(), true);
+        let mut hellos = Vec::new();
+        for g in self.groups.values_mut().filter(|g| g.peer == peer) {
+            g.peer_hello = None;
+            g.auto_recover_armed =
+                matches!(g.stop_cause, StopCause::LinkFailure | StopCause::Restart) && !g.started;
+            hellos.push(Self::hello_of(g, &self.vols));
+        }
+        let msg = Msg::Hello {
+            array: self.name.clone(),
+            groups: hellos,
+        };
+        self.send(peer, msg);
+    }
+
+    /// Tells the peer this group's state after a role change, so its last
+    /// Hello for the group stays true.
+    fn announce(&mut self, g: &Group) {
+        let msg = Msg::Hello {
+            array: self.name.clone(),
+            groups: vec![Self::hello_of(g, &self.vols)],
+        };
+        self.send(&g.peer.clone(), msg);
+    }
+
+    fn hello_of(g: &Group, vols: &Volumes) -> GroupHello {
+        GroupHello {
+            group: g.name.clone(),
+            role: g.role,
+            epoch: g.epoch,
+            started: g.started,
+            pairs: g
+                .pairs
+                .iter()
+                .map(|p| PairHello {
+                    vol: p.remote.clone(),
+                    status: p.status,
+                    base_gen: p
+                        .base_snap
+                        .and_then(|s| vols.snapshot_meta(s))
+                        .map(|m| m.gen),
+                    pending_gen: p.pending_gen,
+                    gen: p.gen,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn handle_link_down(&mut self, now: Tick, peer: &str) -> R<()> {
+        self.advance(now);
+        if !self.link_up(peer) {
+            return Ok(());
+        }
+        self.links.insert(peer.to_string(), false);
+        self.outbox.retain(|(p, _)| p != peer);
+        let names: Vec<String> = self
+            .groups
+            .values()
+            .filter(|g| g.peer == peer)
+            .map(|g| g.name.clone())
+            .collect();
+        for name in names {
+            self.with_group(&name, |a, g| {
+                g.peer_hello = None;
+                g.auto_recover_armed = false;
+                a.fail_group(g, StopCause::LinkFailure)
+            })
+            .transpose()?;
+        }
+        Ok(())
+    }
+
+    /// Stops a group because something failed (or an operator stopped it).
+    fn fail_group(&mut self, g: &mut Group, cause: StopCause) -> R<()> {
+        if g.op == Some(GroupOp::FailingBack) {
+            g.op = None;
+            g.restore_deadline = None;
+            g.restore_after_cycle = false;
+            self.events.push_back(Event::OperationFailed {
+                group: g.name.clone(),
+                op: "restore",
+                reason: format!(
+                    "the link to {} failed while the roles were being swapped",
+                    g.peer
+                ),
+            });
+        }
+        if g.recovering.take().is_some() {
+            for p in &mut g.pairs {
+                if p.status == SyncStatus::Syncing && p.run.is_none() {
+                    p.status = SyncStatus::Stopped;
+                }
+            }
+            self.events.push_back(Event::OperationFailed {
+                group: g.name.clone(),
+                op: "recover",
+                reason: format!("{} did not answer before the link failed", g.peer),
+            });
+        }
+        g.reverse_pending = None;
+        let was_running = g.started;
+        if !g.started {
+            return Ok(());
+        }
+        g.started = false;
+        g.stop_cause = cause;
+        for i in 0..g.pairs.len() {
+            if g.role.is_source() {
+                self.source_stop(g, i)?;
+            } else {
+                self.target_stop(g, i)?;
+            }
+        }
+        let fail = if cause.is_failure() && g.mode.is_sync() && g.policies.fail_wrt_on_err {
+            Some(format!(
+                "group {} stopped ({:?}) and has fail_wrt_on_err",
+                g.name, cause
+            ))
+        } else {
+            None
+        };
+        self.release_writes(&g.name.clone(), fail);
+        if was_running {
+            self.note(&g.name, format!("{} stopped ({cause:?})", g.role));
+        }
+        Ok(())
+    }
+
+    fn source_stop(&mut self, g: &mut Group, i: usize) -> R<()> {
+        let sync = g.mode.is_sync();
+        let p = &mut g.pairs[i];
+        p.run = None;
+        let inflight: Vec<u64> = p.inflight.keys().copied().collect();
+        p.inflight.clear();
+        p.extra.extend(inflight);
+        if let Some(c) = p.cycle_snap.take() {
+            self.vols.delete_snap(&mut self.store, c)?;
+        }
+        match p.status {
+            SyncStatus::Synced => {
+                if sync && p.base_snap.is_none() {
+                    p.base_snap = Some(self.vols.snapshot(&mut self.store, &p.local, p.gen)?);
+                }
+                p.status = SyncStatus::Stopped;
+            }
+            SyncStatus::Syncing => {
+                if p.base_snap.is_some() {
+                    p.status = SyncStatus::Stopped;
+                } else {
+                    p.status = SyncStatus::NotSynced;
+                    p.extra.clear();
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn target_stop(&mut self, g: &mut Group, i: usize) -> R<()> {
+        let periodic = !g.mode.is_sync();
+        let p = &mut g.pairs[i];
+        p.run = None;
+        match p.status {
+            SyncStatus::Synced => p.status = SyncStatus::Stopped,
+            SyncStatus::Syncing => match p.target_snap {
+                Some(t) if periodic => {
+                    // Roll back to the last complete point and keep it.
+                    let gen = self.vols.snapshot_meta(t).map(|m| m.gen).unwrap_or(p.gen);
+                    self.vols.promote(&mut self.store, t)?;
+                    p.target_snap = Some(self.vols.snapshot(&mut self.store, &p.local, gen)?);
+                    p.status = SyncStatus::Stale;
+                }
+                Some(_) => p.status = SyncStatus::Stopped,
+                None => p.status = SyncStatus::NotSynced,
+            },
+            _ => {}
+        }
+        Ok(())
+    }
+
+    // ----- crash and restart ---------------------------------------------
+
+    /// The array process dies: volatile state is lost, metadata and the
+    /// block store are kept. Pending host writes are never acknowledged.
+    pub fn crash(&mut self) {
+        for l in self.links.values_mut() {
+            *l = false;
+        }
+        self.outbox.clear();
+        self.events.clear();
+        self.pending.clear();
+        for g in self.groups.values_mut() {
+            g.reset_volatile();
+            if g.op == Some(GroupOp::FailingBack) {
+                g.op = None;
+            }
+        }
+    }
+
+    /// The array comes back up after [`Array::crash`]: every group that was
+    /// running is stopped as by a failure (snapshots taken now, writes that
+    /// were in flight recorded), a failover that was running resumes.
+    pub fn restart(&mut self, now: Tick) -> R<()> {
+        self.advance(now);
+        let names: Vec<String> = self.groups.keys().cloned().collect();
+        for name in names {
+            self.with_group(&name, |a, g| a.fail_group(g, StopCause::Restart))
+                .transpose()?;
+        }
+        Ok(())
+    }
+
+    // ----- timers ----------------------------------------------------------
+
+    pub fn handle_timeout(&mut self, now: Tick) -> R<()> {
+        self.advance(now);
+        let names: Vec<String> = self.groups.keys().cloned().collect();
+        for name in names {
+            self.with_group(&name, |a, g| a.group_timeout(g))
+                .transpose()?;
+        }
+        Ok(())
+    }
+
+    fn group_timeout(&mut self, g: &mut Group) -> R<()> {
+        if g.op == Some(GroupOp::FailingOver) {
+            self.failover_step(g)?;
+        }
+        if let Some(d) = g.restore_deadline {
+            if self.now >= d && g.op == Some(GroupOp::FailingBack) {
+                g.op = None;
+                g.restore_deadline = None;
+                g.restore_after_cycle = false;
+                self.send(
+                    &g.peer.clone(),
+                    Msg::RestoreAbort {
+                        group: g.name.clone(),
+                    },
+                );
+                self.events.push_back(Event::OperationFailed {
+                    group: g.name.clone(),
+                    op: "restore",
+                    reason: format!(
+                        "{} did not confirm the role swap in time; roles are unchanged",
+                        g.peer
+                    ),
+                });
+                self.note(&g.name, "restore failed: timed out".into());
+            }
+        }
+        if g.started && g.role.is_source() && !g.running() && g.op.is_none() {
+            if let Some(c) = g.next_cycle {
+                if self.now >= c && self.link_up(&g.peer) {
+                    self.start_runs(g, false)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ----- sync runs (source side) --------------------------------------
+
+    /// Starts a sync run of every pair. `announce_full` lists pairs as full
+    /// in the Start message when they have no base.
+    fn start_runs(&mut self, g: &mut Group, skip_start_msg: bool) -> R<()> {
+        let periodic = !g.mode.is_sync();
+        let mut announced = Vec::new();
+        for i in 0..g.pairs.len() {
+            let p = &mut g.pairs[i];
+            let (kind, queue, full) = match p.base_snap {
+                Some(base) if periodic => {
+                    let mut q = self.vols.changed_since(base);
+                    q.extend(p.extra.iter().copied());
+                    let c = self.vols.snapshot(&mut self.store, &p.local, 0)?;
+                    p.cycle_snap = Some(c);
+                    (RunKind::Cycle, q, false)
+                }
+                Some(base) => {
+                    let mut q = self.vols.changed_since(base);
+                    q.extend(p.extra.iter().copied());
+                    (RunKind::Resync, q, false)
+                }
+                None => {
+                    let mut q: BTreeSet<u64> = if p.fresh_target {
+                        self.store.allocated_blocks(&p.local)?.into_iter().collect()
+                    } else {
+                        (0..p.blocks).collect()
+                    };
+                    q.extend(p.extra.iter().copied());
+                    p.fresh_target = false;
+                    (RunKind::Resync, q, true)
+                }
+            };
+            self.point_counter += 1;
+            let point = self.point_counter;
+            if kind == RunKind::Cycle {
+                self.events.push_back(Event::PointTaken {
+                    group: g.name.clone(),
+                    vol: p.local.clone(),
+                    point,
+                });
+            }
+            let total = queue.len() as u64;
+            p.run = Some(Run {
+                kind,
+                queue,
+                unacked: 0,
+                total,
+                done_sent: false,
+                point,
+            });
+            p.status = SyncStatus::Syncing;
+            announced.push((p.remote.clone(), full));
+        }
+        if periodic {
+            if let Mode::Periodic { period_ms } = g.mode {
+                g.next_cycle = (period_ms > 0).then(|| self.now.plus(period_ms));
+            }
+        }
+        if !skip_start_msg {
+            self.send(
+                &g.peer.clone(),
+                Msg::Start {
+                    group: g.name.clone(),
+                    pairs: announced,
+                },
+            );
+        }
+        self.pump(g)
+    }
+
+    /// Sends queued blocks up to the window and completes drained pairs.
+    fn pump(&mut self, g: &mut Group) -> R<()> {
+        if !g.started || !self.link_up(&g.peer) {
+            return Ok(());
+        }
+        let periodic = !g.mode.is_sync();
+        for i in 0..g.pairs.len() {
+            loop {
+                let p = &mut g.pairs[i];
+                let Some(run) = p.run.as_mut() else { break };
+                if run.unacked >= self.config.window {
+                    break;
+                }
+                let Some(block) = run.queue.pop_first() else {
+                    break;
+                };
+                run.unacked += 1;
+                let mut data = Box::new([0u8; BLOCK_SIZE]);
+                match (run.kind, p.cycle_snap) {
+                    (RunKind::Cycle, Some(c)) => {
+                        self.vols.read_snap(&mut self.store, c, block, &mut data)?
+                    }
+                    _ => self
+                        .vols
+                        .read(&mut self.store, &p.local, block, &mut data)?,
+                }
+                self.counters.sync_bytes_sent += BLOCK_SIZE as u64;
+                let msg = Msg::Data {
+                    group: g.name.clone(),
+                    vol: p.remote.clone(),
+                    block,
+                    data,
+                    tag: DataTag::Sync,
+                };
+                self.send(&g.peer.clone(), msg);
+            }
+            let p = &mut g.pairs[i];
+            let drained =
+                matches!(&p.run, Some(r) if r.queue.is_empty() && r.unacked == 0 && !r.done_sent);
+            if drained {
+                let gen = self.new_gen();
+                let p = &mut g.pairs[i];
+                let run = p.run.as_mut().expect("drained");
+                run.done_sent = true;
+                let point = run.point;
+                let kind = run.kind;
+                if periodic && kind == RunKind::Resync {
+                    let c = self.vols.snapshot(&mut self.store, &p.local, gen)?;
+                    p.cycle_snap = Some(c);
+                }
+                if let Some(c) = p.cycle_snap {
+                    self.vols.set_gen(c, gen);
+                }
+                if kind == RunKind::Resync {
+                    self.events.push_back(Event::PointTaken {
+                        group: g.name.clone(),
+                        vol: p.local.clone(),
+                        point,
+                    });
+                }
+                p.pending_gen = Some(gen);
+                p.status = SyncStatus::Synced;
+                let msg = Msg::SyncDone {
+                    group: g.name.clone(),
+                    vol: p.remote.clone(),
+                    gen,
+                };
+                self.send(&g.peer.clone(), msg);
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_done_ack(&mut self, g: &mut Group, vol: &str, gen: u64) -> R<()> {
+        let periodic = !g.mode.is_sync();
+        let now = self.now;
+        let Some(p) = g.pair_mut(vol) else {
+            return Ok(());
+        };
+        if p.pending_gen != Some(gen) {
+            return Ok(());
+        }
+        let point = p.run.as_ref().map(|r| r.point);
+        p.gen = gen;
+        p.pending_gen = None;
+        p.run = None;
+        p.extra.clear();
+        p.last_sync = Some(now);
+        let old_base = p.base_snap.take();
+        if periodic {
+            p.base_snap = p.cycle_snap.take();
+        }
+        let local = p.local.clone();
+        if let Some(b) = old_base {
+            self.vols.delete_snap(&mut self.store, b)?;
+        }
+        if let Some(point) = point {
+            self.events.push_back(Event::PointReached {
+                group: g.name.clone(),
+                vol: local,
+                point,
+            });
+        }
+        if !g.running() {
+            if g.requested == Some(CopyState::Synchronized) {
+                g.requested = None;
+            }
+            if g.restore_after_cycle {
+                g.restore_after_cycle = false;
+                self.send(
+                    &g.peer.clone(),
+                    Msg::RestorePrepare {
+                        group: g.name.clone(),
+                    },
+                );
+            } else if let Some(c) = g.next_cycle {
+                if self.now >= c {
+                    self.start_runs(g, false)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ----- failover ---------------------------------------------------------
+
+    fn failover_step(&mut self, g: &mut Group) -> R<()> {
+        let budget = self.config.promote_budget;
+        let mut all_done = true;
+        for p in &mut g.pairs {
+            if let Some(t) = p.target_snap {
+                if self.vols.promote_step(&mut self.store, t, budget)? {
+                    p.target_snap = None;
+                } else {
+                    all_done = false;
+                }
+            }
+        }
+        if !all_done {
+            return Ok(());
+        }
+        for p in &mut g.pairs {
+            if let Some(b) = p.base_snap.take() {
+                self.vols.delete_snap(&mut self.store, b)?;
+            }
+            p.pending_gen = None;
+            p.extra.clear();
+            if p.gen > 0 {
+                p.base_snap = Some(self.vols.snapshot(&mut self.store, &p.local, p.gen)?);
+                p.status = SyncStatus::Stopped;
+            } else if p.status != SyncStatus::New {
+                p.status = SyncStatus::NotSynced;
+            }
+        }
+        g.op = None;
+        self.note(&g.name, "failover complete: volumes writable here".into());
+        Ok(())
+    }
+
+    // ----- restore (both sides) --------------------------------------------
+
+    fn complete_restore_as_new_primary(&mut self, g: &mut Group) {
+        // Secondary-Rev -> Primary: the periodic last-complete point becomes
+        // the base for the next deltas.
+        g.role = Role::Primary;
+        g.op = None;
+        g.recovered = false;
+        for p in &mut g.pairs {
+            if let Some(t) = p.target_snap.take() {
+                p.base_snap = Some(t);
+            }
+        }
+        if let Mode::Periodic { period_ms } = g.mode {
+            g.next_cycle = (period_ms > 0).then(|| self.now.plus(period_ms));
+        }
+        self.note(&g.name, "restore done: Primary again".into());
+        self.announce(g);
+    }
+
+    // ----- reverse -------------------------------------------------------
+
+    fn reverse_check(&self, g: &Group) -> Result<(), String> {
+        if g.started {
+            return Err(format!(
+                "group {} is started on {}; stop it first",
+                g.name, self.name
+            ));
+        }
+        if g.op.is_some() {
+            return Err(format!("group {} is busy on {}", g.name, self.name));
+        }
+        for p in &g.pairs {
+            if p.status != SyncStatus::Stopped {
+                return Err(format!(
+                    "{} is {} on {}; both sides must hold the same data (Stopped after a complete sync)",
+                    p.local, p.status, self.name
+                ));
+            }
+            let snap = if g.role.is_source() {
+                p.base_snap
+            } else {
+                p.target_snap
+            };
+            let changed = snap.map(|s| self.vols.changed_count(s)).unwrap_or(0) + p.extra.len();
+            if g.role.is_source() && snap.is_none() {
+                return Err(format!("{} on {} has no base snapshot", p.local, self.name));
+            }
+            if changed > 0 {
+                return Err(format!(
+                    "{} on {} has {changed} blocks changed since the group stopped; start the group and let it sync first",
+                    p.local, self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_reverse(&mut self, g: &mut Group, epoch: u64) -> R<()> {
+        let becomes_source = !g.role.is_source();
+        g.role = if becomes_source {
+            Role::Primary
+        } else {
+            Role::Secondary
+        };
+        g.epoch = epoch;
+        g.stop_cause = StopCause::Reversed;
+        g.requested = None;
+        g.recovered = false;
+        g.reverse_pending = None;
+        let periodic = !g.mode.is_sync();
+        for p in &mut g.pairs {
+            if becomes_source {
+                p.base_snap = match p.target_snap.take() {
+                    Some(t) => Some(t),
+                    None => Some(self.vols.snapshot(&mut self.store, &p.local, p.gen)?),
+                };
+            } else if let Some(b) = p.base_snap.take() {
+                if periodic {
+                    p.target_snap = Some(b);
+                } else {
+                    self.vols.delete_snap(&mut self.store, b)?;
+                }
+            }
+        }
+        self.note(&g.name, format!("reversed: now {}", g.role));
+        self.announce(g);
+        Ok(())
+    }
+
+    // ----- messages -------------------------------------------------------
+
+    pub fn handle_message(&mut self, now: Tick, from: &str, msg: Msg) -> R<()> {
+        self.advance(now);
+        if !self.link_up(from) {
+            return Ok(());
+        }
+        if let Msg::Hello { groups, .. } = msg {
+            for gh in groups {
+                self.with_group(&gh.group.clone(), |a, g| a.hello(g, gh))
+                    .transpose()?;
+            }
+            return Ok(());
+        }
+        let Some(name) = msg.group().map(str::to_string) else {
+            return Ok(());
+        };
+        if let Msg::CreateGroup {
+            group,
+            mode,
+            policies,
+        } = &msg
+        {
+            if self.groups.contains_key(group) {
+                let reason = format!("group {group} already exists on {}", self.name);
+                self.send(
+                    from,
+                    Msg::Refused {
+                        group: group.clone(),
+                        reason,
+                    },
+                );
+            } else {
+                let g = new_group(group, from, Role::Secondary, *mode, *policies);
+                self.announce(&g);
+                self.groups.insert(group.clone(), g);
+                self.note(group, format!("created as Secondary of {from}"));
+            }
+            return Ok(());
+        }
+        if !self.groups.contains_key(&name) {
+            if !matches!(msg, Msg::Refused { .. } | Msg::RemoveGroup { .. }) {
+                let reason = format!("group {name} does not exist on {}", self.name);
+                self.send(
+                    from,
+                    Msg::Refused {
+                        group: name,
+                        reason,
+                    },
+                );
+            }
+            return Ok(());
+        }
+        if let Msg::RemoveGroup { group } = &msg {
+            let g = self.groups.remove(group).expect("checked");
+            self.drop_group_snaps(&g)?;
+            self.note(group, "removed by peer".into());
+            return Ok(());
+        }
+        self.with_group(&name, |a, g| a.group_message(g, from, msg))
+            .transpose()?;
+        Ok(())
+    }
+
+    fn drop_group_snaps(&mut self, g: &Group) -> R<()> {
+        for p in &g.pairs {
+            for s in [p.base_snap, p.target_snap, p.cycle_snap]
+                .into_iter()
+                .flatten()
+            {
+                self.vols.delete_snap(&mut self.store, s)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, g: &Group, reason: String) {
+        self.send(
+            &g.peer.clone(),
+            Msg::Refused {
+                group: g.name.clone(),
+                reason,
+            },
+        );
+    }
+
+    fn group_message(&mut self, g: &mut Group, from: &str, msg: Msg) -> R<()> {
+        if g.peer != from {
+            return Ok(());
+        }
+        match msg {
+            Msg::Data {
+                vol,
+                block,
+                data,
+                tag,
+                ..
+            } => {
+                if g.role.is_source() || !g.started || g.pairs.iter().all(|p| p.local != vol) {
+                    let reason = format!(
+                        "{} is {} and not receiving for group {}",
+                        self.name, g.role, g.name
+                    );
+                    self.refuse(g, reason);
+                    return Ok(());
+                }
+                self.vols.write(&mut self.store, &vol, block, &data)?;
+                self.counters.bytes_applied += BLOCK_SIZE as u64;
+                let remote = g
+                    .pairs
+                    .iter()
+                    .find(|p| p.local == vol)
+                    .map(|p| p.remote.clone())
+                    .expect("checked");
+                self.send(
+                    from,
+                    Msg::DataAck {
+                        group: g.name.clone(),
+                        vol: remote,
+                        block,
+                        tag,
+                    },
+                );
+            }
+            Msg::DataAck {
+                vol, block, tag, ..
+            } => {
+                let Some(p) = g.pair_mut(&vol) else {
+                    return Ok(());
+                };
+                match tag {
+                    DataTag::Write(id) => {
+                        if let Some(c) = p.inflight.get_mut(&block) {
+                            *c -= 1;
+                            if *c == 0 {
+                                p.inflight.remove(&block);
+                            }
+                        }
+                        if let Some(w) = self.pending.get_mut(&id) {
+                            w.waiting.remove(&g.name);
+                            self.finish_write(id);
+                        }
+                    }
+                    DataTag::Sync => {
+                        if let Some(run) = p.run.as_mut() {
+                            run.unacked = run.unacked.saturating_sub(1);
+                        }
+                        self.pump(g)?;
+                    }
+                }
+            }
+            Msg::Start { pairs, .. } => {
+                if g.role.is_source() {
+                    let reason = format!(
+                        "{} is {} for group {}; it does not receive",
+                        self.name, g.role, g.name
+                    );
+                    self.refuse(g, reason);
+                    return Ok(());
+                }
+                g.started = true;
+                for (vol, _full) in pairs {
+                    let Some(p) = g.pair_mut(&vol) else { continue };
+                    if p.gen > 0 && p.target_snap.is_none() {
+                        p.target_snap =
+                            Some(self.vols.snapshot(&mut self.store, &p.local, p.gen)?);
+                    }
+                    p.status = SyncStatus::Syncing;
+                }
+            }
+            Msg::SyncDone { vol, gen, .. } => {
+                let periodic = !g.mode.is_sync();
+                let now = self.now;
+                let Some(p) = g.pair_mut(&vol) else {
+                    return Ok(());
+                };
+                p.gen = gen;
+                p.status = SyncStatus::Synced;
+                p.last_sync = Some(now);
+                let old: Vec<SnapId> = [p.target_snap.take(), p.base_snap.take()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                let local = p.local.clone();
+                let remote = p.remote.clone();
+                for s in old {
+                    self.vols.delete_snap(&mut self.store, s)?;
+                }
+                if periodic {
+                    let t = self.vols.snapshot(&mut self.store, &local, gen)?;
+                    g.pair_mut(&vol).expect("exists").target_snap = Some(t);
+                }
+                self.send(
+                    from,
+                    Msg::SyncDoneAck {
+                        group: g.name.clone(),
+                        vol: remote,
+                        gen,
+                    },
+                );
+            }
+            Msg::SyncDoneAck { vol, gen, .. } => self.sync_done_ack(g, &vol, gen)?,
+            Msg::Stop { .. } => {
+                if !g.role.is_source() {
+                    self.fail_group(g, StopCause::Operator)?;
+                }
+            }
+            Msg::Refused { reason, .. } => {
+                self.events.push_back(Event::OperationFailed {
+                    group: g.name.clone(),
+                    op: "replication",
+                    reason: format!("{} refused: {reason}", g.peer),
+                });
+                if g.recovering.take().is_some() {
+                    g.requested = None;
+                    for p in &mut g.pairs {
+                        if p.status == SyncStatus::Syncing && p.run.is_none() {
+                            p.status = SyncStatus::Stopped;
+                        }
+                    }
+                }
+                g.reverse_pending = None;
+                if g.op == Some(GroupOp::FailingBack) {
+                    g.op = None;
+                    g.restore_deadline = None;
+                    g.restore_after_cycle = false;
+                }
+                if g.started {
+                    self.fail_group(g, StopCause::LinkFailure)?;
+                }
+            }
+            Msg::Config { mode, policies, .. } => {
+                if !g.role.is_source() {
+                    g.mode = mode;
+                    g.policies = policies;
+                }
+            }
+            Msg::Admit {
+                vol,
+                source_vol,
+                blocks,
+                ..
+            } => {
+                let error = if g.role.is_source() {
+                    Some(format!("{} is {} for group {}", self.name, g.role, g.name))
+                } else if g.pairs.iter().any(|p| p.local == vol) {
+                    Some(format!(
+                        "{vol} is already in group {} on {}",
+                        g.name, self.name
+                    ))
+                } else if let Some(other) = self
+                    .groups
+                    .values()
+                    .find(|o| o.role.is_source() && o.pairs.iter().any(|p| p.local == vol))
+                {
+                    Some(format!(
+                        "{vol} is a source in group {} on {}",
+                        other.name, self.name
+                    ))
+                } else {
+                    match self.vols.meta(&vol) {
+                        Some(m) if m.blocks != blocks => Some(format!(
+                            "{vol} on {} has {} blocks but {source_vol} has {blocks}; sizes must match",
+                            self.name, m.blocks
+                        )),
+                        _ => None,
+                    }
+                };
+                let mut fresh = false;
+                let error = match error {
+                    Some(e) => Some(e),
+                    None if !self.vols.exists(&vol) => {
+                        match self.vols.create(&mut self.store, &vol, blocks) {
+                            Ok(()) => {
+                                fresh = true;
+                                None
+                            }
+                            Err(e) => Some(e.to_string()),
+                        }
+                    }
+                    None => None,
+                };
+                if error.is_none() {
+                    g.pairs.push(Pair::new(&vol, &source_vol, blocks));
+                }
+                let reply = Msg::AdmitResult {
+                    group: g.name.clone(),
+                    vol: source_vol,
+                    fresh,
+                    error,
+                };
+                self.send(from, reply);
+            }
+            Msg::AdmitResult {
+                vol, fresh, error, ..
+            } => match error {
+                Some(reason) => {
+                    if let Some(i) = g.pairs.iter().position(|p| p.local == vol) {
+                        g.pairs.remove(i);
+                    }
+                    self.events.push_back(Event::OperationFailed {
+                        group: g.name.clone(),
+                        op: "admitrcopyvv",
+                        reason,
+                    });
+                }
+                None => {
+                    if let Some(p) = g.pair_mut(&vol) {
+                        p.fresh_target = fresh;
+                    }
+                }
+            },
+            Msg::Dismiss { vol, .. } => {
+                if let Some(i) = g.pairs.iter().position(|p| p.local == vol) {
+                    let p = g.pairs.remove(i);
+                    for s in [p.base_snap, p.target_snap, p.cycle_snap]
+                        .into_iter()
+                        .flatten()
+                    {
+                        self.vols.delete_snap(&mut self.store, s)?;
+                    }
+                }
+            }
+            Msg::RecoverPrepare { full, .. } => self.recover_prepare(g, full)?,
+            Msg::RecoverReady { changed, .. } => {
+                let Some(full) = g.recovering.take() else {
+                    return Ok(());
+                };
+                for (vol, blocks) in changed {
+                    if let Some(p) = g.pair_mut(&vol) {
+                        p.extra.extend(blocks);
+                    }
+                }
+                if full {
+                    for p in &mut g.pairs {
+                        if let Some(b) = p.base_snap.take() {
+                            self.vols.delete_snap(&mut self.store, b)?;
+                        }
+                        p.extra.clear();
+                    }
+                }
+                g.started = true;
+                g.recovered = true;
+                self.note(&g.name, "recover: resync running".into());
+                self.start_runs(g, true)?;
+            }
+            Msg::RestorePrepare { .. } => {
+                let why = if g.role != Role::SecondaryRev {
+                    Some(format!("{} is {}, not Secondary-Rev", self.name, g.role))
+                } else if !g.started {
+                    Some(format!("group {} is not started on {}", g.name, self.name))
+                } else {
+                    g.pairs
+                        .iter()
+                        .find(|p| p.status != SyncStatus::Synced)
+                        .map(|p| format!("{} is {} on {}", p.local, p.status, self.name))
+                };
+                match why {
+                    Some(reason) => self.refuse(g, reason),
+                    None => {
+                        g.op = Some(GroupOp::FailingBack);
+                        self.send(
+                            from,
+                            Msg::RestoreReady {
+                                group: g.name.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+            Msg::RestoreReady { .. } => {
+                if g.op != Some(GroupOp::FailingBack) || g.role != Role::PrimaryRev {
+                    return Ok(());
+                }
+                g.role = Role::Secondary;
+                g.op = None;
+                g.restore_deadline = None;
+                g.recovered = false;
+                g.requested = None;
+                g.next_cycle = None;
+                let periodic = !g.mode.is_sync();
+                for p in &mut g.pairs {
+                    if let Some(b) = p.base_snap.take() {
+                        if periodic {
+                            p.target_snap = Some(b);
+                        } else {
+                            self.vols.delete_snap(&mut self.store, b)?;
+                        }
+                    }
+                }
+                self.send(
+                    from,
+                    Msg::RestoreCommit {
+                        group: g.name.clone(),
+                    },
+                );
+                self.note(&g.name, "restore done: Secondary again".into());
+                self.announce(g);
+            }
+            Msg::RestoreCommit { .. } => {
+                if g.role == Role::SecondaryRev {
+                    self.complete_restore_as_new_primary(g);
+                }
+            }
+            Msg::RestoreAbort { .. } => {
+                if g.op == Some(GroupOp::FailingBack) {
+                    g.op = None;
+                }
+            }
+            Msg::Reverse { epoch, .. } => match self.reverse_check(g) {
+                Ok(()) => {
+                    self.apply_reverse(g, epoch)?;
+                    self.send(
+                        from,
+                        Msg::ReverseDone {
+                            group: g.name.clone(),
+                            epoch,
+                        },
+                    );
+                }
+                Err(reason) => self.refuse(g, reason),
+            },
+            Msg::ReverseDone { epoch, .. } => {
+                if g.reverse_pending == Some(epoch) {
+                    self.apply_reverse(g, epoch)?;
+                }
+            }
+            Msg::Hello { .. } | Msg::CreateGroup { .. } | Msg::RemoveGroup { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn recover_prepare(&mut self, g: &mut Group, full: bool) -> R<()> {
+        if g.role == Role::Primary {
+            // The Hello that demotes us may not have been seen yet.
+            self.demote(g);
+        }
+        if g.role != Role::SecondaryRev || g.started || g.op.is_some() {
+            let reason = format!(
+                "{} is {} for group {} and cannot be recovered into",
+                self.name, g.role, g.name
+            );
+            self.refuse(g, reason);
+            return Ok(());
+        }
+        if !full {
+            if let Some(p) = g.pairs.iter().find(|p| p.base_snap.is_none()) {
+                let reason = format!(
+                    "{} on {} has no common base snapshot; a full resync is needed",
+                    p.local, self.name
+                );
+                self.refuse(g, reason);
+                return Ok(());
+            }
+        }
+        let mut changed = Vec::new();
+        for p in &mut g.pairs {
+            let mut set = match (full, p.base_snap) {
+                (false, Some(b)) => self.vols.changed_since(b),
+                _ => BTreeSet::new(),
+            };
+            set.extend(p.extra.iter().copied());
+            p.extra.clear();
+            if p.gen > 0 && p.target_snap.is_none() {
+                p.target_snap = Some(self.vols.snapshot(&mut self.store, &p.local, p.gen)?);
+            }
+            p.status = SyncStatus::Syncing;
+            changed.push((p.remote.clone(), set.into_iter().collect()));
+        }
+        g.started = true;
+        self.send(
+            &g.peer.clone(),
+            Msg::RecoverReady {
+                group: g.name.clone(),
+                changed,
+            },
+        );
+        self.note(&g.name, "recover: receiving resync".into());
+        Ok(())
+    }
+
+    fn demote(&mut self, g: &mut Group) {
+        g.role = Role::SecondaryRev;
+        g.stop_cause = StopCause::PeerFailedOver;
+        g.started = false;
+        g.op = None;
+        g.requested = None;
+        g.next_cycle = None;
+        self.note(
+            &g.name,
+            format!("{} failed over: now Secondary-Rev", g.peer),
+        );
+        self.announce(g);
+    }
+
+    fn hello(&mut self, g: &mut Group, h: GroupHello) -> R<()> {
+        if h.epoch > g.epoch && h.role.counterpart() != g.role {
+            // A reversal we did not hear about completed on the peer.
+            self.apply_reverse(g, h.epoch)?;
+        }
+        match (g.role, h.role) {
+            (Role::Primary, Role::PrimaryRev) => {
+                if g.started {
+                    self.fail_group(g, StopCause::PeerFailedOver)?;
+                }
+                self.demote(g);
+            }
+            (Role::SecondaryRev, Role::Secondary) => {
+                // The restore commit was lost with the link; it did happen.
+                self.complete_restore_as_new_primary(g);
+            }
+            _ => {}
+        }
+        let armed = std::mem::take(&mut g.auto_recover_armed);
+        let agreed = h.role == g.role.counterpart();
+        g.peer_hello = Some(h);
+        let may_run = g.role == Role::Primary || (g.role == Role::PrimaryRev && g.recovered);
+        if armed
+            && g.policies.auto_recover
+            && agreed
+            && may_run
+            && !g.started
+            && g.op.is_none()
+            && !g.pairs.is_empty()
+        {
+            g.started = true;
+            g.requested = Some(CopyState::Synchronized);
+            self.note(&g.name, "auto_recover: restarting".into());
+            self.start_runs(g, false)?;
+        }
+        Ok(())
+    }
+
+    // ----- commands -------------------------------------------------------
+
+    /// Runs an operator command. On `Err`, nothing changed.
+    pub fn command(&mut self, now: Tick, cmd: Command) -> Result<(), CommandError> {
+        self.advance(now);
+        if let Command::CreateGroup {
+            group,
+            peer,
+            mode,
+            policies,
+        } = &cmd
+        {
+            if self.groups.contains_key(group) {
+                return Err(CommandError::GroupExists {
+                    group: group.clone(),
+                    array: self.name.clone(),
+                });
+            }
+            if policies.fail_wrt_on_err && !mode.is_sync() {
+                return Err(CommandError::PolicyNeedsSync {
+                    policy: "fail_wrt_on_err",
+                    group: group.clone(),
+                });
+            }
+            if !self.link_up(peer) {
+                return Err(CommandError::LinkDown {
+                    op: "creatercopygroup",
+                    peer: peer.clone(),
+                    hint: "the group is created on both arrays; bring the link up first".into(),
+                });
+            }
+            self.groups.insert(
+                group.clone(),
+                new_group(group, peer, Role::Primary, *mode, *policies),
+            );
+            self.send(
+                peer,
+                Msg::CreateGroup {
+                    group: group.clone(),
+                    mode: *mode,
+                    policies: *policies,
+                },
+            );
+            return Ok(());
+        }
+        let name = cmd.group().to_string();
+        if !self.groups.contains_key(&name) {
+            return Err(CommandError::NoSuchGroup {
+                group: name,
+                array: self.name.clone(),
+            });
+        }
+        if let Command::RemoveGroup { .. } = cmd {
+            let g = &self.groups[&name];
+            if g.started {
+                return Err(CommandError::NotStopped {
+                    op: "removercopygroup",
+                    group: name,
+                    source_array: self.source_name(g),
+                });
+            }
+            if g.op.is_some() {
+                return Err(busy("removercopygroup", g));
+            }
+            let g = self.groups.remove(&name).expect("checked");
+            self.drop_group_snaps(&g)?;
+            self.send(&g.peer, Msg::RemoveGroup { group: name });
+            return Ok(());
+        }
+        self.with_group(&name, |a, g| a.group_command(g, cmd))
+            .expect("checked")
+    }
+
+    fn source_name(&self, g: &Group) -> String {
+        if g.role.is_source() {
+            self.name.clone()
+        } else {
+            g.peer.clone()
+        }
+    }
+
+    fn need_source(&self, g: &Group, op: &'static str) -> Result<(), CommandError> {
+        if g.role.is_source() {
+            return Ok(());
+        }
+        Err(CommandError::WrongSide {
+            op,
+            need: "source (Primary or Primary-Rev)",
+            hint: g.peer.clone(),
+            array: self.name.clone(),
+            role: g.role,
+            group: g.name.clone(),
+        })
+    }
+
+    fn group_command(&mut self, g: &mut Group, cmd: Command) -> Result<(), CommandError> {
+        let peer = g.peer.clone();
+        match cmd {
+            Command::Admit {
+                vol, remote_vol, ..
+            } => {
+                if g.role != Role::Primary {
+                    return Err(CommandError::WrongSide {
+                        op: "admitrcopyvv",
+                        need: "Primary",
+                        hint: if g.role == Role::Secondary {
+                            peer
+                        } else {
+                            "restore the natural direction first".into()
+                        },
+                        array: self.name.clone(),
+                        role: g.role,
+                        group: g.name.clone(),
+                    });
+                }
+                if g.started {
+                    return Err(CommandError::NotStopped {
+                        op: "admitrcopyvv",
+                        group: g.name.clone(),
+                        source_array: self.name.clone(),
+                    });
+                }
+                let blocks = self
+                    .vols
+                    .meta(&vol)
+                    .map(|m| m.blocks)
+                    .ok_or_else(|| VolumeError::NoSuchVolume(vol.clone()))?;
+                if g.pairs
+                    .iter()
+                    .any(|p| p.local == vol || p.remote == remote_vol)
+                {
+                    return Err(CommandError::AlreadyAdmitted {
+                        vol,
+                        group: g.name.clone(),
+                    });
+                }
+                if let Some(t) = self
+                    .groups
+                    .values()
+                    .find(|o| !o.role.is_source() && o.pairs.iter().any(|p| p.local == vol))
+                {
+                    return Err(CommandError::VolumeIsTarget {
+                        vol,
+                        group: t.name.clone(),
+                        array: self.name.clone(),
+                    });
+                }
+                let mirrors = self
+                    .groups
+                    .values()
+                    .flat_map(|o| &o.pairs)
+                    .filter(|p| p.local == vol)
+                    .count();
+                if mirrors >= MAX_MIRRORS {
+                    return Err(CommandError::TooManyMirrors {
+                        vol,
+                        limit: MAX_MIRRORS,
+                    });
+                }
+                if !self.link_up(&peer) {
+                    return Err(CommandError::LinkDown {
+                        op: "admitrcopyvv",
+                        peer,
+                        hint: "the target volume is set up on the peer; bring the link up first"
+                            .into(),
+                    });
+                }
+                g.pairs.push(Pair::new(&vol, &remote_vol, blocks));
+                self.send(
+                    &peer,
+                    Msg::Admit {
+                        group: g.name.clone(),
+                        vol: remote_vol,
+                        source_vol: vol,
+                        blocks,
+                    },
+                );
+                Ok(())
+            }
+            Command::Dismiss { vol, .. } => {
+                if g.started {
+                    return Err(CommandError::NotStopped {
+                        op: "dismissrcopyvv",
+                        group: g.name.clone(),
+                        source_array: self.source_name(g),
+                    });
+                }
+                let i = g.pairs.iter().position(|p| p.local == vol).ok_or_else(|| {
+                    CommandError::NotInGroup {
+                        vol: vol.clone(),
+                        group: g.name.clone(),
+                    }
+                })?;
+                let p = g.pairs.remove(i);
+                for s in [p.base_snap, p.target_snap, p.cycle_snap]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.vols.delete_snap(&mut self.store, s)?;
+                }
+                self.send(
+                    &peer,
+                    Msg::Dismiss {
+                        group: g.name.clone(),
+                        vol: p.remote,
+                    },
+                );
+                Ok(())
+            }
+            Command::Start { .. } => {
+                self.need_source(g, "startrcopygroup")?;
+                if g.role == Role::PrimaryRev && !g.recovered {
+                    return Err(CommandError::WrongSide {
+                        op: "startrcopygroup",
+                        need: "recovered",
+                        hint: format!("run `setrcopygroup recover {}` here first", g.name),
+                        array: self.name.clone(),
+                        role: g.role,
+                        group: g.name.clone(),
+                    });
+                }
+                if g.started {
+                    return Err(CommandError::Busy {
+                        op: "startrcopygroup",
+                        group: g.name.clone(),
+                        what: "the group (already started)".into(),
+                    });
+                }
+                if g.op.is_some() {
+                    return Err(busy("startrcopygroup", g));
+                }
+                if g.pairs.is_empty() {
+                    return Err(CommandError::Empty {
+                        op: "startrcopygroup",
+                        group: g.name.clone(),
+                        peer,
+                    });
+                }
+                self.need_link(
+                    g,
+                    "startrcopygroup",
+                    "replication resumes when the link is back",
+                )?;
+                self.need_agreement(g, "startrcopygroup")?;
+                g.started = true;
+                g.requested = Some(CopyState::Synchronized);
+                self.start_runs(g, false)?;
+                Ok(())
+            }
+            Command::Stop { .. } => {
+                self.need_source(g, "stoprcopygroup")?;
+                if !g.started {
+                    return Err(CommandError::NotStarted {
+                        op: "stoprcopygroup",
+                        group: g.name.clone(),
+                    });
+                }
+                if g.op.is_some() {
+                    return Err(busy("stoprcopygroup", g));
+                }
+                self.send(
+                    &peer,
+                    Msg::Stop {
+                        group: g.name.clone(),
+                    },
+                );
+                self.fail_group(g, StopCause::Operator)?;
+                g.requested = Some(CopyState::Inactive);
+                Ok(())
+            }
+            Command::Sync { .. } => {
+                self.need_source(g, "syncrcopy")?;
+                if g.mode.is_sync() {
+                    return Err(CommandError::Busy {
+                        op: "syncrcopy",
+                        group: g.name.clone(),
+                        what: "synchronous replication (syncrcopy is for periodic groups)".into(),
+                    });
+                }
+                if !g.started {
+                    return Err(CommandError::NotStarted {
+                        op: "syncrcopy",
+                        group: g.name.clone(),
+                    });
+                }
+                if g.running() || g.op.is_some() {
+                    return Err(CommandError::Busy {
+                        op: "syncrcopy",
+                        group: g.name.clone(),
+                        what: "a sync".into(),
+                    });
+                }
+                self.start_runs(g, false)?;
+                Ok(())
+            }
+            Command::Failover { .. } => {
+                if g.role != Role::Secondary {
+                    return Err(CommandError::WrongSide {
+                        op: "failover",
+                        need: "Secondary",
+                        hint: format!("the natural secondary of {}", g.name),
+                        array: self.name.clone(),
+                        role: g.role,
+                        group: g.name.clone(),
+                    });
+                }
+                if self.link_up(&peer) {
+                    return Err(CommandError::LinkUp {
+                        op: "failover",
+                        peer,
+                        hint: "failover is for a lost primary; for a planned swap stop the group and use `setrcopygroup reverse`".into(),
+                    });
+                }
+                g.role = Role::PrimaryRev;
+                g.op = Some(GroupOp::FailingOver);
+                g.started = false;
+                g.stop_cause = StopCause::FailedOver;
+                g.recovered = false;
+                g.requested = Some(CopyState::FailedOver);
+                self.note(&g.name, "failover issued: now Primary-Rev".into());
+                Ok(())
+            }
+            Command::Recover { full, .. } => {
+                if g.role != Role::PrimaryRev {
+                    return Err(CommandError::WrongSide {
+                        op: "recover",
+                        need: "Primary-Rev",
+                        hint: if g.role == Role::SecondaryRev {
+                            peer
+                        } else {
+                            "the side that failed over".into()
+                        },
+                        array: self.name.clone(),
+                        role: g.role,
+                        group: g.name.clone(),
+                    });
+                }
+                if g.op.is_some() || g.recovering.is_some() {
+                    return Err(busy("recover", g));
+                }
+                if g.started {
+                    return Err(CommandError::Busy {
+                        op: "recover",
+                        group: g.name.clone(),
+                        what: "replication (already recovered)".into(),
+                    });
+                }
+                self.need_link(
+                    g,
+                    "recover",
+                    "recover runs once the old primary is reachable again",
+                )?;
+                let h = g
+                    .peer_hello
+                    .clone()
+                    .ok_or_else(|| CommandError::PeerUnknown {
+                        op: "recover",
+                        peer: peer.clone(),
+                        group: g.name.clone(),
+                    })?;
+                if !full {
+                    for p in &g.pairs {
+                        let ph = h.pairs.iter().find(|x| x.vol == p.local);
+                        let mine = p
+                            .base_snap
+                            .and_then(|s| self.vols.snapshot_meta(s))
+                            .map(|m| m.gen);
+                        let why = match (mine, ph) {
+                            (None, _) => Some(format!("{} on {} never completed a sync, so there is no common base", p.local, self.name)),
+                            (_, None) => Some(format!("{peer} does not know the pair")),
+                            (Some(_), Some(x)) if x.base_gen.is_none() => Some(format!(
+                                "{peer} has no snapshot of {} from the failure (it was {} when it stopped)",
+                                p.remote, x.status
+                            )),
+                            (Some(m), Some(x)) if x.base_gen != Some(m) && x.pending_gen != Some(m) => Some(format!(
+                                "both sides changed {} since different points (generations {:x} here and {:x} on {peer})",
+                                p.local,
+                                m,
+                                x.base_gen.unwrap_or(0)
+                            )),
+                            _ => None,
+                        };
+                        if let Some(why) = why {
+                            return Err(CommandError::NeedsFullResync {
+                                group: g.name.clone(),
+                                vol: p.local.clone(),
+                                peer,
+                                why,
+                            });
+                        }
+                    }
+                }
+                g.recovering = Some(full);
+                g.requested = Some(CopyState::Synchronized);
+                for p in &mut g.pairs {
+                    p.status = SyncStatus::Syncing;
+                }
+                self.send(
+                    &peer,
+                    Msg::RecoverPrepare {
+                        group: g.name.clone(),
+                        full,
+                    },
+                );
+                self.note(&g.name, format!("recover issued (full: {full})"));
+                Ok(())
+            }
+            Command::Restore { .. } => {
+                if g.role != Role::PrimaryRev {
+                    return Err(CommandError::WrongSide {
+                        op: "restore",
+                        need: "Primary-Rev",
+                        hint: if g.role == Role::SecondaryRev {
+                            peer
+                        } else {
+                            "the side that failed over".into()
+                        },
+                        array: self.name.clone(),
+                        role: g.role,
+                        group: g.name.clone(),
+                    });
+                }
+                if !g.started {
+                    return Err(CommandError::NotStarted {
+                        op: "restore",
+                        group: g.name.clone(),
+                    });
+                }
+                if g.op.is_some() || g.running() {
+                    return Err(busy("restore", g));
+                }
+                if let Some(p) = g.pairs.iter().find(|p| p.status != SyncStatus::Synced) {
+                    return Err(CommandError::NotSynced {
+                        op: "restore",
+                        group: g.name.clone(),
+                        vol: p.local.clone(),
+                        status: p.status.to_string(),
+                        hint: "wait for recover to finish".into(),
+                    });
+                }
+                self.need_link(g, "restore", "restore needs both arrays")?;
+                g.op = Some(GroupOp::FailingBack);
+                g.restore_deadline = Some(self.now.plus(self.config.restore_timeout_ms));
+                g.requested = Some(CopyState::Synchronized);
+                if g.mode.is_sync() {
+                    self.send(
+                        &peer,
+                        Msg::RestorePrepare {
+                            group: g.name.clone(),
+                        },
+                    );
+                } else {
+                    // A final cycle brings the natural primary fully up to date.
+                    g.restore_after_cycle = true;
+                    self.start_runs(g, false)?;
+                }
+                self.note(&g.name, "restore issued".into());
+                Ok(())
+            }
+            Command::Reverse { .. } => {
+                self.need_link(g, "reverse", "both arrays must agree on the new direction")?;
+                if g.peer_hello.is_none() {
+                    return Err(CommandError::PeerUnknown {
+                        op: "reverse",
+                        peer,
+                        group: g.name.clone(),
+                    });
+                }
+                if g.reverse_pending.is_some() {
+                    return Err(busy("reverse", g));
+                }
+                self.reverse_check(g)
+                    .map_err(|why| CommandError::CannotReverse { why })?;
+                let epoch = g
+                    .epoch
+                    .max(g.peer_hello.as_ref().map(|h| h.epoch).unwrap_or(0))
+                    + 1;
+                g.reverse_pending = Some(epoch);
+                self.send(
+                    &peer,
+                    Msg::Reverse {
+                        group: g.name.clone(),
+                        epoch,
+                    },
+                );
+                Ok(())
+            }
+            Command::SetMode { mode, .. } => {
+                self.need_source(g, "setrcopygroup mode")?;
+                if g.started {
+                    return Err(CommandError::NotStopped {
+                        op: "setrcopygroup mode",
+                        group: g.name.clone(),
+                        source_array: self.name.clone(),
+                    });
+                }
+                if !mode.is_sync() && g.policies.fail_wrt_on_err {
+                    return Err(CommandError::PolicyNeedsSync {
+                        policy: "fail_wrt_on_err",
+                        group: g.name.clone(),
+                    });
+                }
+                g.mode = mode;
+                g.next_cycle = None;
+                self.send(
+                    &peer,
+                    Msg::Config {
+                        group: g.name.clone(),
+                        mode,
+                        policies: g.policies,
+                    },
+                );
+                Ok(())
+            }
+            Command::SetPolicy { change, .. } => {
+                self.need_source(g, "setrcopygroup pol")?;
+                let mut policies = g.policies;
+                match change {
+                    PolicyChange::AutoRecover(on) => policies.auto_recover = on,
+                    PolicyChange::FailWrtOnErr(on) => policies.fail_wrt_on_err = on,
+                }
+                if policies.fail_wrt_on_err && !g.mode.is_sync() {
+                    return Err(CommandError::PolicyNeedsSync {
+                        policy: "fail_wrt_on_err",
+                        group: g.name.clone(),
+                    });
+                }
+                // Enabling auto_recover never restarts a group by itself: it
+                // only acts on the next link-up.
+                g.policies = policies;
+                self.send(
+                    &peer,
+                    Msg::Config {
+                        group: g.name.clone(),
+                        mode: g.mode,
+                        policies,
+                    },
+                );
+                Ok(())
+            }
+            Command::CreateGroup { .. } | Command::RemoveGroup { .. } => {
+                unreachable!("handled in command()")
+            }
+        }
+    }
+
+    fn need_link(&self, g: &Group, op: &'static str, hint: &str) -> Result<(), CommandError> {
+        if self.link_up(&g.peer) {
+            Ok(())
+        } else {
+            Err(CommandError::LinkDown {
+                op,
+                peer: g.peer.clone(),
+                hint: hint.to_string(),
+            })
+        }
+    }
+
+    /// The peer's last Hello must show the counterpart role.
+    fn need_agreement(&self, g: &Group, op: &'static str) -> Result<(), CommandError> {
+        match &g.peer_hello {
+            None => Err(CommandError::PeerUnknown {
+                op,
+                peer: g.peer.clone(),
+                group: g.name.clone(),
+            }),
+            Some(h) if h.role != g.role.counterpart() => Err(CommandError::WrongSide {
+                op,
+                need: "source with the peer as target",
+                hint: format!(
+                    "{} reports role {}; resolve the roles first",
+                    g.peer, h.role
+                ),
+                array: self.name.clone(),
+                role: g.role,
+                group: g.name.clone(),
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+fn busy(op: &'static str, g: &Group) -> CommandError {
+    let what = match g.op {
+        Some(GroupOp::FailingOver) => "failover",
+        Some(GroupOp::FailingBack) => "restore",
+        None if g.recovering.is_some() => "recover",
+        None if g.reverse_pending.is_some() => "reverse",
+        None => "a sync",
+    };
+    CommandError::Busy {
+        op,
+        group: g.name.clone(),
+        what: what.into(),
+    }
+}
+
+fn new_group(name: &str, peer: &str, role: Role, mode: Mode, policies: Policies) -> Group {
+    Group {
+        name: name.to_string(),
+        peer: peer.to_string(),
+        role,
+        mode,
+        policies,
+        epoch: 0,
+        started: false,
+        stop_cause: StopCause::NotStarted,
+        op: None,
+        requested: None,
+        recovered: false,
+        pairs: Vec::new(),
+        next_cycle: None,
+        peer_hello: None,
+        auto_recover_armed: false,
+        recovering: None,
+        restore_deadline: None,
+        restore_after_cycle: false,
+        reverse_pending: None,
+    }
+}

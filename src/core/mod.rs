@@ -1,0 +1,34 @@
+//! The replication core: a deterministic, sans-IO state machine per array.
+//!
+//! Key types: [`Array`] (one array: volumes, snapshots, remote-copy groups),
+//! [`Msg`] (what arrays tell each other), [`Command`] (operator commands in
+//! 3PAR vocabulary), [`Event`] (what the shell must act on), the
+//! [`BlockStore`] trait (where bytes live) and [`derive`] (the one function
+//! that decides CopyState, SyncState, ProgressStatus and RoleReversed).
+//!
+//! Design decision: the core performs no I/O and reads no clock. Time is an
+//! argument of every input, messages for the peer are returned as values,
+//! and block data goes through the `BlockStore` trait whose implementations
+//! live in `crate::store`. This keeps every state-table row and every fault
+//! schedule reproducible from a seed in a single thread (see `crate::sim`),
+//! and lets the same code run behind real sockets later.
+//! A test (`tests/layering.rs`) reads these sources and fails if they name
+//! tokio, std::net, std::fs, std::thread or a clock.
+
+mod array;
+mod error;
+mod msg;
+mod store;
+mod types;
+mod view;
+mod volumes;
+
+pub use array::{
+    Array, ArrayConfig, Command, Counters, Event, Group, Pair, WriteTicket, MAX_MIRRORS,
+};
+pub use error::{CommandError, WriteError};
+pub use msg::{DataTag, GroupHello, Msg, PairHello};
+pub use store::{BlockStore, StoreError};
+pub use types::*;
+pub use view::{derive, CopyState, PairFacts, PairView, ProgressStatus, SyncState};
+pub use volumes::{SnapMeta, VolMeta, VolumeError, Volumes};

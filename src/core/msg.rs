@@ -1,0 +1,192 @@
+//! Messages between arrays.
+//!
+//! The core emits them as values (`Array::poll_transmit`) and takes them as
+//! values (`Array::handle_message`). A link delivers them in order and may
+//! lose everything in flight when it goes down; it never duplicates or
+//! reorders. Every volume name in a message is the *receiver's* name for the
+//! volume, so no side needs the other's naming to act on a message.
+//!
+//! The core gives these no wire format; `link::frame` (later) owns one.
+
+use super::types::{Block, Mode, Policies, Role, SyncStatus, WriteId};
+
+/// Why a block is being sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataTag {
+    /// A synchronous host write; acknowledged to the host after the ack.
+    Write(WriteId),
+    /// A block of a running sync (initial, resync, periodic cycle, recover).
+    Sync,
+}
+
+/// What one side tells the other about one pair in a [`Msg::Hello`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairHello {
+    /// The receiver's name of the volume.
+    pub vol: String,
+    pub status: SyncStatus,
+    /// Generation of the sender's base snapshot for resync, if it has one.
+    pub base_gen: Option<u64>,
+    /// Generation the sender proposed in a SyncDone not yet acknowledged.
+    pub pending_gen: Option<u64>,
+    pub gen: u64,
+}
+
+/// What one side tells the other about one group in a [`Msg::Hello`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupHello {
+    pub group: String,
+    pub role: Role,
+    /// Incremented by every role reversal; the higher epoch wins.
+    pub epoch: u64,
+    pub started: bool,
+    pub pairs: Vec<PairHello>,
+}
+
+/// One message on the replication link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Msg {
+    /// First message after a link comes up, in both directions.
+    Hello {
+        array: String,
+        groups: Vec<GroupHello>,
+    },
+    /// Create the group on the peer (sender is the source).
+    CreateGroup {
+        group: String,
+        mode: Mode,
+        policies: Policies,
+    },
+    /// Remove the group on the peer.
+    RemoveGroup {
+        group: String,
+    },
+    /// Mode or policy change, sender is the source.
+    Config {
+        group: String,
+        mode: Mode,
+        policies: Policies,
+    },
+    /// Add a pair; `vol` is the target volume, created if missing.
+    Admit {
+        group: String,
+        vol: String,
+        source_vol: String,
+        blocks: u64,
+    },
+    /// Answer to Admit: `fresh` when the target was created (all zeros).
+    AdmitResult {
+        group: String,
+        vol: String,
+        fresh: bool,
+        error: Option<String>,
+    },
+    /// Remove a pair; `vol` is the receiver's volume.
+    Dismiss {
+        group: String,
+        vol: String,
+    },
+    /// A sync run begins for these target volumes (`full`: no common base).
+    Start {
+        group: String,
+        pairs: Vec<(String, bool)>,
+    },
+    /// The source stopped the group.
+    Stop {
+        group: String,
+    },
+    /// One block for the target.
+    Data {
+        group: String,
+        vol: String,
+        block: u64,
+        data: Box<Block>,
+        tag: DataTag,
+    },
+    /// The target applied a block.
+    DataAck {
+        group: String,
+        vol: String,
+        block: u64,
+        tag: DataTag,
+    },
+    /// The receiver refused a message for this group; the sender stops it.
+    Refused {
+        group: String,
+        reason: String,
+    },
+    /// All blocks of the run are applied; the target now holds generation `gen`.
+    SyncDone {
+        group: String,
+        vol: String,
+        gen: u64,
+    },
+    SyncDoneAck {
+        group: String,
+        vol: String,
+        gen: u64,
+    },
+    /// Primary-Rev asks the old primary to become the target of a resync.
+    RecoverPrepare {
+        group: String,
+        full: bool,
+    },
+    /// The old primary is ready; `changed` lists, per receiver volume, the
+    /// blocks it changed since the common base (they must be overwritten).
+    RecoverReady {
+        group: String,
+        changed: Vec<(String, Vec<u64>)>,
+    },
+    /// Primary-Rev asks to swap back to the natural direction.
+    RestorePrepare {
+        group: String,
+    },
+    RestoreReady {
+        group: String,
+    },
+    RestoreCommit {
+        group: String,
+    },
+    RestoreAbort {
+        group: String,
+    },
+    /// Swap the natural direction of a stopped group.
+    Reverse {
+        group: String,
+        epoch: u64,
+    },
+    ReverseDone {
+        group: String,
+        epoch: u64,
+    },
+}
+
+impl Msg {
+    /// The group a message is about, if any.
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            Msg::Hello { .. } => None,
+            Msg::CreateGroup { group, .. }
+            | Msg::RemoveGroup { group }
+            | Msg::Config { group, .. }
+            | Msg::Admit { group, .. }
+            | Msg::AdmitResult { group, .. }
+            | Msg::Dismiss { group, .. }
+            | Msg::Start { group, .. }
+            | Msg::Stop { group }
+            | Msg::Data { group, .. }
+            | Msg::DataAck { group, .. }
+            | Msg::Refused { group, .. }
+            | Msg::SyncDone { group, .. }
+            | Msg::SyncDoneAck { group, .. }
+            | Msg::RecoverPrepare { group, .. }
+            | Msg::RecoverReady { group, .. }
+            | Msg::RestorePrepare { group }
+            | Msg::RestoreReady { group }
+            | Msg::RestoreCommit { group }
+            | Msg::RestoreAbort { group }
+            | Msg::Reverse { group, .. }
+            | Msg::ReverseDone { group, .. } => Some(group),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Plain value types shared by the whole core: identifiers, roles, sync
+//! statuses, modes, policies and the virtual clock.
+
+use std::fmt;
+
+/// Size of one block, the unit of change tracking and of replication.
+pub const BLOCK_SIZE: usize = 4096;
+
+/// One block of data.
+pub type Block = [u8; BLOCK_SIZE];
+
+/// Virtual time in milliseconds. The core never reads a clock: every input
+/// that depends on time carries a `Tick`, and inputs must be monotonic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tick(pub u64);
+
+impl Tick {
+    pub fn plus(self, ms: u64) -> Tick {
+        Tick(self.0.saturating_add(ms))
+    }
+}
+
+/// Snapshot identifier, unique within one array for its whole life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SnapId(pub u64);
+
+/// Identifier of a host write, returned to the caller and echoed in the
+/// acknowledgement event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WriteId(pub u64);
+
+/// Role of one side of a remote-copy group (3PAR vocabulary).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::EnumIter,
+)]
+pub enum Role {
+    /// Natural source.
+    #[strum(serialize = "Primary")]
+    Primary,
+    /// Natural target.
+    #[strum(serialize = "Secondary")]
+    Secondary,
+    /// Natural target acting as source after `failover`.
+    #[strum(serialize = "Primary-Rev")]
+    PrimaryRev,
+    /// Natural source acting as target after the peer failed over.
+    #[strum(serialize = "Secondary-Rev")]
+    SecondaryRev,
+}
+
+impl Role {
+    /// True when this side is (currently) the source of data.
+    pub fn is_source(self) -> bool {
+        matches!(self, Role::Primary | Role::PrimaryRev)
+    }
+    /// True when the role is reversed from its configured one.
+    pub fn is_reversed(self) -> bool {
+        matches!(self, Role::PrimaryRev | Role::SecondaryRev)
+    }
+    /// The role the other side must have when both agree on direction.
+    pub fn counterpart(self) -> Role {
+        match self {
+            Role::Primary => Role::Secondary,
+            Role::Secondary => Role::Primary,
+            Role::PrimaryRev => Role::SecondaryRev,
+            Role::SecondaryRev => Role::PrimaryRev,
+        }
+    }
+}
+
+/// Per-volume synchronisation status as `showrcopy` prints it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::EnumIter,
+)]
+pub enum SyncStatus {
+    /// Remote copy for the volume has not started.
+    New,
+    /// The target is being synchronised (initial, resync or periodic cycle).
+    Syncing,
+    /// In sync (periodic: as of the last complete cycle).
+    Synced,
+    /// Not in sync and no valid resync point: a full sync follows.
+    NotSynced,
+    /// Was in sync when the group was last started; the group is stopped.
+    Stopped,
+    /// The target holds a valid point-in-time copy but the last sync failed.
+    Stale,
+}
+
+/// Replication mode of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// A host write completes only after the peer applied it.
+    Sync,
+    /// Group-consistent snapshots shipped as deltas every `period_ms`
+    /// (0 = only on an explicit `sync` command).
+    Periodic { period_ms: u64 },
+}
+
+impl Mode {
+    pub fn is_sync(self) -> bool {
+        matches!(self, Mode::Sync)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mode::Sync => f.write_str("Sync"),
+            Mode::Periodic { .. } => f.write_str("Periodic"),
+        }
+    }
+}
+
+/// Group policies (3PAR `setrcopygroup pol`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Policies {
+    /// Restart the group by itself when the link comes back, but only if the
+    /// link failure stopped it (edge-triggered).
+    pub auto_recover: bool,
+    /// Sync mode only: host writes fail while the group cannot replicate.
+    pub fail_wrt_on_err: bool,
+}
+
+impl fmt::Display for Policies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if self.auto_recover {
+            parts.push("auto_recover");
+        }
+        if self.fail_wrt_on_err {
+            parts.push("fail_wrt_on_err");
+        }
+        f.write_str(&parts.join(","))
+    }
+}
+
+/// Why a group is stopped. Decides Inactive (operator) versus Broken, and
+/// whether `auto_recover` may restart it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StopCause {
+    /// Never started.
+    NotStarted,
+    /// `stoprcopygroup`.
+    Operator,
+    /// The link to the peer failed (or the peer array was lost).
+    LinkFailure,
+    /// This array restarted after a crash.
+    Restart,
+    /// This side failed over (`setrcopygroup failover`).
+    FailedOver,
+    /// The peer failed over; this side was demoted to Secondary-Rev.
+    PeerFailedOver,
+    /// A role reversal (`setrcopygroup reverse`).
+    Reversed,
+}
+
+impl StopCause {
+    /// Stopped by something that went wrong rather than on request.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            StopCause::LinkFailure
+                | StopCause::Restart
+                | StopCause::FailedOver
+                | StopCause::PeerFailedOver
+        )
+    }
+}
+
+/// A long operation that is still running on one side of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GroupOp {
+    /// `failover` issued here; snapshot promotion still running.
+    FailingOver,
+    /// `restore` issued (on the Primary-Rev side) or being confirmed (on the
+    /// Secondary-Rev side); the role swap has not completed.
+    FailingBack,
+}
+
+/// One `setrcopygroup pol` change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PolicyChange {
+    /// `auto_recover` / `no_auto_recover`.
+    AutoRecover(bool),
+    /// `fail_wrt_on_err` / `no_fail_wrt_on_err`.
+    FailWrtOnErr(bool),
+}

@@ -1,0 +1,297 @@
+//! The one derivation function.
+//!
+//! [`derive`] is the only place where CopyState, SyncState, ProgressStatus,
+//! RoleReversed, PercentSynced, WhenSynced and RequestedCopyState are decided.
+//! Every consumer (the conformance runner, the CIM provider, the admin
+//! client) reads a [`PairView`] and never re-derives a value.
+//!
+//! The rules, restated from ../shared/reference/dr-transitions.md:
+//!
+//! * The normal-operation table maps a SyncStatus to the three values.
+//! * A stopped pair is Inactive/Frozen/Dormant only when an operator stopped
+//!   it; stopped by a failure (link, peer, restart, failover) it is Broken.
+//! * On an array whose role is reversed, CopyState shows FailedOver only while
+//!   the link to the other array is down (rows 3a/3b, 8, 10).
+//! * A resync in the reversed direction (`recover`) shows RestoreInProgress /
+//!   Restoring (rows 5, 6).
+//! * A running failover shows Failing over (11) (row 2, decision in the
+//!   reference); a running restore shows Failing back (12) (rows 11, 14).
+//! * RoleReversed is true exactly when the role is Primary-Rev or
+//!   Secondary-Rev.
+
+use super::types::{GroupOp, Mode, Role, StopCause, SyncStatus, Tick};
+
+/// CIM_Synchronized.CopyState (DMTF ValueMap numbers).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::EnumIter,
+)]
+#[repr(u16)]
+pub enum CopyState {
+    Initialized = 2,
+    Unsynchronized = 3,
+    Synchronized = 4,
+    Broken = 5,
+    Fractured = 6,
+    Split = 7,
+    Inactive = 8,
+    Suspended = 9,
+    #[strum(serialize = "Failedover")]
+    FailedOver = 10,
+    Prepared = 11,
+    Aborted = 12,
+    Skewed = 13,
+    Mixed = 14,
+    #[strum(serialize = "Not Applicable")]
+    NotApplicable = 15,
+    Partitioned = 16,
+    Invalid = 17,
+    Restored = 18,
+}
+
+/// CIM_StorageSynchronized.SyncState (DMTF ValueMap numbers; these differ
+/// from CopyState's).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::EnumIter,
+)]
+#[repr(u16)]
+pub enum SyncState {
+    Unknown = 0,
+    Initialized = 2,
+    PrepareInProgress = 3,
+    Prepared = 4,
+    ResyncInProgress = 5,
+    Synchronized = 6,
+    #[strum(serialize = "Fracture In Progress")]
+    FractureInProgress = 7,
+    QuiesceInProgress = 8,
+    Quiesced = 9,
+    #[strum(serialize = "Restore In Progress")]
+    RestoreInProgress = 10,
+    Idle = 11,
+    Broken = 12,
+    Fractured = 13,
+    Frozen = 14,
+    #[strum(serialize = "Copy In Progress")]
+    CopyInProgress = 15,
+}
+
+/// CIM_Synchronized.ProgressStatus (DMTF ValueMap numbers).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::EnumIter,
+)]
+#[repr(u16)]
+pub enum ProgressStatus {
+    Unknown = 0,
+    Completed = 2,
+    Dormant = 3,
+    Initializing = 4,
+    Preparing = 5,
+    Synchronizing = 6,
+    Resyncing = 7,
+    Restoring = 8,
+    Fracturing = 9,
+    Splitting = 10,
+    #[strum(serialize = "Failing over")]
+    FailingOver = 11,
+    #[strum(serialize = "Failing back")]
+    FailingBack = 12,
+    Aborting = 13,
+    Mixed = 14,
+    #[strum(serialize = "Not Applicable")]
+    NotApplicable = 15,
+    Suspending = 16,
+    #[strum(serialize = "Requires fracture")]
+    RequiresFracture = 17,
+    #[strum(serialize = "Requires resync")]
+    RequiresResync = 18,
+    #[strum(serialize = "Requires activate")]
+    RequiresActivate = 19,
+    Pending = 20,
+}
+
+macro_rules! dmtf_number {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// The DMTF ValueMap number.
+            pub fn number(self) -> u16 {
+                self as u16
+            }
+            /// The variant for a ValueMap number, if there is one.
+            pub fn from_number(n: u16) -> Option<Self> {
+                <Self as strum::IntoEnumIterator>::iter().find(|v| v.number() == n)
+            }
+        }
+    )*};
+}
+dmtf_number!(CopyState, SyncState, ProgressStatus);
+
+/// Everything the derivation needs to know about one pair on one array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairFacts {
+    pub role: Role,
+    pub status: SyncStatus,
+    pub mode: Mode,
+    /// The group is started on this array.
+    pub started: bool,
+    pub stop_cause: StopCause,
+    /// This array's link to the group's peer is up.
+    pub link_up: bool,
+    pub op: Option<GroupOp>,
+    /// Blocks still to send or confirm, and the total of the running sync
+    /// (both 0 when none is running).
+    pub remaining_blocks: u64,
+    pub total_blocks: u64,
+    /// When the pair last completed a sync (periodic mode reports it).
+    pub last_sync: Option<Tick>,
+    /// The CopyState the last command asked for.
+    pub requested: Option<CopyState>,
+}
+
+/// One array's view of one pair, as every consumer sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairView {
+    pub role: Role,
+    pub status: SyncStatus,
+    pub copy_state: CopyState,
+    pub sync_state: SyncState,
+    pub progress: ProgressStatus,
+    pub role_reversed: bool,
+    /// Percent of the running sync done; 100 when synced; None otherwise.
+    pub percent_synced: Option<u16>,
+    /// Time of the last complete sync in periodic mode; None in sync mode.
+    pub when_synced: Option<Tick>,
+    pub requested_copy_state: CopyState,
+}
+
+/// The single derivation from core facts to the reported view.
+pub fn derive(f: &PairFacts) -> PairView {
+    use CopyState as C;
+    use ProgressStatus as P;
+    use SyncState as S;
+    let reversed = f.role.is_reversed();
+
+    // Normal-operation table first.
+    let (mut copy, mut sync, mut progress) = match f.status {
+        SyncStatus::New => (C::Initialized, S::ResyncInProgress, P::RequiresActivate),
+        SyncStatus::Syncing => (C::Unsynchronized, S::ResyncInProgress, P::Synchronizing),
+        SyncStatus::Synced => (C::Synchronized, S::Synchronized, P::Completed),
+        SyncStatus::NotSynced => (C::Broken, S::Broken, P::Completed),
+        SyncStatus::Stale => (C::Skewed, S::Broken, P::Completed),
+        SyncStatus::Stopped => (C::Inactive, S::Frozen, P::Dormant),
+    };
+
+    // Stopped by a failure rather than on request: Broken, or FailedOver on a
+    // reversed side while the link is down.
+    if f.status == SyncStatus::Stopped && f.stop_cause != StopCause::Operator {
+        copy = if reversed && !f.link_up {
+            C::FailedOver
+        } else {
+            C::Broken
+        };
+        sync = S::Broken;
+        progress = P::Completed;
+    }
+
+    // A resync in the reversed direction is the `recover` restore.
+    if f.status == SyncStatus::Syncing && reversed {
+        sync = S::RestoreInProgress;
+        progress = P::Restoring;
+    }
+
+    match f.op {
+        Some(GroupOp::FailingOver) => progress = P::FailingOver,
+        Some(GroupOp::FailingBack) => progress = P::FailingBack,
+        None => {}
+    }
+
+    let percent_synced = match f.status {
+        SyncStatus::Synced => Some(100),
+        SyncStatus::Syncing if f.total_blocks > 0 => {
+            let done = f.total_blocks.saturating_sub(f.remaining_blocks);
+            Some(((done * 100) / f.total_blocks).min(99) as u16)
+        }
+        SyncStatus::Syncing => Some(0),
+        _ => None,
+    };
+
+    let when_synced = match f.mode {
+        Mode::Sync => None,
+        Mode::Periodic { .. } => f.last_sync,
+    };
+
+    // RequestedCopyState: Synchronized while Broken or Skewed; Not Applicable
+    // once the requested state is reached or nothing was requested.
+    let requested_copy_state = if matches!(copy, C::Broken | C::Skewed) {
+        C::Synchronized
+    } else {
+        match f.requested {
+            Some(r) if r != copy => r,
+            _ => C::NotApplicable,
+        }
+    };
+
+    PairView {
+        role: f.role,
+        status: f.status,
+        copy_state: copy,
+        sync_state: sync,
+        progress,
+        role_reversed: reversed,
+        percent_synced,
+        when_synced,
+        requested_copy_state,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(role: Role, status: SyncStatus) -> PairFacts {
+        PairFacts {
+            role,
+            status,
+            mode: Mode::Sync,
+            started: status == SyncStatus::Synced || status == SyncStatus::Syncing,
+            stop_cause: StopCause::Operator,
+            link_up: true,
+            op: None,
+            remaining_blocks: 0,
+            total_blocks: 0,
+            last_sync: None,
+            requested: None,
+        }
+    }
+
+    #[test]
+    fn numbers_round_trip() {
+        assert_eq!(CopyState::FailedOver.number(), 10);
+        assert_eq!(SyncState::RestoreInProgress.number(), 10);
+        assert_eq!(ProgressStatus::RequiresActivate.number(), 19);
+        assert_eq!(CopyState::from_number(13), Some(CopyState::Skewed));
+        assert_eq!(CopyState::from_number(1), None);
+        assert_eq!(CopyState::FailedOver.to_string(), "Failedover");
+    }
+
+    #[test]
+    fn row_3a_and_3b_differ_only_by_link() {
+        let mut f = facts(Role::PrimaryRev, SyncStatus::Stopped);
+        f.stop_cause = StopCause::FailedOver;
+        f.link_up = false;
+        assert_eq!(derive(&f).copy_state, CopyState::FailedOver);
+        f.link_up = true;
+        assert_eq!(derive(&f).copy_state, CopyState::Broken);
+        assert!(derive(&f).role_reversed);
+    }
+
+    #[test]
+    fn requested_copy_state_follows_dmtf_rule() {
+        let mut f = facts(Role::Primary, SyncStatus::Syncing);
+        f.requested = Some(CopyState::Synchronized);
+        assert_eq!(derive(&f).requested_copy_state, CopyState::Synchronized);
+        f.status = SyncStatus::Synced;
+        assert_eq!(derive(&f).requested_copy_state, CopyState::NotApplicable);
+        f.status = SyncStatus::NotSynced;
+        assert_eq!(derive(&f).requested_copy_state, CopyState::Synchronized);
+    }
+}

@@ -1,0 +1,316 @@
+//! Volumes and copy-on-write snapshots.
+//!
+//! A snapshot is a map `block -> save slot` of the blocks overwritten in the
+//! base since the snapshot was taken, holding their old contents. So:
+//!
+//! * taking a snapshot is O(1): an empty map;
+//! * reading block `b` of snapshot `S` is `S.saved[b]` if present, else the
+//!   base's block (unchanged since `S`);
+//! * "blocks changed since `S`" is the key set of `S.saved`: no scan of
+//!   unchanged blocks;
+//! * promoting `S` writes its saved blocks back into the base (rolling the
+//!   base back to `S`) and then drops `S`.
+//!
+//! The maps are metadata (they survive a crash in the model); the block
+//! contents live in the [`BlockStore`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::store::{BlockStore, StoreError};
+use super::types::{Block, SnapId, BLOCK_SIZE};
+
+/// Metadata of one snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapMeta {
+    pub vol: String,
+    /// The replication generation this snapshot stands for (the common point
+    /// it records). 0 means "no generation".
+    pub gen: u64,
+    /// Blocks overwritten since the snapshot, and where their old data is.
+    pub saved: BTreeMap<u64, u64>,
+}
+
+/// Metadata of one volume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolMeta {
+    pub blocks: u64,
+    pub snaps: Vec<SnapId>,
+}
+
+/// All volumes and snapshots of one array.
+#[derive(Clone, Debug, Default)]
+pub struct Volumes {
+    vols: BTreeMap<String, VolMeta>,
+    snaps: BTreeMap<SnapId, SnapMeta>,
+    next_snap: u64,
+}
+
+/// Why a volume-level request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VolumeError {
+    #[error("volume {0} does not exist")]
+    NoSuchVolume(String),
+    #[error("volume {0} already exists")]
+    Exists(String),
+    #[error("block {block} is beyond the end of volume {vol} ({blocks} blocks of 4 KiB)")]
+    OutOfRange {
+        vol: String,
+        block: u64,
+        blocks: u64,
+    },
+    #[error("volume {0} still has snapshots; delete them first")]
+    HasSnapshots(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Volumes {
+    pub fn exists(&self, vol: &str) -> bool {
+        self.vols.contains_key(vol)
+    }
+
+    pub fn meta(&self, vol: &str) -> Option<&VolMeta> {
+        self.vols.get(vol)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = (&String, &VolMeta)> {
+        self.vols.iter()
+    }
+
+    pub fn snapshot_meta(&self, snap: SnapId) -> Option<&SnapMeta> {
+        self.snaps.get(&snap)
+    }
+
+    pub fn snapshot_count(&self) -> usize {
+        self.snaps.len()
+    }
+
+    pub fn create(
+        &mut self,
+        store: &mut dyn BlockStore,
+        vol: &str,
+        blocks: u64,
+    ) -> Result<(), VolumeError> {
+        if self.vols.contains_key(vol) {
+            return Err(VolumeError::Exists(vol.to_string()));
+        }
+        store.create_volume(vol, blocks)?;
+        self.vols.insert(
+            vol.to_string(),
+            VolMeta {
+                blocks,
+                snaps: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    pub fn delete(&mut self, store: &mut dyn BlockStore, vol: &str) -> Result<(), VolumeError> {
+        let meta = self
+            .vols
+            .get(vol)
+            .ok_or_else(|| VolumeError::NoSuchVolume(vol.to_string()))?;
+        if !meta.snaps.is_empty() {
+            return Err(VolumeError::HasSnapshots(vol.to_string()));
+        }
+        store.delete_volume(vol)?;
+        self.vols.remove(vol);
+        Ok(())
+    }
+
+    fn check(&self, vol: &str, block: u64) -> Result<&VolMeta, VolumeError> {
+        let meta = self
+            .vols
+            .get(vol)
+            .ok_or_else(|| VolumeError::NoSuchVolume(vol.to_string()))?;
+        if block >= meta.blocks {
+            return Err(VolumeError::OutOfRange {
+                vol: vol.to_string(),
+                block,
+                blocks: meta.blocks,
+            });
+        }
+        Ok(meta)
+    }
+
+    pub fn read(
+        &self,
+        store: &mut dyn BlockStore,
+        vol: &str,
+        block: u64,
+        out: &mut Block,
+    ) -> Result<(), VolumeError> {
+        self.check(vol, block)?;
+        store.read_block(vol, block, out)?;
+        Ok(())
+    }
+
+    /// Writes the base, first preserving the old contents for every snapshot
+    /// of the volume that has not preserved this block yet.
+    pub fn write(
+        &mut self,
+        store: &mut dyn BlockStore,
+        vol: &str,
+        block: u64,
+        data: &Block,
+    ) -> Result<(), VolumeError> {
+        self.write_except(store, vol, block, data, None)
+    }
+
+    fn write_except(
+        &mut self,
+        store: &mut dyn BlockStore,
+        vol: &str,
+        block: u64,
+        data: &Block,
+        skip: Option<SnapId>,
+    ) -> Result<(), VolumeError> {
+        let meta = self.check(vol, block)?;
+        let needing: Vec<SnapId> = meta
+            .snaps
+            .iter()
+            .copied()
+            .filter(|s| Some(*s) != skip && !self.snaps[s].saved.contains_key(&block))
+            .collect();
+        if !needing.is_empty() {
+            let mut old = [0u8; BLOCK_SIZE];
+            store.read_block(vol, block, &mut old)?;
+            for s in needing {
+                let slot = store.save_put(s, &old)?;
+                self.snaps
+                    .get_mut(&s)
+                    .expect("snapshot listed on its volume")
+                    .saved
+                    .insert(block, slot);
+            }
+        }
+        store.write_block(vol, block, data)?;
+        Ok(())
+    }
+
+    /// Takes a snapshot of `vol`. O(1): no data is copied.
+    pub fn snapshot(
+        &mut self,
+        store: &mut dyn BlockStore,
+        vol: &str,
+        gen: u64,
+    ) -> Result<SnapId, VolumeError> {
+        if !self.vols.contains_key(vol) {
+            return Err(VolumeError::NoSuchVolume(vol.to_string()));
+        }
+        let id = SnapId(self.next_snap);
+        self.next_snap += 1;
+        store.save_create(id)?;
+        self.snaps.insert(
+            id,
+            SnapMeta {
+                vol: vol.to_string(),
+                gen,
+                saved: BTreeMap::new(),
+            },
+        );
+        self.vols.get_mut(vol).expect("checked").snaps.push(id);
+        Ok(id)
+    }
+
+    /// Records the generation a snapshot stands for once it is known.
+    pub fn set_gen(&mut self, snap: SnapId, gen: u64) {
+        if let Some(m) = self.snaps.get_mut(&snap) {
+            m.gen = gen;
+        }
+    }
+
+    /// Reads block `block` as it was when `snap` was taken.
+    pub fn read_snap(
+        &self,
+        store: &mut dyn BlockStore,
+        snap: SnapId,
+        block: u64,
+        out: &mut Block,
+    ) -> Result<(), VolumeError> {
+        let meta = self
+            .snaps
+            .get(&snap)
+            .ok_or_else(|| VolumeError::NoSuchVolume(format!("snapshot {}", snap.0)))?;
+        self.check(&meta.vol, block)?;
+        match meta.saved.get(&block) {
+            Some(slot) => store.save_get(snap, *slot, out)?,
+            None => store.read_block(&meta.vol, block, out)?,
+        }
+        Ok(())
+    }
+
+    /// Blocks written in the base since `snap` was taken.
+    pub fn changed_since(&self, snap: SnapId) -> BTreeSet<u64> {
+        self.snaps
+            .get(&snap)
+            .map(|m| m.saved.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Number of blocks changed since `snap`.
+    pub fn changed_count(&self, snap: SnapId) -> usize {
+        self.snaps.get(&snap).map(|m| m.saved.len()).unwrap_or(0)
+    }
+
+    /// Rolls the base back towards `snap`, at most `budget` blocks at a time.
+    /// Returns true when the base equals the snapshot; the snapshot is then
+    /// deleted. Idempotent across crashes: each restored block leaves the map
+    /// before the next one is written.
+    pub fn promote_step(
+        &mut self,
+        store: &mut dyn BlockStore,
+        snap: SnapId,
+        budget: usize,
+    ) -> Result<bool, VolumeError> {
+        let vol = match self.snaps.get(&snap) {
+            Some(m) => m.vol.clone(),
+            None => return Ok(true),
+        };
+        let mut buf = [0u8; BLOCK_SIZE];
+        for _ in 0..budget {
+            let next = self
+                .snaps
+                .get(&snap)
+                .and_then(|m| m.saved.first_key_value());
+            let Some((&block, &slot)) = next else { break };
+            store.save_get(snap, slot, &mut buf)?;
+            self.write_except(store, &vol, block, &buf, Some(snap))?;
+            self.snaps
+                .get_mut(&snap)
+                .expect("exists")
+                .saved
+                .remove(&block);
+        }
+        if self
+            .snaps
+            .get(&snap)
+            .map(|m| m.saved.is_empty())
+            .unwrap_or(true)
+        {
+            self.delete_snap(store, snap)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Rolls the base all the way back to `snap` and deletes it.
+    pub fn promote(&mut self, store: &mut dyn BlockStore, snap: SnapId) -> Result<(), VolumeError> {
+        while !self.promote_step(store, snap, usize::MAX)? {}
+        Ok(())
+    }
+
+    pub fn delete_snap(
+        &mut self,
+        store: &mut dyn BlockStore,
+        snap: SnapId,
+    ) -> Result<(), VolumeError> {
+        if let Some(meta) = self.snaps.remove(&snap) {
+            if let Some(v) = self.vols.get_mut(&meta.vol) {
+                v.snaps.retain(|s| *s != snap);
+            }
+            store.save_delete(snap)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,16 @@
+//! replicim: storage remote-copy replication with an SMI-S Replication
+//! Services view.
+//!
+//! * [`core`]: the sans-IO replication state machine (arrays, volumes,
+//!   snapshots, remote-copy groups) and the one derivation function.
+//! * [`store`]: block stores (memory, files).
+//! * [`sim`]: an in-process, seeded harness that runs several arrays over
+//!   simulated links with one virtual clock.
+//! * [`conformance`]: the state tables as data and the replay runner.
+//! * [`cli`]: the subcommands of the `replicim` binary.
+
+pub mod cli;
+pub mod conformance;
+pub mod core;
+pub mod sim;
+pub mod store;
