@@ -453,6 +453,13 @@ impl<S: BlockStore> Array<S> {
                         what: "is failing back",
                     })
                 }
+                None if g.restore_after_cycle => {
+                    return Some(WriteError::Quiesced {
+                        vol: vol.to_string(),
+                        group: g.name.clone(),
+                        what: "is failing back",
+                    })
+                }
                 None => {}
             }
             if g.mode.is_sync()
@@ -748,7 +755,7 @@ impl<S: BlockStore> Array<S> {
 
     /// Stops a group because something failed (or an operator stopped it).
     fn fail_group(&mut self, g: &mut Group, cause: StopCause) -> R<()> {
-        if g.op == Some(GroupOp::FailingBack) {
+        if g.op == Some(GroupOp::FailingBack) || g.restore_after_cycle {
             g.op = None;
             g.restore_deadline = None;
             g.restore_after_cycle = false;
@@ -903,7 +910,7 @@ impl<S: BlockStore> Array<S> {
             self.failover_step(g)?;
         }
         if let Some(d) = g.restore_deadline {
-            if self.now >= d && g.op == Some(GroupOp::FailingBack) {
+            if self.now >= d && (g.op == Some(GroupOp::FailingBack) || g.restore_after_cycle) {
                 g.op = None;
                 g.restore_deadline = None;
                 g.restore_after_cycle = false;
@@ -1114,6 +1121,7 @@ impl<S: BlockStore> Array<S> {
             }
             if g.restore_after_cycle {
                 g.restore_after_cycle = false;
+                g.op = Some(GroupOp::FailingBack);
                 self.send(
                     &g.peer.clone(),
                     Msg::RestorePrepare {
@@ -2100,6 +2108,16 @@ impl<S: BlockStore> Array<S> {
                         hint: "failover is for a lost primary; for a planned swap stop the group and use `setrcopygroup reverse`".into(),
                     });
                 }
+                if g.pairs.iter().all(|p| p.status == SyncStatus::New) {
+                    return Err(CommandError::NotStarted {
+                        op: "failover",
+                        group: g.name.clone(),
+                    });
+                }
+                // Row 2: every pair shows Stopped while the failover runs.
+                for p in &mut g.pairs {
+                    p.status = SyncStatus::Stopped;
+                }
                 g.role = Role::PrimaryRev;
                 g.op = Some(GroupOp::FailingOver);
                 g.started = false;
@@ -2215,7 +2233,7 @@ impl<S: BlockStore> Array<S> {
                         group: g.name.clone(),
                     });
                 }
-                if g.op.is_some() || g.running() {
+                if g.op.is_some() || g.running() || g.restore_after_cycle {
                     return Err(busy("restore", g));
                 }
                 if let Some(p) = g.pairs.iter().find(|p| p.status != SyncStatus::Synced) {
@@ -2228,10 +2246,10 @@ impl<S: BlockStore> Array<S> {
                     });
                 }
                 self.need_link(g, "restore", "restore needs both arrays")?;
-                g.op = Some(GroupOp::FailingBack);
                 g.restore_deadline = Some(self.now.plus(self.config.restore_timeout_ms));
                 g.requested = Some(CopyState::Synchronized);
                 if g.mode.is_sync() {
+                    g.op = Some(GroupOp::FailingBack);
                     self.send(
                         &peer,
                         Msg::RestorePrepare {
@@ -2239,7 +2257,8 @@ impl<S: BlockStore> Array<S> {
                         },
                     );
                 } else {
-                    // A final cycle brings the natural primary fully up to date.
+                    // Host writes stop now; a final cycle brings the natural
+                    // primary fully up to date, then the roles swap.
                     g.restore_after_cycle = true;
                     self.start_runs(g, false)?;
                 }
@@ -2373,6 +2392,7 @@ fn busy(op: &'static str, g: &Group) -> CommandError {
     let what = match g.op {
         Some(GroupOp::FailingOver) => "failover",
         Some(GroupOp::FailingBack) => "restore",
+        None if g.restore_after_cycle => "restore",
         None if g.recovering.is_some() => "recover",
         None if g.reverse_pending.is_some() => "reverse",
         None => "a sync",

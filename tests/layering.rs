@@ -1,0 +1,103 @@
+//! Architecture invariant: `src/core` is sans-IO. Nothing in it names tokio,
+//! std::net, std::fs, std::thread or a clock.
+
+use std::path::{Path, PathBuf};
+
+const FORBIDDEN: &[(&str, &str)] = &[
+    ("tokio::", "async runtime"),
+    ("std::net", "sockets"),
+    ("std::fs", "files"),
+    ("std::thread", "threads"),
+    ("std::time", "clocks"),
+    ("Instant::now", "clock"),
+    ("SystemTime", "clock"),
+    ("chrono::", "clock"),
+    ("std::process", "processes"),
+    ("std::io::stdin", "console"),
+];
+
+/// Returns one message per forbidden use in `source` (comments ignored).
+fn violations(file: &str, source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (n, line) in source.lines().enumerate() {
+        let code = match line.find("//") {
+            Some(i) => &line[..i],
+            None => line,
+        };
+        // Grouped imports: `use std::{fs, net::TcpStream}`.
+        let flat = code.replace(' ', "");
+        let mut found: Vec<&str> = FORBIDDEN
+            .iter()
+            .filter(|(p, _)| code.contains(p))
+            .map(|(p, _)| *p)
+            .collect();
+        if let Some(i) = flat.find("std::{") {
+            let group = &flat[i + 6..];
+            for m in ["fs", "net", "thread", "time", "process"] {
+                if group
+                    .split(|c: char| !c.is_alphanumeric() && c != '_')
+                    .any(|w| w == m)
+                {
+                    found.push(m);
+                }
+            }
+        }
+        for f in found {
+            out.push(format!("{file}:{}: uses {f}: {}", n + 1, line.trim()));
+        }
+    }
+    out
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("readable source dir") {
+        let p = e.expect("dir entry").path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn core_is_sans_io() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    assert!(
+        files.len() >= 7,
+        "expected the core's modules, found {files:?}"
+    );
+    let mut all = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("readable");
+        all.extend(violations(&f.display().to_string(), &text));
+    }
+    assert!(
+        all.is_empty(),
+        "src/core must do no I/O:\n{}",
+        all.join("\n")
+    );
+}
+
+#[test]
+fn the_lint_catches_what_it_claims_to() {
+    assert_eq!(violations("x.rs", "use std::fs::File;").len(), 1);
+    assert_eq!(
+        violations("x.rs", "use std::{collections::BTreeMap, net::TcpStream};").len(),
+        1
+    );
+    assert_eq!(
+        violations("x.rs", "let t = std::time::Instant::now();").len(),
+        2
+    );
+    assert_eq!(violations("x.rs", "tokio::spawn(async {});").len(), 1);
+    assert_eq!(violations("x.rs", "// tokio is not used here").len(), 0);
+    assert_eq!(
+        violations("x.rs", "use std::collections::BTreeMap;").len(),
+        0
+    );
+    assert_eq!(violations("x.rs", "let s = \"synchronous\";").len(), 0);
+    assert_eq!(violations("x.rs", "let now = chrono::Utc::now();").len(), 1);
+}
