@@ -1838,6 +1838,8 @@ impl<S: BlockStore> Array<S> {
                     policies: *policies,
                 },
             );
+            let g = self.groups[group].clone();
+            self.announce(&g);
             return Ok(());
         }
         let name = cmd.group().to_string();
