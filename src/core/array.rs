@@ -282,6 +282,8 @@ pub struct Group {
     recovering: Option<bool>,
     restore_deadline: Option<Tick>,
     restore_after_cycle: bool,
+    /// A reverse this side asked for (kept across crashes: writes stay
+    /// quiesced until the peer's epoch tells whether it happened).
     reverse_pending: Option<u64>,
 }
 
@@ -300,7 +302,6 @@ impl Group {
         self.recovering = None;
         self.restore_deadline = None;
         self.restore_after_cycle = false;
-        self.reverse_pending = None;
         for p in &mut self.pairs {
             p.run = None;
         }
@@ -458,6 +459,13 @@ impl<S: BlockStore> Array<S> {
                         vol: vol.to_string(),
                         group: g.name.clone(),
                         what: "is failing back",
+                    })
+                }
+                None if g.reverse_pending.is_some() => {
+                    return Some(WriteError::Quiesced {
+                        vol: vol.to_string(),
+                        group: g.name.clone(),
+                        what: "is reversing its direction",
                     })
                 }
                 None => {}
@@ -780,7 +788,6 @@ impl<S: BlockStore> Array<S> {
                 reason: format!("{} did not answer before the link failed", g.peer),
             });
         }
-        g.reverse_pending = None;
         let was_running = g.started;
         if !g.started {
             return Ok(());
@@ -1195,6 +1202,12 @@ impl<S: BlockStore> Array<S> {
     // ----- reverse -------------------------------------------------------
 
     fn reverse_check(&self, g: &Group) -> Result<(), String> {
+        if g.role.is_reversed() {
+            return Err(format!(
+                "group {} is failed over ({} on {}); use `setrcopygroup recover` then `restore` to go back",
+                g.name, g.role, self.name
+            ));
+        }
         if g.started {
             return Err(format!(
                 "group {} is started on {}; stop it first",
@@ -1289,8 +1302,9 @@ impl<S: BlockStore> Array<S> {
                 let reason = format!("group {group} already exists on {}", self.name);
                 self.send(
                     from,
-                    Msg::Refused {
+                    Msg::OpRefused {
                         group: group.clone(),
+                        op: "creatercopygroup".into(),
                         reason,
                     },
                 );
@@ -1303,7 +1317,10 @@ impl<S: BlockStore> Array<S> {
             return Ok(());
         }
         if !self.groups.contains_key(&name) {
-            if !matches!(msg, Msg::Refused { .. } | Msg::RemoveGroup { .. }) {
+            if !matches!(
+                msg,
+                Msg::Refused { .. } | Msg::OpRefused { .. } | Msg::RemoveGroup { .. }
+            ) {
                 let reason = format!("group {name} does not exist on {}", self.name);
                 self.send(
                     from,
@@ -1336,6 +1353,15 @@ impl<S: BlockStore> Array<S> {
             }
         }
         Ok(())
+    }
+
+    fn refuse_op(&mut self, g: &Group, op: &str, reason: String) {
+        let msg = Msg::OpRefused {
+            group: g.name.clone(),
+            op: op.to_string(),
+            reason,
+        };
+        self.send(&g.peer.clone(), msg);
     }
 
     fn refuse(&mut self, g: &Group, reason: String) {
@@ -1433,6 +1459,9 @@ impl<S: BlockStore> Array<S> {
                 }
             }
             Msg::SyncDone { vol, gen, .. } => {
+                if g.role.is_source() || !g.started {
+                    return Ok(());
+                }
                 let periodic = !g.mode.is_sync();
                 let now = self.now;
                 let Some(p) = g.pair_mut(&vol) else {
@@ -1441,6 +1470,7 @@ impl<S: BlockStore> Array<S> {
                 p.gen = gen;
                 p.status = SyncStatus::Synced;
                 p.last_sync = Some(now);
+                p.extra.clear();
                 let old: Vec<SnapId> = [p.target_snap.take(), p.base_snap.take()]
                     .into_iter()
                     .flatten()
@@ -1492,6 +1522,39 @@ impl<S: BlockStore> Array<S> {
                 if g.started {
                     self.fail_group(g, StopCause::LinkFailure)?;
                 }
+            }
+            Msg::OpRefused { op, reason, .. } => {
+                let op = match op.as_str() {
+                    "recover" => {
+                        if g.recovering.take().is_some() {
+                            g.requested = None;
+                            for p in &mut g.pairs {
+                                if p.status == SyncStatus::Syncing && p.run.is_none() {
+                                    p.status = SyncStatus::Stopped;
+                                }
+                            }
+                        }
+                        "recover"
+                    }
+                    "restore" => {
+                        if g.op == Some(GroupOp::FailingBack) || g.restore_after_cycle {
+                            g.op = None;
+                            g.restore_deadline = None;
+                            g.restore_after_cycle = false;
+                        }
+                        "restore"
+                    }
+                    "reverse" => {
+                        g.reverse_pending = None;
+                        "reverse"
+                    }
+                    _ => "creatercopygroup",
+                };
+                self.events.push_back(Event::OperationFailed {
+                    group: g.name.clone(),
+                    op,
+                    reason: format!("{} refused: {reason}", g.peer),
+                });
             }
             Msg::Config { mode, policies, .. } => {
                 if !g.role.is_source() {
@@ -1620,7 +1683,7 @@ impl<S: BlockStore> Array<S> {
                         .map(|p| format!("{} is {} on {}", p.local, p.status, self.name))
                 };
                 match why {
-                    Some(reason) => self.refuse(g, reason),
+                    Some(reason) => self.refuse_op(g, "restore", reason),
                     None => {
                         g.op = Some(GroupOp::FailingBack);
                         self.send(
@@ -1682,7 +1745,7 @@ impl<S: BlockStore> Array<S> {
                         },
                     );
                 }
-                Err(reason) => self.refuse(g, reason),
+                Err(reason) => self.refuse_op(g, "reverse", reason),
             },
             Msg::ReverseDone { epoch, .. } => {
                 if g.reverse_pending == Some(epoch) {
@@ -1704,7 +1767,7 @@ impl<S: BlockStore> Array<S> {
                 "{} is {} for group {} and cannot be recovered into",
                 self.name, g.role, g.name
             );
-            self.refuse(g, reason);
+            self.refuse_op(g, "recover", reason);
             return Ok(());
         }
         if !full {
@@ -1713,7 +1776,7 @@ impl<S: BlockStore> Array<S> {
                     "{} on {} has no common base snapshot; a full resync is needed",
                     p.local, self.name
                 );
-                self.refuse(g, reason);
+                self.refuse_op(g, "recover", reason);
                 return Ok(());
             }
         }
@@ -1723,8 +1786,9 @@ impl<S: BlockStore> Array<S> {
                 (false, Some(b)) => self.vols.changed_since(b),
                 _ => BTreeSet::new(),
             };
+            // `extra` stays until the resync completes: if this message is
+            // lost, the next recover must list these blocks again.
             set.extend(p.extra.iter().copied());
-            p.extra.clear();
             if p.gen > 0 && p.target_snap.is_none() {
                 p.target_snap = Some(self.vols.snapshot(&mut self.store, &p.local, p.gen)?);
             }
@@ -1761,6 +1825,10 @@ impl<S: BlockStore> Array<S> {
         if h.epoch > g.epoch && h.role.counterpart() != g.role {
             // A reversal we did not hear about completed on the peer.
             self.apply_reverse(g, h.epoch)?;
+        }
+        if g.reverse_pending.is_some_and(|e| h.epoch < e) {
+            // The peer never got our reverse: nothing changed, resume.
+            g.reverse_pending = None;
         }
         match (g.role, h.role) {
             (Role::Primary, Role::PrimaryRev) => {

@@ -110,9 +110,17 @@ pub enum Msg {
         block: u64,
         tag: DataTag,
     },
-    /// The receiver refused a message for this group; the sender stops it.
+    /// The receiver refused replication traffic for this group (it is not
+    /// the target it is taken for); the sender stops the group.
     Refused {
         group: String,
+        reason: String,
+    },
+    /// The receiver refused an operation (recover, restore, reverse,
+    /// create); only that operation is cancelled, replication is left alone.
+    OpRefused {
+        group: String,
+        op: String,
         reason: String,
     },
     /// All blocks of the run are applied; the target now holds generation `gen`.
@@ -177,6 +185,7 @@ impl Msg {
             | Msg::Data { group, .. }
             | Msg::DataAck { group, .. }
             | Msg::Refused { group, .. }
+            | Msg::OpRefused { group, .. }
             | Msg::SyncDone { group, .. }
             | Msg::SyncDoneAck { group, .. }
             | Msg::RecoverPrepare { group, .. }

@@ -14,8 +14,9 @@
 //!   the link to the other array is down (rows 3a/3b, 8, 10).
 //! * A resync in the reversed direction (`recover`) shows RestoreInProgress /
 //!   Restoring (rows 5, 6).
-//! * A running failover shows Failing over (11) (row 2, decision in the
-//!   reference); a running restore shows Failing back (12) (rows 11, 14).
+//! * A running failover shows Failedover / Failing over (11) (row 2, decision
+//!   in the reference), even if the link comes back before it finishes; a
+//!   running restore shows Failing back (12) (rows 11, 14).
 //! * RoleReversed is true exactly when the role is Primary-Rev or
 //!   Secondary-Rev.
 
@@ -199,7 +200,12 @@ pub fn derive(f: &PairFacts) -> PairView {
     }
 
     match f.op {
-        Some(GroupOp::FailingOver) => progress = P::FailingOver,
+        // Row 2. A link that comes back while the promotion still runs does
+        // not change it: the pair is being failed over, whatever the link.
+        Some(GroupOp::FailingOver) => {
+            copy = C::FailedOver;
+            progress = P::FailingOver;
+        }
         Some(GroupOp::FailingBack) => progress = P::FailingBack,
         None => {}
     }

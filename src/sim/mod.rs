@@ -283,6 +283,11 @@ impl Sim {
         Ok(moved)
     }
 
+    /// Messages queued in every direction, held ones included.
+    pub fn in_flight(&self) -> usize {
+        self.dirs.values().map(|d| d.queue.len()).sum()
+    }
+
     fn queued(&self) -> usize {
         self.dirs
             .values()
