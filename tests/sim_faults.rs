@@ -715,3 +715,42 @@ fn a_seed_replays_identically() {
         assert_eq!(a, b, "seed {seed} is not deterministic");
     }
 }
+
+/// Seeds that found bugs, replayed on every run. Each comment names the bug.
+#[test]
+fn seeds_that_found_bugs_stay_fixed() {
+    for (seed, bug) in [
+        (
+            1_795_334_186_000u64,
+            "failing over with the link back up reported Broken/Failing over",
+        ),
+        (
+            1_795_334_228_060,
+            "reverse was allowed on failed-over roles and lost the diverged side's writes",
+        ),
+        (
+            1_795_334_248_719,
+            "recover forgot in-flight blocks when the old primary crashed mid-handshake",
+        ),
+        (
+            1_795_334_264_032,
+            "a write slipped in between reverse and its confirmation and was lost",
+        ),
+        (
+            1_795_334_292_010,
+            "a refused reverse stopped a healthy replication",
+        ),
+        (
+            1_008_135,
+            "failover while a reverse was pending left both sides Secondary",
+        ),
+        (
+            5_013_258,
+            "a stale SyncDoneAck completed the next run before its data was sent",
+        ),
+    ] {
+        if let Err(e) = run_seed(seed) {
+            panic!("regression ({bug}):\n{e}");
+        }
+    }
+}

@@ -197,6 +197,9 @@ struct Run {
     unacked: u64,
     total: u64,
     done_sent: bool,
+    /// The generation this run proposed in its SyncDone; only an ack for it
+    /// completes the run (an ack from an earlier, stopped run is stale).
+    sent_gen: Option<u64>,
     point: u64,
 }
 
@@ -997,6 +1000,7 @@ impl<S: BlockStore> Array<S> {
                 unacked: 0,
                 total,
                 done_sent: false,
+                sent_gen: None,
                 point,
             });
             p.status = SyncStatus::Syncing;
@@ -1063,6 +1067,7 @@ impl<S: BlockStore> Array<S> {
                 let p = &mut g.pairs[i];
                 let run = p.run.as_mut().expect("drained");
                 run.done_sent = true;
+                run.sent_gen = Some(gen);
                 let point = run.point;
                 let kind = run.kind;
                 if periodic && kind == RunKind::Resync {
@@ -1098,7 +1103,7 @@ impl<S: BlockStore> Array<S> {
         let Some(p) = g.pair_mut(vol) else {
             return Ok(());
         };
-        if p.pending_gen != Some(gen) {
+        if p.run.as_ref().and_then(|r| r.sent_gen) != Some(gen) {
             return Ok(());
         }
         let point = p.run.as_ref().map(|r| r.point);
@@ -1822,7 +1827,7 @@ impl<S: BlockStore> Array<S> {
     }
 
     fn hello(&mut self, g: &mut Group, h: GroupHello) -> R<()> {
-        if h.epoch > g.epoch && h.role.counterpart() != g.role {
+        if h.epoch > g.epoch && h.role.counterpart() != g.role && !g.role.is_reversed() {
             // A reversal we did not hear about completed on the peer.
             self.apply_reverse(g, h.epoch)?;
         }
@@ -2177,6 +2182,9 @@ impl<S: BlockStore> Array<S> {
                         peer,
                         hint: "failover is for a lost primary; for a planned swap stop the group and use `setrcopygroup reverse`".into(),
                     });
+                }
+                if g.reverse_pending.is_some() {
+                    return Err(busy("failover", g));
                 }
                 if g.pairs.iter().all(|p| p.status == SyncStatus::New) {
                     return Err(CommandError::NotStarted {
