@@ -729,10 +729,7 @@ impl<S: BlockStore> Array<S> {
                 .map(|p| PairHello {
                     vol: p.remote.clone(),
                     status: p.status,
-                    base_gen: p
-                        .base_snap
-                        .and_then(|s| vols.snapshot_meta(s))
-                        .map(|m| m.gen),
+                    point_gen: point_gen(vols, p),
                     pending_gen: p.pending_gen,
                     gen: p.gen,
                 })
@@ -1776,9 +1773,9 @@ impl<S: BlockStore> Array<S> {
             return Ok(());
         }
         if !full {
-            if let Some(p) = g.pairs.iter().find(|p| p.base_snap.is_none()) {
+            if let Some(p) = g.pairs.iter().find(|p| point_gen(&self.vols, p).is_none()) {
                 let reason = format!(
-                    "{} on {} has no common base snapshot; a full resync is needed",
+                    "{} on {} holds no known point; a full resync is needed",
                     p.local, self.name
                 );
                 self.refuse_op(g, "recover", reason);
@@ -1787,9 +1784,13 @@ impl<S: BlockStore> Array<S> {
         }
         let mut changed = Vec::new();
         for p in &mut g.pairs {
-            let mut set = match (full, p.base_snap) {
-                (false, Some(b)) => self.vols.changed_since(b),
-                _ => BTreeSet::new(),
+            // What this side changed since the point it names in its Hello:
+            // since its base snapshot (it was a source), or since its
+            // pre-resync snapshot (an interrupted resync wrote here).
+            let mut set = match (full, p.base_snap, p.target_snap) {
+                (true, _, _) => BTreeSet::new(),
+                (false, Some(b), _) | (false, None, Some(b)) => self.vols.changed_since(b),
+                (false, None, None) => BTreeSet::new(),
             };
             // `extra` stays until the resync completes: if this message is
             // lost, the next recover must list these blocks again.
@@ -2250,20 +2251,32 @@ impl<S: BlockStore> Array<S> {
                             .base_snap
                             .and_then(|s| self.vols.snapshot_meta(s))
                             .map(|m| m.gen);
+                        // Each side names the points its data can be diffed
+                        // against: its base (or exact point) and a point it
+                        // proposed that may have been reached. An older base
+                        // on either side only makes its changed set larger.
                         let why = match (mine, ph) {
-                            (None, _) => Some(format!("{} on {} never completed a sync, so there is no common base", p.local, self.name)),
+                            (None, _) => Some(format!(
+                                "{} on {} never completed a sync, so there is no common base",
+                                p.local, self.name
+                            )),
                             (_, None) => Some(format!("{peer} does not know the pair")),
-                            (Some(_), Some(x)) if x.base_gen.is_none() => Some(format!(
-                                "{peer} has no snapshot of {} from the failure (it was {} when it stopped)",
+                            (Some(_), Some(x)) if x.point_gen.is_none() => Some(format!(
+                                "{peer} holds no known point of {} (it was {} when it stopped)",
                                 p.remote, x.status
                             )),
-                            (Some(m), Some(x)) if x.base_gen != Some(m) && x.pending_gen != Some(m) => Some(format!(
-                                "both sides changed {} since different points (generations {:x} here and {:x} on {peer})",
-                                p.local,
-                                m,
-                                x.base_gen.unwrap_or(0)
-                            )),
-                            _ => None,
+                            (Some(m), Some(x)) => {
+                                let here = [Some(m), p.pending_gen];
+                                let there = [x.point_gen, x.pending_gen];
+                                let common =
+                                    here.iter().flatten().any(|g| there.contains(&Some(*g)));
+                                (!common).then(|| format!(
+                                    "both sides changed {} since different points (generation {:x} here, {:x} on {peer})",
+                                    p.local,
+                                    m,
+                                    x.point_gen.unwrap_or(0)
+                                ))
+                            }
                         };
                         if let Some(why) = why {
                             return Err(CommandError::NeedsFullResync {
@@ -2463,6 +2476,18 @@ impl<S: BlockStore> Array<S> {
             }),
             Some(_) => Ok(()),
         }
+    }
+}
+
+/// The generation of the point this pair's data can be diffed against:
+/// its base snapshot's, or, with none, the last sync it completed (a target
+/// holds exactly that point, or it plus blocks of an interrupted resync that
+/// its pre-resync snapshot records).
+fn point_gen(vols: &Volumes, p: &Pair) -> Option<u64> {
+    match p.base_snap {
+        Some(s) => vols.snapshot_meta(s).map(|m| m.gen),
+        None if p.gen > 0 => Some(p.gen),
+        None => None,
     }
 }
 

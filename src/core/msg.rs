@@ -25,8 +25,9 @@ pub struct PairHello {
     /// The receiver's name of the volume.
     pub vol: String,
     pub status: SyncStatus,
-    /// Generation of the sender's base snapshot for resync, if it has one.
-    pub base_gen: Option<u64>,
+    /// Generation of the point the sender's data can be diffed against (its
+    /// base snapshot, or the last sync it completed), if it knows one.
+    pub point_gen: Option<u64>,
     /// Generation the sender proposed in a SyncDone not yet acknowledged.
     pub pending_gen: Option<u64>,
     pub gen: u64,
