@@ -2,7 +2,7 @@
 //! seeds state in prose"), each pinned on the sans-IO core.
 
 use replicim::core::{
-    Command, Event, Mode, Policies, Role, SyncStatus, WriteError, WriteTicket, BLOCK_SIZE,
+    Event, Mode, Policies, Role, SyncStatus, WriteError, WriteTicket, BLOCK_SIZE,
 };
 use replicim::sim::pattern_block;
 

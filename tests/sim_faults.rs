@@ -56,6 +56,10 @@ fn allowed_states() -> BTreeSet<(String, u16, u16, u16)> {
     set
 }
 
+/// Writes to one block since its last replicated acknowledgement, oldest
+/// first: (tag, Some(replicated) once acknowledged).
+type BlockHistory = Vec<(u64, Option<bool>)>;
+
 struct Run {
     seed: u64,
     rng: Rng,
@@ -65,7 +69,7 @@ struct Run {
     allowed: BTreeSet<(String, u16, u16, u16)>,
     /// Per (vol, block): tags written since the last replicated ack, oldest
     /// first, with their ack state.
-    history: BTreeMap<(String, u64), Vec<(u64, Option<bool>)>>,
+    history: BTreeMap<(String, u64), BlockHistory>,
     pending: BTreeMap<(String, WriteId), (String, u64, u64)>,
     tag: u64,
     /// Periodic points: (source array, point) -> (vol, checksum).
@@ -224,10 +228,10 @@ impl Run {
                     self.points.insert((who.clone(), point), (vol.clone(), sum));
                     self.complete.entry(vol).or_default().insert(sum);
                 }
-                Event::PointReached { vol, point, .. } => {
-                    if self.points.contains_key(&(who.clone(), point)) {
-                        self.has_point.insert((other(&who).to_string(), vol));
-                    }
+                Event::PointReached { vol, point, .. }
+                    if self.points.contains_key(&(who.clone(), point)) =>
+                {
+                    self.has_point.insert((other(&who).to_string(), vol));
                 }
                 _ => {}
             }
@@ -278,7 +282,7 @@ impl Run {
                 .insert(side.to_string(), failed_over)
                 .unwrap_or(false);
             if failed_over && !before && !self.periodic {
-                let entries: Vec<((String, u64), Vec<(u64, Option<bool>)>)> = self
+                let entries: Vec<((String, u64), BlockHistory)> = self
                     .history
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
@@ -602,9 +606,7 @@ impl Run {
                 }
                 let src = if self.role(B) == Role::PrimaryRev {
                     B
-                } else if self.role(A) == Role::PrimaryRev {
-                    A
-                } else if self.role(A) == Role::Primary {
+                } else if matches!(self.role(A), Role::PrimaryRev | Role::Primary) {
                     A
                 } else {
                     B

@@ -67,6 +67,5 @@ pub fn same_data(sim: &mut Sim, vol: &str) -> bool {
 pub fn cmd(sim: &mut Sim, side: &str, line: &str) -> Result<(), String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let c = replicim::conformance::rcopy::parse(&words)?;
-    let r = sim.command(side, c).map_err(|e| e.to_string());
-    r
+    sim.command(side, c).map_err(|e| e.to_string())
 }

@@ -278,16 +278,21 @@ pub struct Group {
     /// Primary-Rev only: the recover handshake is done, the group may run.
     pub recovered: bool,
     pub pairs: Vec<Pair>,
+    /// Periodic mode: when the next cycle is due.
     pub next_cycle: Option<Tick>,
-    // Volatile.
+    /// A reverse this side asked for, by epoch. Kept across crashes: writes
+    /// stay quiesced until the peer's epoch tells whether it happened.
+    reverse_pending: Option<u64>,
+    // Volatile (dropped by a crash).
+    /// The peer's last Hello for this group since the link came up.
     peer_hello: Option<GroupHello>,
+    /// The link came up after a failure stop: the next Hello may restart.
     auto_recover_armed: bool,
+    /// A recover handshake is under way (`Some(full)`).
     recovering: Option<bool>,
     restore_deadline: Option<Tick>,
+    /// Periodic restore: host writes are quiesced while a final cycle runs.
     restore_after_cycle: bool,
-    /// A reverse this side asked for (kept across crashes: writes stay
-    /// quiesced until the peer's epoch tells whether it happened).
-    reverse_pending: Option<u64>,
 }
 
 impl Group {
