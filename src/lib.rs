@@ -9,6 +9,7 @@
 //! * [`conformance`]: the state tables as data and the replay runner.
 //! * [`cli`]: the subcommands of the `replicim` binary.
 
+pub mod cim;
 pub mod cli;
 pub mod conformance;
 pub mod core;

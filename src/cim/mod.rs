@@ -1,0 +1,13 @@
+//! The WBEM side: CIM-XML (DSP0200/DSP0201) over HTTP(S), with no
+//! replication vocabulary.
+//!
+//! Key pieces: [`model`] (names, types, values, classes, instances, paths),
+//! [`mof`] (the MOF compiler), [`repo`] (the class repository).
+//!
+//! Design decision: every request is decoded into a typed operation before
+//! anything runs, and all results are encoded by one writer that emits only
+//! what pywbem's strict checks and wbemcli's hand-written parser accept.
+
+pub mod model;
+pub mod mof;
+pub mod repo;
