@@ -11,3 +11,4 @@
 pub mod model;
 pub mod mof;
 pub mod repo;
+pub mod schema;

@@ -737,12 +737,14 @@ impl<'a> Parser<'a> {
                 CimType::Reference(Some(Name::new(&tname)))
             } else {
                 match CimType::parse(&tname) {
-                    Some(CimType::Reference(_)) | None => return Err(MofError {
-                        loc: tloc,
-                        message: format!(
+                    Some(CimType::Reference(_)) | None => {
+                        return Err(MofError {
+                            loc: tloc,
+                            message: format!(
                             "`{tname}` is not a CIM data type (a reference needs `{tname} REF`)"
                         ),
-                    }),
+                        })
+                    }
                     Some(t) => t,
                 }
             };
