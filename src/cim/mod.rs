@@ -12,3 +12,4 @@ pub mod model;
 pub mod mof;
 pub mod repo;
 pub mod schema;
+pub mod xml;
