@@ -2,14 +2,25 @@
 //! replication vocabulary.
 //!
 //! Key pieces: [`model`] (names, types, values, classes, instances, paths),
-//! [`mof`] (the MOF compiler), [`repo`] (the class repository).
+//! [`mof`] (the MOF compiler), [`repo`] (the class repository), [`xml`]
+//! (the only CIM-XML codec), [`ops`] (typed intrinsic operations),
+//! [`dispatch`] (main provider + the `Provider` trait), [`interop`] (the
+//! interop namespace), [`server`] (hyper, TLS, auth, limits).
 //!
 //! Design decision: every request is decoded into a typed operation before
 //! anything runs, and all results are encoded by one writer that emits only
 //! what pywbem's strict checks and wbemcli's hand-written parser accept.
 
+pub mod dispatch;
+pub mod error;
+pub mod interop;
 pub mod model;
 pub mod mof;
+pub mod ops;
+pub mod query;
 pub mod repo;
 pub mod schema;
+pub mod server;
 pub mod xml;
+
+pub use error::CimError;

@@ -1,8 +1,13 @@
 //! The subcommands of the `replicim` binary.
 //!
-//! Built so far: `conformance --level core`. The CIM-XML server (`serve`),
-//! the two-process lab (`lab`) and the admin client (`rcopy`) come with
-//! their issues; until then they are absent rather than stubbed.
+//! Built so far: `conformance --level core` and `serve` (the CIM-XML
+//! server with the interop namespace; the replication provider is not built
+//! yet). The two-process lab (`lab`) and the admin client (`rcopy`) come
+//! with their issues; until then they are absent rather than stubbed.
+
+pub mod serve;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -21,6 +26,11 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
+    /// Run one array's CIM-XML server from a TOML configuration file.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Replay the state tables (conformance/*.toml) and compare every column.
     Conformance {
         /// core: the sans-IO core in process. cim and lab are not built yet.
@@ -39,6 +49,27 @@ pub enum Level {
 /// Runs the command line; returns the process exit code.
 pub fn main_with(cli: Cli) -> i32 {
     match cli.command {
+        Cmd::Serve { config } => {
+            init_logging();
+            let cfg = match serve::Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("replicim serve: {e}");
+                    return 2;
+                }
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            match rt.block_on(serve::serve(cfg)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("replicim serve: {e}");
+                    1
+                }
+            }
+        }
         Cmd::Conformance { level } => match level {
             Level::Core => {
                 let mut driver = CoreDriver::new();
@@ -61,4 +92,14 @@ pub fn main_with(cli: Cli) -> i32 {
             }
         },
     }
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default: info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -115,7 +115,9 @@ pub fn parse_tree(body: &[u8], limits: Limits) -> Result<Element, DecodeError> {
     let mut count = 0usize;
     let mut buf = Vec::new();
     loop {
-        let ev = reader.read_event_into(&mut buf).map_err(|e| nwf(e.to_string()))?;
+        let ev = reader
+            .read_event_into(&mut buf)
+            .map_err(|e| nwf(e.to_string()))?;
         match ev {
             Event::Start(s) => {
                 count += 1;
@@ -128,12 +130,17 @@ pub fn parse_tree(body: &[u8], limits: Limits) -> Result<Element, DecodeError> {
                 if root.is_some() {
                     return Err(nwf("content after the root element".into()));
                 }
-                let name = String::from_utf8(s.name().as_ref().to_vec()).map_err(|_| nwf("element name is not UTF-8".into()))?;
+                let name = String::from_utf8(s.name().as_ref().to_vec())
+                    .map_err(|_| nwf("element name is not UTF-8".into()))?;
                 let mut attrs = Vec::new();
                 for a in s.attributes() {
                     let a = a.map_err(|e| nwf(e.to_string()))?;
-                    let k = String::from_utf8(a.key.as_ref().to_vec()).map_err(|_| nwf("attribute name is not UTF-8".into()))?;
-                    let v = a.unescape_value().map_err(|e| nwf(e.to_string()))?.into_owned();
+                    let k = String::from_utf8(a.key.as_ref().to_vec())
+                        .map_err(|_| nwf("attribute name is not UTF-8".into()))?;
+                    let v = a
+                        .unescape_value()
+                        .map_err(|e| nwf(e.to_string()))?
+                        .into_owned();
                     attrs.push((k, v));
                 }
                 stack.push(Element {
@@ -143,7 +150,9 @@ pub fn parse_tree(body: &[u8], limits: Limits) -> Result<Element, DecodeError> {
                 });
             }
             Event::End(_) => {
-                let done = stack.pop().ok_or_else(|| nwf("unbalanced end tag".into()))?;
+                let done = stack
+                    .pop()
+                    .ok_or_else(|| nwf("unbalanced end tag".into()))?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(done),
                     None => root = Some(done),
@@ -158,12 +167,15 @@ pub fn parse_tree(body: &[u8], limits: Limits) -> Result<Element, DecodeError> {
                 }
             }
             Event::CData(c) => {
-                let text = String::from_utf8(c.into_inner().to_vec()).map_err(|_| nwf("CDATA is not UTF-8".into()))?;
+                let text = String::from_utf8(c.into_inner().to_vec())
+                    .map_err(|_| nwf("CDATA is not UTF-8".into()))?;
                 if let Some(top) = stack.last_mut() {
                     top.text.push_str(&text);
                 }
             }
-            Event::DocType(_) => return invalid("DOCTYPE declarations are not accepted (no entity definitions)"),
+            Event::DocType(_) => {
+                return invalid("DOCTYPE declarations are not accepted (no entity definitions)")
+            }
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
             Event::Empty(_) => unreachable!("empty elements are expanded"),
             Event::Eof => break,
@@ -171,7 +183,10 @@ pub fn parse_tree(body: &[u8], limits: Limits) -> Result<Element, DecodeError> {
         buf.clear();
     }
     if !stack.is_empty() {
-        return Err(nwf(format!("element {} is not closed", stack.last().map(|e| e.name.as_str()).unwrap_or(""))));
+        return Err(nwf(format!(
+            "element {} is not closed",
+            stack.last().map(|e| e.name.as_str()).unwrap_or("")
+        )));
     }
     root.ok_or_else(|| nwf("empty document".into()))
 }
@@ -247,7 +262,11 @@ pub fn request(body: &[u8], limits: Limits) -> Result<Request, DecodeError> {
         }
         return Ok(Request {
             id,
-            call: Call::Intrinsic { namespace, method, params },
+            call: Call::Intrinsic {
+                namespace,
+                method,
+                params,
+            },
         });
     }
     if let Some(call) = req.child("METHODCALL") {
@@ -267,7 +286,12 @@ pub fn request(body: &[u8], limits: Limits) -> Result<Request, DecodeError> {
         let params = call.children_named("PARAMVALUE").cloned().collect();
         return Ok(Request {
             id,
-            call: Call::Extrinsic { namespace, target, method, params },
+            call: Call::Extrinsic {
+                namespace,
+                target,
+                method,
+                params,
+            },
         });
     }
     invalid("SIMPLEREQ needs IMETHODCALL or METHODCALL")
@@ -285,7 +309,11 @@ pub fn instance_name(e: &Element) -> Result<ObjectPath, DecodeError> {
         let v = match kb.first() {
             Some(kv) if kv.name == "KEYVALUE" => key_value(kv)?,
             Some(r) if r.name == "VALUE.REFERENCE" => Value::Reference(value_reference(r)?),
-            _ => return invalid(format!("KEYBINDING {name} needs KEYVALUE or VALUE.REFERENCE")),
+            _ => {
+                return invalid(format!(
+                    "KEYBINDING {name} needs KEYVALUE or VALUE.REFERENCE"
+                ))
+            }
         };
         keys.push((Name::new(name), v));
     }
@@ -299,19 +327,24 @@ pub fn instance_name(e: &Element) -> Result<ObjectPath, DecodeError> {
 
 fn key_value(kv: &Element) -> Result<Value, DecodeError> {
     if let Some(t) = kv.attr("TYPE").filter(|t| !t.is_empty()) {
-        let ty = CimType::parse(t).ok_or_else(|| DecodeError::NotValid(format!("unknown KEYVALUE TYPE {t}")))?;
+        let ty = CimType::parse(t)
+            .ok_or_else(|| DecodeError::NotValid(format!("unknown KEYVALUE TYPE {t}")))?;
         return Value::parse_scalar(&ty, &kv.text).map_err(DecodeError::NotValid);
     }
     // Untyped (wbemcli): keep the text; it is typed from the class later.
     Ok(match kv.attr("VALUETYPE").unwrap_or("string") {
-        "boolean" => Value::parse_scalar(&CimType::Boolean, &kv.text).map_err(DecodeError::NotValid)?,
+        "boolean" => {
+            Value::parse_scalar(&CimType::Boolean, &kv.text).map_err(DecodeError::NotValid)?
+        }
         _ => Value::String(kv.text.clone()),
     })
 }
 
 /// VALUE.REFERENCE -> path.
 pub fn value_reference(e: &Element) -> Result<ObjectPath, DecodeError> {
-    let inner = e.first().ok_or_else(|| DecodeError::NotValid("empty VALUE.REFERENCE".into()))?;
+    let inner = e
+        .first()
+        .ok_or_else(|| DecodeError::NotValid("empty VALUE.REFERENCE".into()))?;
     object_path(inner)
 }
 
@@ -354,7 +387,9 @@ pub fn object_path(inner: &Element) -> Result<ObjectPath, DecodeError> {
 pub fn value_of(e: &Element, declared: Option<&CimType>) -> Result<Option<Value>, DecodeError> {
     let typed = |text: &str| -> Result<Value, DecodeError> {
         match declared {
-            Some(t) if !matches!(t, CimType::String | CimType::Reference(_)) => Value::parse_scalar(t, text).map_err(DecodeError::NotValid),
+            Some(t) if !matches!(t, CimType::String | CimType::Reference(_)) => {
+                Value::parse_scalar(t, text).map_err(DecodeError::NotValid)
+            }
             _ => Ok(Value::String(text.to_string())),
         }
     };
@@ -402,10 +437,17 @@ pub fn instance(e: &Element) -> Result<Instance, DecodeError> {
             other => return invalid(format!("{other} inside INSTANCE")),
         };
         let (ty, is_array) = match p.name.as_str() {
-            "PROPERTY.REFERENCE" => (CimType::Reference(p.attr("REFERENCECLASS").map(Name::new)), false),
+            "PROPERTY.REFERENCE" => (
+                CimType::Reference(p.attr("REFERENCECLASS").map(Name::new)),
+                false,
+            ),
             n => {
                 let t = p.need_attr("TYPE")?;
-                (CimType::parse(t).ok_or_else(|| DecodeError::NotValid(format!("unknown TYPE {t}")))?, n == "PROPERTY.ARRAY")
+                (
+                    CimType::parse(t)
+                        .ok_or_else(|| DecodeError::NotValid(format!("unknown TYPE {t}")))?,
+                    n == "PROPERTY.ARRAY",
+                )
             }
         };
         let embedded = p.attr("EmbeddedObject").is_some();
@@ -433,7 +475,9 @@ pub fn embedded_value(v: &Element) -> Result<Option<Value>, DecodeError> {
         "VALUE" if v.text.trim().is_empty() => Ok(None),
         "VALUE" => one(&v.text).map(Some),
         "VALUE.ARRAY" => Ok(Some(Value::Array(
-            v.children_named("VALUE").map(|c| one(&c.text).map(Some)).collect::<Result<_, _>>()?,
+            v.children_named("VALUE")
+                .map(|c| one(&c.text).map(Some))
+                .collect::<Result<_, _>>()?,
         ))),
         _ => value_of(v, None),
     }
@@ -455,8 +499,18 @@ mod tests {
 </IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>"#;
         let r = request(body, Limits::default()).unwrap();
         assert_eq!(r.id, "4711");
-        let Call::Intrinsic { namespace, method, params } = r.call else { panic!() };
-        assert_eq!((namespace.as_str(), method.as_str()), ("root/cimv2", "GetInstance"));
+        let Call::Intrinsic {
+            namespace,
+            method,
+            params,
+        } = r.call
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (namespace.as_str(), method.as_str()),
+            ("root/cimv2", "GetInstance")
+        );
         let p = instance_name(params[0].1.first().unwrap()).unwrap();
         assert_eq!(p.key("name"), Some(&Value::String("a & b".into())));
         assert_eq!(p.key("Flag"), Some(&Value::Boolean(true)));
@@ -465,12 +519,25 @@ mod tests {
     #[test]
     fn refuses_doctype_depth_and_garbage() {
         let bomb = br#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]><CIM>&lol2;</CIM>"#;
-        assert!(matches!(parse_tree(bomb, Limits::default()), Err(DecodeError::NotValid(m)) if m.contains("DOCTYPE")));
+        assert!(
+            matches!(parse_tree(bomb, Limits::default()), Err(DecodeError::NotValid(m)) if m.contains("DOCTYPE"))
+        );
         let deep = format!("{}{}", "<A>".repeat(100), "</A>".repeat(100));
-        assert!(matches!(parse_tree(deep.as_bytes(), Limits::default()), Err(DecodeError::NotValid(m)) if m.contains("deeper")));
-        assert!(matches!(parse_tree(b"<CIM><A></CIM>", Limits::default()), Err(DecodeError::NotWellFormed(_))));
-        assert!(matches!(parse_tree(b"<CIM>&undefined;</CIM>", Limits::default()), Err(DecodeError::NotWellFormed(_))));
+        assert!(
+            matches!(parse_tree(deep.as_bytes(), Limits::default()), Err(DecodeError::NotValid(m)) if m.contains("deeper"))
+        );
+        assert!(matches!(
+            parse_tree(b"<CIM><A></CIM>", Limits::default()),
+            Err(DecodeError::NotWellFormed(_))
+        ));
+        assert!(matches!(
+            parse_tree(b"<CIM>&undefined;</CIM>", Limits::default()),
+            Err(DecodeError::NotWellFormed(_))
+        ));
         let wrong = br#"<CIM CIMVERSION="3.0" DTDVERSION="2.0"></CIM>"#;
-        assert!(matches!(request(wrong, Limits::default()), Err(DecodeError::CimVersion(_))));
+        assert!(matches!(
+            request(wrong, Limits::default()),
+            Err(DecodeError::CimVersion(_))
+        ));
     }
 }

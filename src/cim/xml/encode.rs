@@ -9,7 +9,9 @@
 //! * KEYVALUE with both VALUETYPE and TYPE; references as INSTANCEPATH with
 //!   HOST when the path knows its namespace.
 
-use crate::cim::model::{CimType, Class, Instance, Method, ObjectPath, Property, Qualifier, QualifierDecl, Value};
+use crate::cim::model::{
+    CimType, Class, Instance, Method, ObjectPath, Property, Qualifier, QualifierDecl, Value,
+};
 
 /// Appends `s` with the five XML entities escaped; characters XML 1.0
 /// cannot carry become U+FFFD.
@@ -58,14 +60,22 @@ pub fn open(out: &mut Vec<u8>, id: &str, method: &str, intrinsic: bool) {
     out.extend_from_slice(b"<CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"");
     esc(out, id);
     out.extend_from_slice(b"\" PROTOCOLVERSION=\"1.0\"><SIMPLERSP><");
-    out.extend_from_slice(if intrinsic { b"IMETHODRESPONSE" } else { b"METHODRESPONSE" });
+    out.extend_from_slice(if intrinsic {
+        b"IMETHODRESPONSE"
+    } else {
+        b"METHODRESPONSE"
+    });
     out.extend_from_slice(b" NAME=\"");
     esc(out, method);
     out.extend_from_slice(b"\">");
 }
 
 pub fn close(out: &mut Vec<u8>, intrinsic: bool) {
-    out.extend_from_slice(if intrinsic { b"</IMETHODRESPONSE>" } else { b"</METHODRESPONSE>" });
+    out.extend_from_slice(if intrinsic {
+        b"</IMETHODRESPONSE>"
+    } else {
+        b"</METHODRESPONSE>"
+    });
     out.extend_from_slice(b"</SIMPLERSP></MESSAGE></CIM>\n");
 }
 
@@ -112,15 +122,26 @@ pub fn value_text(out: &mut Vec<u8>, v: &Value) {
 pub fn value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Array(items) => {
-            let refs = items.iter().flatten().any(|x| matches!(x, Value::Reference(_)));
-            out.extend_from_slice(if refs { b"<VALUE.REFARRAY>" } else { b"<VALUE.ARRAY>" });
+            let refs = items
+                .iter()
+                .flatten()
+                .any(|x| matches!(x, Value::Reference(_)));
+            out.extend_from_slice(if refs {
+                b"<VALUE.REFARRAY>"
+            } else {
+                b"<VALUE.ARRAY>"
+            });
             for it in items {
                 match it {
                     Some(x) => value(out, x),
                     None => out.extend_from_slice(b"<VALUE.NULL></VALUE.NULL>"),
                 }
             }
-            out.extend_from_slice(if refs { b"</VALUE.REFARRAY>" } else { b"</VALUE.ARRAY>" });
+            out.extend_from_slice(if refs {
+                b"</VALUE.REFARRAY>"
+            } else {
+                b"</VALUE.ARRAY>"
+            });
         }
         Value::Reference(p) => value_reference(out, p),
         v => {
@@ -237,7 +258,15 @@ pub fn qualifier_decl(out: &mut Vec<u8>, q: &QualifierDecl) {
     attr(out, "TRANSLATABLE", tf(q.flavor.translatable));
     out.extend_from_slice(b"><SCOPE");
     let all = q.scopes.iter().any(|s| s == "any");
-    for s in ["class", "association", "reference", "property", "method", "parameter", "indication"] {
+    for s in [
+        "class",
+        "association",
+        "reference",
+        "property",
+        "method",
+        "parameter",
+        "indication",
+    ] {
         if all || q.scopes.iter().any(|x| x == s) {
             attr(out, &s.to_ascii_uppercase(), "true");
         }
@@ -299,7 +328,11 @@ pub fn instance(out: &mut Vec<u8>, inst: &Instance, shape: &Shape<'_>) {
     out.extend_from_slice(b"<INSTANCE");
     attr(out, "CLASSNAME", inst.class.as_str());
     out.push(b'>');
-    for p in inst.properties.iter().filter(|p| shape.wants(p.name.as_str())) {
+    for p in inst
+        .properties
+        .iter()
+        .filter(|p| shape.wants(p.name.as_str()))
+    {
         property(out, p, shape);
     }
     out.extend_from_slice(b"</INSTANCE>");
@@ -365,7 +398,11 @@ pub fn class(out: &mut Vec<u8>, c: &Class, shape: &Shape<'_>, local_only: bool) 
     }
     out.push(b'>');
     if shape.include_qualifiers {
-        for q in c.qualifiers.iter().filter(|q| !(local_only && q.propagated)) {
+        for q in c
+            .qualifiers
+            .iter()
+            .filter(|q| !(local_only && q.propagated))
+        {
             qualifier(out, q);
         }
     }

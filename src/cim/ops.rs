@@ -1,0 +1,580 @@
+//! Typed intrinsic operations (DSP0200 §5.3). A request is parsed into an
+//! [`Op`] before anything runs; the dispatcher only ever sees `Op`.
+//!
+//! Parameter rules: names match case-insensitively; an unknown IPARAMVALUE
+//! is CIM_ERR_NOT_SUPPORTED, a duplicate one CIM_ERR_INVALID_PARAMETER; an
+//! omitted parameter takes the DSP0200 default.
+
+use super::error::CimError;
+use super::model::{Name, ObjectPath};
+use super::xml::decode::{self, Element};
+
+/// Which properties and decorations an instance or class carries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub include_qualifiers: bool,
+    pub include_class_origin: bool,
+    pub property_list: Option<Vec<String>>,
+}
+
+/// The association filters of Associators/References and their pull forms.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AssocFilter {
+    pub assoc_class: Option<Name>,
+    pub result_class: Option<Name>,
+    pub role: Option<String>,
+    pub result_role: Option<String>,
+}
+
+/// Options of the pull Open* operations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenOpts {
+    pub max_object_count: u32,
+    /// Seconds an idle enumeration context lives.
+    pub operation_timeout: u32,
+}
+
+/// One intrinsic operation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    GetClass {
+        class: Name,
+        local_only: bool,
+        shape: Shape,
+    },
+    EnumerateClasses {
+        class: Option<Name>,
+        deep: bool,
+        local_only: bool,
+        shape: Shape,
+    },
+    EnumerateClassNames {
+        class: Option<Name>,
+        deep: bool,
+    },
+    GetQualifier {
+        name: Name,
+    },
+    EnumerateQualifiers,
+    GetInstance {
+        path: ObjectPath,
+        shape: Shape,
+    },
+    EnumerateInstances {
+        class: Name,
+        deep: bool,
+        shape: Shape,
+    },
+    EnumerateInstanceNames {
+        class: Name,
+    },
+    Associators {
+        object: ObjectPath,
+        filter: AssocFilter,
+        shape: Shape,
+    },
+    AssociatorNames {
+        object: ObjectPath,
+        filter: AssocFilter,
+    },
+    References {
+        object: ObjectPath,
+        filter: AssocFilter,
+        shape: Shape,
+    },
+    ReferenceNames {
+        object: ObjectPath,
+        filter: AssocFilter,
+    },
+    ExecQuery {
+        language: String,
+        query: String,
+    },
+    CreateInstance {
+        instance: super::model::Instance,
+    },
+    ModifyInstance {
+        path: ObjectPath,
+        instance: super::model::Instance,
+        property_list: Option<Vec<String>>,
+    },
+    DeleteInstance {
+        path: ObjectPath,
+    },
+    OpenEnumerateInstances {
+        class: Name,
+        deep: bool,
+        shape: Shape,
+        open: OpenOpts,
+    },
+    OpenEnumerateInstancePaths {
+        class: Name,
+        open: OpenOpts,
+    },
+    OpenAssociatorInstances {
+        object: ObjectPath,
+        filter: AssocFilter,
+        shape: Shape,
+        open: OpenOpts,
+    },
+    OpenAssociatorInstancePaths {
+        object: ObjectPath,
+        filter: AssocFilter,
+        open: OpenOpts,
+    },
+    OpenReferenceInstances {
+        object: ObjectPath,
+        filter: AssocFilter,
+        shape: Shape,
+        open: OpenOpts,
+    },
+    OpenReferenceInstancePaths {
+        object: ObjectPath,
+        filter: AssocFilter,
+        open: OpenOpts,
+    },
+    PullInstancesWithPath {
+        context: String,
+        max_object_count: u32,
+    },
+    PullInstancePaths {
+        context: String,
+        max_object_count: u32,
+    },
+    CloseEnumeration {
+        context: String,
+    },
+}
+
+impl Op {
+    /// The class a request is about, for logs.
+    pub fn class_name(&self) -> Option<String> {
+        Some(match self {
+            Op::GetClass { class, .. }
+            | Op::EnumerateInstances { class, .. }
+            | Op::EnumerateInstanceNames { class }
+            | Op::OpenEnumerateInstances { class, .. }
+            | Op::OpenEnumerateInstancePaths { class, .. } => class.to_string(),
+            Op::EnumerateClasses { class, .. } | Op::EnumerateClassNames { class, .. } => {
+                class.as_ref()?.to_string()
+            }
+            Op::GetInstance { path, .. }
+            | Op::DeleteInstance { path }
+            | Op::ModifyInstance { path, .. } => path.class.to_string(),
+            Op::Associators { object, .. }
+            | Op::AssociatorNames { object, .. }
+            | Op::References { object, .. }
+            | Op::ReferenceNames { object, .. }
+            | Op::OpenAssociatorInstances { object, .. }
+            | Op::OpenAssociatorInstancePaths { object, .. }
+            | Op::OpenReferenceInstances { object, .. }
+            | Op::OpenReferenceInstancePaths { object, .. } => object.class.to_string(),
+            Op::CreateInstance { instance } => instance.class.to_string(),
+            _ => return None,
+        })
+    }
+}
+
+/// The IPARAMVALUEs of one call, consumed by name.
+struct Params {
+    method: String,
+    items: Vec<(String, Element)>,
+}
+
+fn bad(m: impl Into<String>) -> CimError {
+    CimError::invalid_parameter(m)
+}
+
+impl Params {
+    fn new(method: &str, items: Vec<(String, Element)>) -> Result<Params, CimError> {
+        for (i, (n, _)) in items.iter().enumerate() {
+            if items[..i].iter().any(|(m, _)| m.eq_ignore_ascii_case(n)) {
+                return Err(bad(format!("{method}: parameter {n} is given twice")));
+            }
+        }
+        Ok(Params {
+            method: method.to_string(),
+            items,
+        })
+    }
+
+    fn take(&mut self, name: &str) -> Option<Element> {
+        let i = self
+            .items
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        Some(self.items.remove(i).1)
+    }
+
+    /// Every parameter must have been consumed.
+    fn finish(self) -> Result<(), CimError> {
+        match self.items.first() {
+            None => Ok(()),
+            Some((n, _)) => Err(CimError::not_supported(format!(
+                "{}: parameter {n} is not supported",
+                self.method
+            ))),
+        }
+    }
+
+    fn boolean(&mut self, name: &str, default: bool) -> Result<bool, CimError> {
+        match self.take(name) {
+            None => Ok(default),
+            Some(e) => match e.first() {
+                None => Ok(default),
+                Some(v) if v.name == "VALUE" => match v.text.trim().to_ascii_lowercase().as_str() {
+                    "true" => Ok(true),
+                    "false" => Ok(false),
+                    other => Err(bad(format!(
+                        "{}: {name} must be TRUE or FALSE, not `{other}`",
+                        self.method
+                    ))),
+                },
+                Some(v) => Err(bad(format!(
+                    "{}: {name} must be a VALUE, not {}",
+                    self.method, v.name
+                ))),
+            },
+        }
+    }
+
+    fn string(&mut self, name: &str) -> Result<Option<String>, CimError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(e) => match e.first() {
+                None => Ok(None),
+                Some(v) if v.name == "VALUE" => Ok(Some(v.text.clone())),
+                Some(v) => Err(bad(format!(
+                    "{}: {name} must be a VALUE, not {}",
+                    self.method, v.name
+                ))),
+            },
+        }
+    }
+
+    fn u32(&mut self, name: &str) -> Result<Option<u32>, CimError> {
+        match self.string(name)? {
+            None => Ok(None),
+            Some(s) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| bad(format!("{}: {name} `{s}` is not a uint32", self.method))),
+        }
+    }
+
+    fn class_name(&mut self, name: &str) -> Result<Option<Name>, CimError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(e) => match e.first() {
+                None => Ok(None),
+                Some(c) if c.name == "CLASSNAME" => Ok(Some(Name::new(
+                    c.attr("NAME")
+                        .ok_or_else(|| bad("CLASSNAME without NAME"))?,
+                ))),
+                Some(v) => Err(bad(format!(
+                    "{}: {name} must be a CLASSNAME, not {}",
+                    self.method, v.name
+                ))),
+            },
+        }
+    }
+
+    fn need_class(&mut self, name: &str) -> Result<Name, CimError> {
+        self.class_name(name)?
+            .ok_or_else(|| bad(format!("{}: {name} is required", self.method)))
+    }
+
+    fn instance_name(&mut self, name: &str) -> Result<ObjectPath, CimError> {
+        let e = self
+            .take(name)
+            .ok_or_else(|| bad(format!("{}: {name} is required", self.method)))?;
+        let inner = e
+            .first()
+            .ok_or_else(|| bad(format!("{}: {name} is empty", self.method)))?;
+        decode::instance_name(inner).map_err(|x| bad(format!("{}: {name}: {x}", self.method)))
+    }
+
+    /// ObjectName/InstanceName of association operations: an instance or a class.
+    fn object(&mut self, names: &[&str]) -> Result<ObjectPath, CimError> {
+        let e = names
+            .iter()
+            .find_map(|n| self.take(n))
+            .ok_or_else(|| bad(format!("{}: {} is required", self.method, names[0])))?;
+        let inner = e
+            .first()
+            .ok_or_else(|| bad(format!("{}: {} is empty", self.method, names[0])))?;
+        decode::object_path(inner).map_err(|x| bad(format!("{}: {x}", self.method)))
+    }
+
+    fn property_list(&mut self) -> Result<Option<Vec<String>>, CimError> {
+        match self.take("PropertyList") {
+            None => Ok(None),
+            Some(e) => match e.first() {
+                None => Ok(None),
+                Some(a) if a.name == "VALUE.ARRAY" => Ok(Some(
+                    a.children_named("VALUE")
+                        .map(|v| v.text.trim().to_string())
+                        .collect(),
+                )),
+                Some(v) => Err(bad(format!(
+                    "{}: PropertyList must be a VALUE.ARRAY, not {}",
+                    self.method, v.name
+                ))),
+            },
+        }
+    }
+
+    fn shape(&mut self, qualifiers_default: bool) -> Result<Shape, CimError> {
+        Ok(Shape {
+            include_qualifiers: self.boolean("IncludeQualifiers", qualifiers_default)?,
+            include_class_origin: self.boolean("IncludeClassOrigin", false)?,
+            property_list: self.property_list()?,
+        })
+    }
+
+    fn filter(&mut self, with_assoc: bool) -> Result<AssocFilter, CimError> {
+        Ok(AssocFilter {
+            assoc_class: if with_assoc {
+                self.class_name("AssocClass")?
+            } else {
+                None
+            },
+            result_class: self.class_name("ResultClass")?,
+            role: self.string("Role")?.filter(|s| !s.is_empty()),
+            result_role: if with_assoc {
+                self.string("ResultRole")?.filter(|s| !s.is_empty())
+            } else {
+                None
+            },
+        })
+    }
+
+    /// FilterQuery, ContinueOnError, OperationTimeout, MaxObjectCount.
+    fn open(&mut self) -> Result<OpenOpts, CimError> {
+        let lang = self.string("FilterQueryLanguage")?;
+        let query = self.string("FilterQuery")?;
+        if lang.is_some() || query.is_some() {
+            return Err(CimError::filtered_enumeration_not_supported(format!(
+                "{}: FilterQuery is not supported; use ExecQuery with WQL",
+                self.method
+            )));
+        }
+        if self.boolean("ContinueOnError", false)? {
+            return Err(CimError::continuation_on_error_not_supported(format!(
+                "{}: ContinueOnError is not supported",
+                self.method
+            )));
+        }
+        let timeout = match self.u32("OperationTimeout")? {
+            None => 40,
+            Some(0) => {
+                return Err(CimError::invalid_operation_timeout(
+                    "OperationTimeout 0 (never) is not accepted; use 1 to 600 seconds",
+                ))
+            }
+            Some(t) if t > 600 => {
+                return Err(CimError::invalid_operation_timeout(format!(
+                    "OperationTimeout {t} is above the 600 s limit"
+                )))
+            }
+            Some(t) => t,
+        };
+        Ok(OpenOpts {
+            max_object_count: self.u32("MaxObjectCount")?.unwrap_or(0),
+            operation_timeout: timeout,
+        })
+    }
+}
+
+/// Parses an intrinsic call into an `Op`.
+pub fn parse(method: &str, params: Vec<(String, Element)>) -> Result<Op, CimError> {
+    let mut p = Params::new(method, params)?;
+    let m = method.to_ascii_lowercase();
+    let op = match m.as_str() {
+        "getclass" => Op::GetClass {
+            class: p.need_class("ClassName")?,
+            local_only: p.boolean("LocalOnly", true)?,
+            shape: p.shape(true)?,
+        },
+        "enumerateclasses" => Op::EnumerateClasses {
+            class: p.class_name("ClassName")?,
+            deep: p.boolean("DeepInheritance", false)?,
+            local_only: p.boolean("LocalOnly", true)?,
+            shape: Shape {
+                include_qualifiers: p.boolean("IncludeQualifiers", true)?,
+                include_class_origin: p.boolean("IncludeClassOrigin", false)?,
+                property_list: None,
+            },
+        },
+        "enumerateclassnames" => Op::EnumerateClassNames {
+            class: p.class_name("ClassName")?,
+            deep: p.boolean("DeepInheritance", false)?,
+        },
+        "getqualifier" => Op::GetQualifier {
+            name: Name::new(
+                &p.string("QualifierName")?
+                    .ok_or_else(|| bad("GetQualifier: QualifierName is required"))?,
+            ),
+        },
+        "enumeratequalifiers" => Op::EnumerateQualifiers,
+        "getinstance" => {
+            let path = p.instance_name("InstanceName")?;
+            // LocalOnly is deprecated; it is accepted and treated as false.
+            p.boolean("LocalOnly", false)?;
+            Op::GetInstance {
+                path,
+                shape: p.shape(false)?,
+            }
+        }
+        "enumerateinstances" => {
+            let class = p.need_class("ClassName")?;
+            p.boolean("LocalOnly", false)?;
+            Op::EnumerateInstances {
+                class,
+                deep: p.boolean("DeepInheritance", true)?,
+                shape: p.shape(false)?,
+            }
+        }
+        "enumerateinstancenames" => Op::EnumerateInstanceNames {
+            class: p.need_class("ClassName")?,
+        },
+        "associators" => Op::Associators {
+            object: p.object(&["ObjectName"])?,
+            filter: p.filter(true)?,
+            shape: p.shape(false)?,
+        },
+        "associatornames" => Op::AssociatorNames {
+            object: p.object(&["ObjectName"])?,
+            filter: p.filter(true)?,
+        },
+        "references" => Op::References {
+            object: p.object(&["ObjectName"])?,
+            filter: p.filter(false)?,
+            shape: p.shape(false)?,
+        },
+        "referencenames" => Op::ReferenceNames {
+            object: p.object(&["ObjectName"])?,
+            filter: p.filter(false)?,
+        },
+        "execquery" => Op::ExecQuery {
+            language: p
+                .string("QueryLanguage")?
+                .ok_or_else(|| bad("ExecQuery: QueryLanguage is required"))?,
+            query: p
+                .string("Query")?
+                .ok_or_else(|| bad("ExecQuery: Query is required"))?,
+        },
+        "createinstance" => {
+            let e = p
+                .take("NewInstance")
+                .ok_or_else(|| bad("CreateInstance: NewInstance is required"))?;
+            let inst = decode::instance(
+                e.first()
+                    .ok_or_else(|| bad("CreateInstance: NewInstance is empty"))?,
+            )
+            .map_err(|x| bad(x.to_string()))?;
+            Op::CreateInstance { instance: inst }
+        }
+        "modifyinstance" => {
+            let e = p
+                .take("ModifiedInstance")
+                .ok_or_else(|| bad("ModifyInstance: ModifiedInstance is required"))?;
+            let ni = e
+                .first()
+                .filter(|x| x.name == "VALUE.NAMEDINSTANCE")
+                .ok_or_else(|| {
+                    bad("ModifyInstance: ModifiedInstance must be a VALUE.NAMEDINSTANCE")
+                })?;
+            let path = decode::instance_name(
+                ni.need_child("INSTANCENAME")
+                    .map_err(|x| bad(x.to_string()))?,
+            )
+            .map_err(|x| bad(x.to_string()))?;
+            let instance =
+                decode::instance(ni.need_child("INSTANCE").map_err(|x| bad(x.to_string()))?)
+                    .map_err(|x| bad(x.to_string()))?;
+            p.boolean("IncludeQualifiers", true)?;
+            Op::ModifyInstance {
+                path,
+                instance,
+                property_list: p.property_list()?,
+            }
+        }
+        "deleteinstance" => Op::DeleteInstance {
+            path: p.instance_name("InstanceName")?,
+        },
+        "openenumerateinstances" => Op::OpenEnumerateInstances {
+            class: p.need_class("ClassName")?,
+            deep: p.boolean("DeepInheritance", true)?,
+            shape: Shape {
+                include_qualifiers: false,
+                include_class_origin: p.boolean("IncludeClassOrigin", false)?,
+                property_list: p.property_list()?,
+            },
+            open: p.open()?,
+        },
+        "openenumerateinstancepaths" => Op::OpenEnumerateInstancePaths {
+            class: p.need_class("ClassName")?,
+            open: p.open()?,
+        },
+        "openassociatorinstances" => Op::OpenAssociatorInstances {
+            object: p.object(&["InstanceName", "ObjectName"])?,
+            filter: p.filter(true)?,
+            shape: Shape {
+                include_qualifiers: false,
+                include_class_origin: p.boolean("IncludeClassOrigin", false)?,
+                property_list: p.property_list()?,
+            },
+            open: p.open()?,
+        },
+        "openassociatorinstancepaths" => Op::OpenAssociatorInstancePaths {
+            object: p.object(&["InstanceName", "ObjectName"])?,
+            filter: p.filter(true)?,
+            open: p.open()?,
+        },
+        "openreferenceinstances" => Op::OpenReferenceInstances {
+            object: p.object(&["InstanceName", "ObjectName"])?,
+            filter: p.filter(false)?,
+            shape: Shape {
+                include_qualifiers: false,
+                include_class_origin: p.boolean("IncludeClassOrigin", false)?,
+                property_list: p.property_list()?,
+            },
+            open: p.open()?,
+        },
+        "openreferenceinstancepaths" => Op::OpenReferenceInstancePaths {
+            object: p.object(&["InstanceName", "ObjectName"])?,
+            filter: p.filter(false)?,
+            open: p.open()?,
+        },
+        "pullinstanceswithpath" => Op::PullInstancesWithPath {
+            context: p
+                .string("EnumerationContext")?
+                .ok_or_else(|| bad("EnumerationContext is required"))?,
+            max_object_count: p
+                .u32("MaxObjectCount")?
+                .ok_or_else(|| bad("MaxObjectCount is required"))?,
+        },
+        "pullinstancepaths" => Op::PullInstancePaths {
+            context: p
+                .string("EnumerationContext")?
+                .ok_or_else(|| bad("EnumerationContext is required"))?,
+            max_object_count: p
+                .u32("MaxObjectCount")?
+                .ok_or_else(|| bad("MaxObjectCount is required"))?,
+        },
+        "closeenumeration" => Op::CloseEnumeration {
+            context: p
+                .string("EnumerationContext")?
+                .ok_or_else(|| bad("EnumerationContext is required"))?,
+        },
+        _ => {
+            return Err(CimError::not_supported(format!(
+                "intrinsic method {method} is not supported by this server"
+            )))
+        }
+    };
+    p.finish()?;
+    Ok(op)
+}

@@ -1,0 +1,513 @@
+//! The CIM-XML HTTP server (DSP0200) on hyper 1 and tokio.
+//!
+//! `run(listener, tls, state, shutdown)` serves one listener until
+//! `shutdown` resolves, then drains open connections. Per request it checks
+//! the HTTP envelope (method, CIM headers, content type, size, credentials),
+//! decodes the body into a typed operation, dispatches it, and streams the
+//! reply. Protocol faults get HTTP 400/401/413/501 with a `CIMError` header;
+//! CIM errors are HTTP 200 with an ERROR element. Credentials are never
+//! logged.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Channel, Either, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use super::dispatch::{Dispatcher, Reply};
+use super::ops;
+use super::xml::decode::{self, Call, Limits};
+
+/// Limits and credentials of a server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// (user, password) for HTTP Basic; None turns authentication off.
+    pub credentials: Option<(String, String)>,
+    pub max_body: usize,
+    pub xml: Limits,
+    pub request_timeout: Duration,
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            credentials: None,
+            max_body: 4 << 20,
+            xml: Limits::default(),
+            request_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+type Body = Either<Full<Bytes>, Channel<Bytes>>;
+
+/// What every connection shares.
+pub struct State {
+    pub dispatcher: Arc<Dispatcher>,
+    pub config: ServerConfig,
+}
+
+/// Serves `listener` (TLS when `tls` is given) until `shutdown` resolves,
+/// then stops accepting and waits for open connections to finish (at most
+/// `drain_timeout`).
+pub async fn run(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(state.config.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, "connection refused: connection limit reached");
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let tls = tls.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let svc_state = state.clone();
+                    let service = service_fn(move |req| handle(req, svc_state.clone(), peer));
+                    let mut builder = http1::Builder::new();
+                    builder.keep_alive(true).timer(TokioTimer::new()).header_read_timeout(state.config.header_timeout);
+                    let result = match tls {
+                        Some(acceptor) => match tokio::time::timeout(state.config.header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => watcher.watch(builder.serve_connection(TokioIo::new(s), service)).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        },
+                        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(state.config.drain_timeout) => {
+            tracing::warn!("shutdown: connections still open after the drain timeout");
+        }
+    }
+    Ok(())
+}
+
+fn plain(status: StatusCode, cim_error: Option<&str>, text: &str) -> Response<Body> {
+    let mut r = Response::new(Either::Left(Full::new(Bytes::from(format!("{text}\n")))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(e) = cim_error {
+        r.headers_mut()
+            .insert("cimerror", HeaderValue::from_str(e).expect("ascii"));
+    }
+    r
+}
+
+/// The header `name`, with the M-POST `NN-` prefix when there is one.
+fn cim_header<'a>(h: &'a HeaderMap, prefix: &str, name: &str) -> Option<&'a str> {
+    h.get(format!("{prefix}{name}").as_str())
+        .or_else(|| h.get(name))
+        .and_then(|v| v.to_str().ok())
+}
+
+fn authorized(h: &HeaderMap, creds: &(String, String)) -> bool {
+    let Some(v) = h.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(b64) = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))
+    else {
+        return false;
+    };
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
+        return false;
+    };
+    let want = format!("{}:{}", creds.0, creds.1);
+    // Compare without an early exit on the first differing byte.
+    raw.len() == want.len()
+        && raw
+            .iter()
+            .zip(want.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
+    let timeout = state.config.request_timeout;
+    match tokio::time::timeout(timeout, respond(req, state, peer)).await {
+        Ok(r) => Ok(r),
+        Err(_) => Ok(plain(
+            StatusCode::REQUEST_TIMEOUT,
+            None,
+            "request took too long",
+        )),
+    }
+}
+
+async fn respond(req: Request<Incoming>, state: Arc<State>, peer: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let cfg = &state.config;
+    // Method: POST, or M-POST with the extension prefix; anything else 501.
+    let mpost = req.method().as_str() == "M-POST";
+    if req.method() != Method::POST && !mpost {
+        return plain(
+            StatusCode::NOT_IMPLEMENTED,
+            None,
+            "only POST and M-POST carry CIM operations",
+        );
+    }
+    let mut prefix = String::new();
+    if mpost {
+        if req.version() == hyper::Version::HTTP_10 {
+            return plain(StatusCode::BAD_REQUEST, None, "M-POST needs HTTP/1.1");
+        }
+        let man = req
+            .headers()
+            .get("man")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        match man.split(';').find_map(|p| p.trim().strip_prefix("ns=")) {
+            Some(ns) if ns.len() == 2 && ns.bytes().all(|b| b.is_ascii_digit()) => {
+                prefix = format!("{ns}-")
+            }
+            _ => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    "M-POST needs a Man header with ns=NN",
+                )
+            }
+        }
+    }
+    if let Some(creds) = &cfg.credentials {
+        if !authorized(req.headers(), creds) {
+            tracing::info!(%peer, "authentication failed");
+            let mut r = plain(
+                StatusCode::UNAUTHORIZED,
+                None,
+                "HTTP Basic credentials are required",
+            );
+            r.headers_mut().insert(
+                "www-authenticate",
+                HeaderValue::from_static("Basic realm=\"replicim\""),
+            );
+            return r;
+        }
+    }
+    let h = req.headers();
+    match cim_header(h, &prefix, "CIMOperation") {
+        None => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                None,
+                "not a CIM request: the CIMOperation header is missing",
+            )
+        }
+        Some(v) if !v.trim().eq_ignore_ascii_case("MethodCall") => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                Some("unsupported-operation"),
+                "CIMOperation must be MethodCall",
+            )
+        }
+        Some(_) => {}
+    }
+    if cim_header(h, &prefix, "CIMBatch").is_some() {
+        return plain(
+            StatusCode::NOT_IMPLEMENTED,
+            Some("multiple-requests-unsupported"),
+            "batched requests are not supported",
+        );
+    }
+    if let Some(v) = cim_header(h, &prefix, "CIMProtocolVersion") {
+        if !v.trim().starts_with("1.") {
+            return plain(
+                StatusCode::NOT_IMPLEMENTED,
+                Some("unsupported-protocol-version"),
+                "CIMProtocolVersion must be 1.x",
+            );
+        }
+    }
+    if let Some(ct) = h.get("content-type").and_then(|v| v.to_str().ok()) {
+        let lower = ct.to_ascii_lowercase();
+        let mime = lower.split(';').next().unwrap_or("").trim();
+        let charset = lower
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("charset="))
+            .map(|c| c.trim_matches('"').to_string());
+        if !(mime == "application/xml" || mime == "text/xml")
+            || charset.is_some_and(|c| c != "utf-8" && c != "utf8")
+        {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                Some("request-not-valid"),
+                "Content-Type must be application/xml or text/xml in UTF-8",
+            );
+        }
+    }
+    let header_method = cim_header(h, &prefix, "CIMMethod").map(str::to_string);
+    let header_object = cim_header(h, &prefix, "CIMObject").map(str::to_string);
+    if let Some(len) = h
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > cfg.max_body {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("request-not-valid"),
+                &format!("request body above the {} byte limit", cfg.max_body),
+            );
+        }
+    }
+    let body = match Limited::new(req.into_body(), cfg.max_body).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("request-not-valid"),
+                &format!("request body above the {} byte limit", cfg.max_body),
+            )
+        }
+        Err(e) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                None,
+                &format!("could not read the request body: {e}"),
+            )
+        }
+    };
+    if std::str::from_utf8(&body).is_err() {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            Some("request-not-valid"),
+            "the request body is not UTF-8",
+        );
+    }
+    let request = match decode::request(&body, cfg.xml) {
+        Ok(r) => r,
+        Err(e) => {
+            let (status, cim_error) = e.cim_error();
+            tracing::info!(%peer, error = %e, "malformed request");
+            return plain(
+                StatusCode::from_u16(status).expect("valid"),
+                Some(cim_error),
+                &e.to_string(),
+            );
+        }
+    };
+    let (method, ns) = match &request.call {
+        Call::Intrinsic {
+            method, namespace, ..
+        }
+        | Call::Extrinsic {
+            method, namespace, ..
+        } => (method.clone(), namespace.clone()),
+    };
+    if let Some(hm) = &header_method {
+        if !hm.eq_ignore_ascii_case(&method) {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                Some("header-mismatch"),
+                "the CIMMethod header does not name the method in the body",
+            );
+        }
+    }
+    let span = tracing::info_span!("cim", op = %method, namespace = %ns, class = tracing::field::Empty, status = tracing::field::Empty, duration_us = tracing::field::Empty);
+    let dispatcher = state.dispatcher.clone();
+    let reply: Reply = span.in_scope(|| match request.call {
+        Call::Intrinsic {
+            namespace,
+            method,
+            params,
+        } => match ops::parse(&method, params) {
+            Ok(op) => {
+                if let Some(c) = op.class_name() {
+                    span.record("class", c.as_str());
+                }
+                dispatcher.intrinsic(&request.id, &method, &namespace, op)
+            }
+            Err(e) => super::dispatch::error_reply(&request.id, &method, true, &e),
+        },
+        Call::Extrinsic {
+            namespace,
+            target,
+            method,
+            params,
+        } => {
+            span.record("class", target.class.as_str());
+            dispatcher.extrinsic(&request.id, &method, &namespace, target, params)
+        }
+    });
+    span.record("status", reply.status);
+    span.record("duration_us", started.elapsed().as_micros() as u64);
+    span.in_scope(|| {
+        tracing::info!(
+            cim_object = header_object.as_deref().unwrap_or(""),
+            "request"
+        )
+    });
+
+    let mut response = match reply.items {
+        None => {
+            let mut b = reply.head;
+            b.extend_from_slice(&reply.tail);
+            Response::new(Either::Left(Full::new(Bytes::from(b))))
+        }
+        Some(mut items) => {
+            let (mut tx, body) = Channel::<Bytes>::new(4);
+            let head = reply.head;
+            let tail = reply.tail;
+            tokio::spawn(async move {
+                if tx.send_data(Bytes::from(head)).await.is_err() {
+                    return;
+                }
+                let mut more = true;
+                while more {
+                    let mut chunk = Vec::with_capacity(96 * 1024);
+                    while more && chunk.len() < 64 * 1024 {
+                        more = items(&mut chunk);
+                    }
+                    if tx.send_data(Bytes::from(chunk)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send_data(Bytes::from(tail)).await;
+            });
+            Response::new(Either::Right(body))
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/xml; charset=\"utf-8\""),
+    );
+    if mpost {
+        headers.insert("ext", HeaderValue::from_static(""));
+        headers.insert(
+            "man",
+            HeaderValue::from_str(&format!(
+                "http://www.dmtf.org/cim/mapping/http/v1.0;ns={}",
+                &prefix[..2]
+            ))
+            .expect("ascii"),
+        );
+        headers.insert(
+            hyper::header::HeaderName::from_bytes(format!("{prefix}CIMOperation").as_bytes())
+                .expect("valid"),
+            HeaderValue::from_static("MethodResponse"),
+        );
+    } else {
+        headers.insert("cimoperation", HeaderValue::from_static("MethodResponse"));
+    }
+    response
+}
+
+/// Loads a TLS acceptor from PEM files.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(cert).map_err(|e| format!("{}: {e}", cert.display()))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", cert.display()));
+    }
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(key).map_err(|e| format!("{}: {e}", key.display()))?,
+    ))
+    .map_err(|e| format!("{}: {e}", key.display()))?
+    .ok_or_else(|| format!("{}: no private key found", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("TLS certificate and key do not fit: {e}"))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Returns `dir/tls/cert.pem` and `dir/tls/key.pem`, generating a
+/// self-signed pair (for localhost, 127.0.0.1 and `host`) at first use.
+pub fn self_signed(
+    dir: &Path,
+    host: &str,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    let tls = dir.join("tls");
+    let (cert, key) = (tls.join("cert.pem"), tls.join("key.pem"));
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    std::fs::create_dir_all(&tls).map_err(|e| format!("{}: {e}", tls.display()))?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if !names.contains(&host.to_string()) {
+        names.push(host.to_string());
+    }
+    let ck = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("generating a TLS certificate: {e}"))?;
+    std::fs::write(&cert, ck.cert.pem()).map_err(|e| format!("{}: {e}", cert.display()))?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&key)
+        .map_err(|e| format!("{}: {e}", key.display()))?;
+    f.write_all(ck.key_pair.serialize_pem().as_bytes())
+        .map_err(|e| format!("{}: {e}", key.display()))?;
+    Ok((cert, key))
+}
