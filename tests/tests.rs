@@ -1,6 +1,8 @@
 //! The one integration-test binary. Each module pins one area; tests are
 //! named after the rule, table row or issue they check.
 
+mod cim; // the CIM-XML server with pywbem, pywbemcli, wbemcli and raw HTTP
+mod cim_support; // test provider and in-process server
 mod conformance; // the state tables replayed at core level, and that the runner can fail
 mod core_rules; // behaviours the seeds state in prose (dr-transitions.md)
 mod delta; // delta accounting on a 64 MiB volume

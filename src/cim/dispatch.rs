@@ -145,9 +145,20 @@ impl Reply {
     }
 }
 
+/// What a pull sequence returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PullKind {
+    /// VALUE.INSTANCEWITHPATH (Open*Instances, PullInstancesWithPath).
+    WithPath,
+    /// INSTANCEPATH (Open*Paths, PullInstancePaths).
+    Paths,
+    /// INSTANCE (OpenQueryInstances, PullInstances).
+    Instances,
+}
+
 struct EnumContext {
     namespace: String,
-    paths_only: bool,
+    kind: PullKind,
     items: VecDeque<(ObjectPath, Option<Instance>)>,
     shape: Shape,
     timeout: Duration,
@@ -576,13 +587,12 @@ impl Dispatcher {
 
     fn open(
         &self,
+        (id, method): (&str, &str),
         ns: &str,
         items: Vec<(ObjectPath, Option<Instance>)>,
-        paths_only: bool,
+        kind: PullKind,
         shape: Shape,
         opts: &OpenOpts,
-        id: &str,
-        method: &str,
     ) -> Result<Reply, CimError> {
         let mut items: VecDeque<_> = items.into();
         let first: Vec<_> = items
@@ -610,7 +620,7 @@ impl Dispatcher {
                 key.clone(),
                 EnumContext {
                     namespace: ns_key(ns),
-                    paths_only,
+                    kind,
                     items,
                     shape: shape.clone(),
                     timeout,
@@ -619,7 +629,7 @@ impl Dispatcher {
             );
             Some(key)
         };
-        Ok(self.pull_reply(id, method, first, paths_only, &shape, context))
+        Ok(self.pull_reply(id, method, first, kind, &shape, context))
     }
 
     fn pull(
@@ -627,7 +637,7 @@ impl Dispatcher {
         ns: &str,
         context: &str,
         max: u32,
-        paths_only: bool,
+        kind: PullKind,
         id: &str,
         method: &str,
     ) -> Result<Reply, CimError> {
@@ -639,7 +649,7 @@ impl Dispatcher {
                 "enumeration context {context} does not exist, was closed, or expired"
             ))
         })?;
-        if c.namespace != ns_key(ns) || c.paths_only != paths_only {
+        if c.namespace != ns_key(ns) || c.kind != kind {
             return Err(CimError::invalid_enumeration_context(format!(
                 "enumeration context {context} belongs to another namespace or operation"
             )));
@@ -653,7 +663,7 @@ impl Dispatcher {
         } else {
             Some(context.to_string())
         };
-        Ok(self.pull_reply(id, method, batch, paths_only, &shape, next))
+        Ok(self.pull_reply(id, method, batch, kind, &shape, next))
     }
 
     fn pull_reply(
@@ -661,7 +671,7 @@ impl Dispatcher {
         id: &str,
         method: &str,
         items: Vec<(ObjectPath, Option<Instance>)>,
-        paths_only: bool,
+        kind: PullKind,
         shape: &Shape,
         context: Option<String>,
     ) -> Reply {
@@ -671,13 +681,16 @@ impl Dispatcher {
             out.extend_from_slice(b"<IRETURNVALUE>");
             let es = to_encode_shape(shape);
             for (path, inst) in &items {
-                if paths_only {
-                    encode::instance_path(&mut out, path, Some(&self.host));
-                } else if let Some(inst) = inst {
-                    out.extend_from_slice(b"<VALUE.INSTANCEWITHPATH>");
-                    encode::instance_path(&mut out, path, Some(&self.host));
-                    encode::instance(&mut out, inst, &es);
-                    out.extend_from_slice(b"</VALUE.INSTANCEWITHPATH>");
+                match (kind, inst) {
+                    (PullKind::Paths, _) => encode::instance_path(&mut out, path, Some(&self.host)),
+                    (PullKind::WithPath, Some(inst)) => {
+                        out.extend_from_slice(b"<VALUE.INSTANCEWITHPATH>");
+                        encode::instance_path(&mut out, path, Some(&self.host));
+                        encode::instance(&mut out, inst, &es);
+                        out.extend_from_slice(b"</VALUE.INSTANCEWITHPATH>");
+                    }
+                    (PullKind::Instances, Some(inst)) => encode::instance(&mut out, inst, &es),
+                    (_, None) => {}
                 }
             }
             out.extend_from_slice(b"</IRETURNVALUE>");
@@ -920,43 +933,11 @@ impl Dispatcher {
                 object_paths(id, method, found.into_iter().map(|f| f.0).collect(), host)
             }
             Op::ExecQuery { language, query } => {
-                if !language.eq_ignore_ascii_case("WQL") {
-                    return Err(CimError::query_language_not_supported(format!(
-                        "query language {language} is not supported; use WQL"
-                    )));
-                }
-                let q = query::parse(&query)?;
-                let c = n
-                    .class(&q.class)
-                    .ok_or_else(|| {
-                        CimError::invalid_query(format!(
-                            "class {} does not exist in namespace {ns}",
-                            q.class
-                        ))
-                    })?
-                    .clone();
-                if let Some(sel) = &q.select {
-                    if let Some(bad) = sel.iter().find(|p| c.property(p).is_none()) {
-                        return Err(CimError::invalid_query(format!(
-                            "class {} has no property {bad}",
-                            c.name
-                        )));
-                    }
-                }
-                let found: Vec<Found> = self
-                    .enumerate(n, &q.class, req)?
-                    .into_iter()
-                    .filter(|(_, i)| {
-                        q.cond
-                            .as_ref()
-                            .map(|cnd| query::matches(cnd, i))
-                            .unwrap_or(true)
-                    })
-                    .collect();
+                let found = self.query(n, req, &language, &query)?;
                 let shape = Shape {
                     include_qualifiers: false,
                     include_class_origin: false,
-                    property_list: q.select.clone(),
+                    property_list: query::parse(&query)?.select,
                 };
                 objects_with_path(id, method, found, shape, host)
             }
@@ -1030,26 +1011,24 @@ impl Dispatcher {
                     }
                 }
                 self.open(
+                    (id, method),
                     ns,
                     found.into_iter().map(|(p, i)| (p, Some(i))).collect(),
-                    false,
+                    PullKind::WithPath,
                     shape,
                     &open,
-                    id,
-                    method,
                 )?
             }
             Op::OpenEnumerateInstancePaths { class, open } => {
                 self.class(n, class.as_str(), CimError::invalid_class)?;
                 let found = self.enumerate(n, class.as_str(), req)?;
                 self.open(
+                    (id, method),
                     ns,
                     found.into_iter().map(|(p, _)| (p, None)).collect(),
-                    true,
+                    PullKind::Paths,
                     Shape::default(),
                     &open,
-                    id,
-                    method,
                 )?
             }
             Op::OpenAssociatorInstances {
@@ -1060,13 +1039,12 @@ impl Dispatcher {
             } => {
                 let found = self.associators(n, &object, &filter, req)?;
                 self.open(
+                    (id, method),
                     ns,
                     found.into_iter().map(|(p, i)| (p, Some(i))).collect(),
-                    false,
+                    PullKind::WithPath,
                     shape,
                     &open,
-                    id,
-                    method,
                 )?
             }
             Op::OpenAssociatorInstancePaths {
@@ -1076,13 +1054,12 @@ impl Dispatcher {
             } => {
                 let found = self.associators(n, &object, &filter, req)?;
                 self.open(
+                    (id, method),
                     ns,
                     found.into_iter().map(|(p, _)| (p, None)).collect(),
-                    true,
+                    PullKind::Paths,
                     Shape::default(),
                     &open,
-                    id,
-                    method,
                 )?
             }
             Op::OpenReferenceInstances {
@@ -1093,13 +1070,12 @@ impl Dispatcher {
             } => {
                 let found = self.references(n, &object, &filter, req)?;
                 self.open(
+                    (id, method),
                     ns,
                     found.into_iter().map(|(p, i)| (p, Some(i))).collect(),
-                    false,
+                    PullKind::WithPath,
                     shape,
                     &open,
-                    id,
-                    method,
                 )?
             }
             Op::OpenReferenceInstancePaths {
@@ -1109,28 +1085,106 @@ impl Dispatcher {
             } => {
                 let found = self.references(n, &object, &filter, req)?;
                 self.open(
+                    (id, method),
                     ns,
                     found.into_iter().map(|(p, _)| (p, None)).collect(),
-                    true,
+                    PullKind::Paths,
                     Shape::default(),
                     &open,
-                    id,
-                    method,
                 )?
             }
+            Op::OpenQueryInstances {
+                language,
+                query,
+                open,
+            } => {
+                let found = self.query(n, req, &language, &query)?;
+                let shape = Shape {
+                    include_qualifiers: false,
+                    include_class_origin: false,
+                    property_list: query::parse(&query)?.select,
+                };
+                self.open(
+                    (id, method),
+                    ns,
+                    found.into_iter().map(|(p, i)| (p, Some(i))).collect(),
+                    PullKind::Instances,
+                    shape,
+                    &open,
+                )?
+            }
+            Op::PullInstances {
+                context,
+                max_object_count,
+            } => self.pull(
+                ns,
+                &context,
+                max_object_count,
+                PullKind::Instances,
+                id,
+                method,
+            )?,
             Op::PullInstancesWithPath {
                 context,
                 max_object_count,
-            } => self.pull(ns, &context, max_object_count, false, id, method)?,
+            } => self.pull(
+                ns,
+                &context,
+                max_object_count,
+                PullKind::WithPath,
+                id,
+                method,
+            )?,
             Op::PullInstancePaths {
                 context,
                 max_object_count,
-            } => self.pull(ns, &context, max_object_count, true, id, method)?,
+            } => self.pull(ns, &context, max_object_count, PullKind::Paths, id, method)?,
             Op::CloseEnumeration { context } => {
                 self.close_context(ns, &context)?;
                 void()
             }
         })
+    }
+
+    /// Runs a WQL query: the instances of its class that match.
+    fn query(
+        &self,
+        n: &Namespace,
+        req: &str,
+        language: &str,
+        text: &str,
+    ) -> Result<Vec<Found>, CimError> {
+        if !language.eq_ignore_ascii_case("WQL") {
+            return Err(CimError::query_language_not_supported(format!(
+                "query language {language} is not supported; use WQL"
+            )));
+        }
+        let q = query::parse(text)?;
+        let c = n
+            .class(&q.class)
+            .ok_or_else(|| {
+                CimError::invalid_query(format!(
+                    "class {} does not exist in namespace {}",
+                    q.class, n.name
+                ))
+            })?
+            .clone();
+        if let Some(bad) = q.select.iter().flatten().find(|p| c.property(p).is_none()) {
+            return Err(CimError::invalid_query(format!(
+                "class {} has no property {bad}",
+                c.name
+            )));
+        }
+        Ok(self
+            .enumerate(n, &q.class, req)?
+            .into_iter()
+            .filter(|(_, i)| {
+                q.cond
+                    .as_ref()
+                    .map(|cnd| query::matches(cnd, i))
+                    .unwrap_or(true)
+            })
+            .collect())
     }
 
     fn class_list(

@@ -180,20 +180,20 @@ impl DateTime {
         &self.0
     }
 
-    /// A timestamp from its parts (offset in minutes east of UTC).
-    pub fn timestamp(
-        y: i32,
-        mo: u32,
-        d: u32,
-        h: u32,
-        mi: u32,
-        s: u32,
-        us: u32,
-        offset_min: i32,
-    ) -> DateTime {
+    /// A timestamp from a zoned date and time.
+    pub fn timestamp<Tz: chrono::TimeZone>(t: &chrono::DateTime<Tz>) -> DateTime {
+        use chrono::{Datelike, Offset, Timelike};
+        let offset_min = t.offset().fix().local_minus_utc() / 60;
         let sign = if offset_min < 0 { '-' } else { '+' };
         DateTime(format!(
-            "{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}.{us:06}{sign}{:03}",
+            "{:04}{:02}{:02}{:02}{:02}{:02}.{:06}{sign}{:03}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.nanosecond() / 1000 % 1_000_000,
             offset_min.unsigned_abs()
         ))
     }

@@ -133,6 +133,15 @@ pub enum Op {
         filter: AssocFilter,
         open: OpenOpts,
     },
+    OpenQueryInstances {
+        language: String,
+        query: String,
+        open: OpenOpts,
+    },
+    PullInstances {
+        context: String,
+        max_object_count: u32,
+    },
     PullInstancesWithPath {
         context: String,
         max_object_count: u32,
@@ -356,10 +365,15 @@ impl Params {
         let query = self.string("FilterQuery")?;
         if lang.is_some() || query.is_some() {
             return Err(CimError::filtered_enumeration_not_supported(format!(
-                "{}: FilterQuery is not supported; use ExecQuery with WQL",
+                "{}: FilterQuery is not supported; use ExecQuery or OpenQueryInstances with WQL",
                 self.method
             )));
         }
+        self.open_rest()
+    }
+
+    /// ContinueOnError, OperationTimeout, MaxObjectCount.
+    fn open_rest(&mut self) -> Result<OpenOpts, CimError> {
         if self.boolean("ContinueOnError", false)? {
             return Err(CimError::continuation_on_error_not_supported(format!(
                 "{}: ContinueOnError is not supported",
@@ -547,6 +561,32 @@ pub fn parse(method: &str, params: Vec<(String, Element)>) -> Result<Op, CimErro
             object: p.object(&["InstanceName", "ObjectName"])?,
             filter: p.filter(false)?,
             open: p.open()?,
+        },
+        "openqueryinstances" => {
+            let language = p
+                .string("FilterQueryLanguage")?
+                .ok_or_else(|| bad("OpenQueryInstances: FilterQueryLanguage is required"))?;
+            let query = p
+                .string("FilterQuery")?
+                .ok_or_else(|| bad("OpenQueryInstances: FilterQuery is required"))?;
+            if p.boolean("ReturnQueryResultClass", false)? {
+                return Err(CimError::not_supported(
+                    "OpenQueryInstances: ReturnQueryResultClass is not supported",
+                ));
+            }
+            Op::OpenQueryInstances {
+                language,
+                query,
+                open: p.open_rest()?,
+            }
+        }
+        "pullinstances" => Op::PullInstances {
+            context: p
+                .string("EnumerationContext")?
+                .ok_or_else(|| bad("EnumerationContext is required"))?,
+            max_object_count: p
+                .u32("MaxObjectCount")?
+                .ok_or_else(|| bad("MaxObjectCount is required"))?,
         },
         "pullinstanceswithpath" => Op::PullInstancesWithPath {
             context: p
