@@ -495,3 +495,71 @@ fn serve_refuses_to_start_on_a_bad_mof_file() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The codes no client-driven test above can reach cheaply: a provider's
+/// own failure (1) and the open-context limit (27), at the dispatcher.
+#[test]
+fn provider_failures_and_server_limits_are_cim_errors() {
+    use replicim::cim::dispatch::{Ctx, DispatchLimits, Provider};
+    use replicim::cim::model::{Instance, Name};
+    use replicim::cim::ops;
+    use replicim::cim::xml::decode;
+    use replicim::cim::CimError;
+    struct Broken;
+    impl Provider for Broken {
+        fn classes(&self) -> Vec<(String, Name)> {
+            vec![("root/cimv2".into(), Name::new("TST_Gadget"))]
+        }
+        fn enumerate(&self, _: &Ctx, _: &Name) -> Result<Vec<Instance>, CimError> {
+            Err(CimError::failed(
+                "the gadget store is unreadable: disk on fire",
+            ))
+        }
+    }
+    let cim = replicim::cli::serve::build("h", &[("test.mof".into(), TEST_MOF.into())]).unwrap();
+    let mut d = cim.dispatcher;
+    d.register(std::sync::Arc::new(TestProvider::new(0)))
+        .unwrap();
+    d.set_limits(DispatchLimits { max_contexts: 2 });
+    let call = |d: &replicim::cim::dispatch::Dispatcher, method: &str, params: &str| -> String {
+        let body = format!(
+            "<CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"1\" PROTOCOLVERSION=\"1.0\"><SIMPLEREQ><IMETHODCALL NAME=\"{method}\"><LOCALNAMESPACEPATH><NAMESPACE NAME=\"root\"/><NAMESPACE NAME=\"cimv2\"/></LOCALNAMESPACEPATH>{params}</IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>"
+        );
+        let req = decode::request(body.as_bytes(), decode::Limits::default()).unwrap();
+        let decode::Call::Intrinsic {
+            namespace,
+            method,
+            params,
+        } = req.call
+        else {
+            unreachable!()
+        };
+        let reply = match ops::parse(&method, params) {
+            Ok(op) => d.intrinsic("1", &method, &namespace, op),
+            Err(e) => replicim::cim::dispatch::error_reply("1", &method, true, &e),
+        };
+        String::from_utf8(reply.into_bytes()).unwrap()
+    };
+    let open = "<IPARAMVALUE NAME=\"ClassName\"><CLASSNAME NAME=\"TST_Widget\"/></IPARAMVALUE><IPARAMVALUE NAME=\"MaxObjectCount\"><VALUE>1</VALUE></IPARAMVALUE>";
+    assert!(call(&d, "OpenEnumerateInstances", open).contains("EnumerationContext"));
+    assert!(call(&d, "OpenEnumerateInstances", open).contains("EnumerationContext"));
+    let third = call(&d, "OpenEnumerateInstances", open);
+    assert!(third.contains("<ERROR CODE=\"27\""), "{third}");
+    // A provider that fails makes the operation fail with its description.
+    let cim = replicim::cli::serve::build("h", &[("test.mof".into(), TEST_MOF.into())]).unwrap();
+    let mut d2 = cim.dispatcher;
+    d2.register(std::sync::Arc::new(Broken)).unwrap();
+    let r = call(
+        &d2,
+        "EnumerateInstances",
+        "<IPARAMVALUE NAME=\"ClassName\"><CLASSNAME NAME=\"TST_Gadget\"/></IPARAMVALUE>",
+    );
+    assert!(r.contains("<ERROR CODE=\"1\" DESCRIPTION=\"CIM_ERR_FAILED: the gadget store is unreadable: disk on fire\""), "{r}");
+    // Class operations that change the schema are not offered.
+    let r = call(
+        &d2,
+        "DeleteClass",
+        "<IPARAMVALUE NAME=\"ClassName\"><CLASSNAME NAME=\"TST_Gadget\"/></IPARAMVALUE>",
+    );
+    assert!(r.contains("<ERROR CODE=\"7\""), "{r}");
+}

@@ -144,9 +144,9 @@ impl Provider for TestProvider {
                 .with(
                     "Left",
                     CimType::Reference(None),
-                    Some(Value::Reference(widget_path("a", 1))),
+                    Some(Value::reference(widget_path("a", 1))),
                 )
-                .with("Right", CimType::Reference(None), Some(Value::Reference(p)))
+                .with("Right", CimType::Reference(None), Some(Value::reference(p)))
                 .with("Label", CimType::String, s("a-b"))]);
         }
         Ok(self

@@ -56,6 +56,8 @@ pub trait Provider: Send + Sync {
     /// Already checked: namespace, class served here, keys are exactly the
     /// class keys with typed values.
     /// Must: CIM_ERR_NOT_FOUND when there is no such instance.
+    /// The default enumerates and compares, O(instances): a provider with
+    /// many instances should look them up by key instead.
     fn get(&self, ctx: &Ctx, class: &Class, path: &ObjectPath) -> Result<Instance, CimError> {
         let found = self.enumerate(ctx, &path.class)?;
         found
@@ -198,6 +200,8 @@ fn ns_key(ns: &str) -> String {
 }
 
 type Found = (ObjectPath, Instance);
+/// An instance as its source returned it, with the class it belongs to.
+type Raw = (Arc<Class>, Instance);
 
 impl Dispatcher {
     pub fn new(repo: Repository, host: &str) -> Dispatcher {
@@ -210,6 +214,11 @@ impl Dispatcher {
             next_context: AtomicU64::new(1),
             limits: DispatchLimits::default(),
         }
+    }
+
+    /// Sets the dispatcher's limits (open enumeration contexts).
+    pub fn set_limits(&mut self, limits: DispatchLimits) {
+        self.limits = limits;
     }
 
     pub fn host(&self) -> &str {
@@ -273,6 +282,41 @@ impl Dispatcher {
             .map(|i| &self.providers[*i])
     }
 
+    /// Instances of exactly `class` as their sources hold them (static ones
+    /// plus the provider's), each with its class; not yet normalized.
+    fn raw_instances_of(
+        &self,
+        n: &Namespace,
+        class: &Arc<Class>,
+        req: &str,
+    ) -> Result<Vec<Raw>, CimError> {
+        let mut out: Vec<Raw> = n
+            .instances()
+            .iter()
+            .filter(|i| i.class == class.name)
+            .map(|i| (class.clone(), i.clone()))
+            .collect();
+        if let Some(p) = self.provider(&n.name, &class.name) {
+            for i in p.enumerate(&self.ctx(req), &class.name)? {
+                let cls = if i.class == class.name {
+                    class.clone()
+                } else {
+                    self.class(n, i.class.as_str(), CimError::failed)?.clone()
+                };
+                out.push((cls, i));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Path and class-shaped instance of a raw instance.
+    fn finish(&self, ns: &str, (class, inst): Raw) -> Found {
+        (
+            inst.path(&class, ns, Some(&self.host)),
+            normalize(&class, inst),
+        )
+    }
+
     /// Instances of exactly `class`: static ones plus the provider's.
     fn instances_of(
         &self,
@@ -280,35 +324,30 @@ impl Dispatcher {
         class: &Arc<Class>,
         req: &str,
     ) -> Result<Vec<Found>, CimError> {
+        Ok(self
+            .raw_instances_of(n, class, req)?
+            .into_iter()
+            .map(|r| self.finish(&n.name, r))
+            .collect())
+    }
+
+    /// Raw instances of `class` and its subclasses.
+    fn raw_enumerate(&self, n: &Namespace, class: &str, req: &str) -> Result<Vec<Raw>, CimError> {
         let mut out = Vec::new();
-        let ns = n.name.as_str();
-        for i in n.instances().iter().filter(|i| i.class == class.name) {
-            out.push((
-                i.path(class, ns, Some(&self.host)),
-                normalize(class, i.clone()),
-            ));
-        }
-        if let Some(p) = self.provider(ns, &class.name) {
-            for i in p.enumerate(&self.ctx(req), &class.name)? {
-                let cls = if i.class == class.name {
-                    class.clone()
-                } else {
-                    self.class(n, i.class.as_str(), CimError::failed)?.clone()
-                };
-                out.push((i.path(&cls, ns, Some(&self.host)), normalize(&cls, i)));
-            }
+        for c in n.subtree(class) {
+            let cls = n.class(c.as_str()).expect("listed");
+            out.extend(self.raw_instances_of(n, cls, req)?);
         }
         Ok(out)
     }
 
-    /// Instances of `class` and (deep) its subclasses.
+    /// Instances of `class` and its subclasses.
     fn enumerate(&self, n: &Namespace, class: &str, req: &str) -> Result<Vec<Found>, CimError> {
-        let mut out = Vec::new();
-        for c in n.subtree(class) {
-            let cls = n.class(c.as_str()).expect("listed");
-            out.extend(self.instances_of(n, cls, req)?);
-        }
-        Ok(out)
+        Ok(self
+            .raw_enumerate(n, class, req)?
+            .into_iter()
+            .map(|r| self.finish(&n.name, r))
+            .collect())
     }
 
     /// Checks and types the keys of `path` against its class.
@@ -849,46 +888,47 @@ impl Dispatcher {
                 let c = self
                     .class(n, class.as_str(), CimError::invalid_class)?
                     .clone();
-                let mut found = self.enumerate(n, class.as_str(), req)?;
-                if !deep {
-                    for (_, i) in &mut found {
-                        i.properties
-                            .retain(|p| c.property(p.name.as_str()).is_some());
-                    }
-                }
-                let es_shape = shape.clone();
-                let mut i = 0;
+                // Raw instances only: each chunk is shaped, named and encoded
+                // as it goes, and dropped once written.
+                let mut raw = self.raw_enumerate(n, class.as_str(), req)?.into_iter();
+                let (ns, host) = (n.name.clone(), self.host.clone());
                 streaming(
                     id,
                     method,
                     Box::new(move |out| {
-                        let es = to_encode_shape(&es_shape);
-                        let end = (i + 32).min(found.len());
-                        for (p, inst) in &found[i..end] {
+                        let es = to_encode_shape(&shape);
+                        for (cls, inst) in raw.by_ref().take(32) {
+                            let path = inst.path(&cls, &ns, Some(&host));
+                            let mut inst = normalize(&cls, inst);
+                            if !deep {
+                                inst.properties
+                                    .retain(|p| c.property(p.name.as_str()).is_some());
+                            }
                             out.extend_from_slice(b"<VALUE.NAMEDINSTANCE>");
-                            encode::instance_name(out, p);
-                            encode::instance(out, inst, &es);
+                            encode::instance_name(out, &path);
+                            encode::instance(out, &inst, &es);
                             out.extend_from_slice(b"</VALUE.NAMEDINSTANCE>");
                         }
-                        i = end;
-                        i < found.len()
+                        raw.len() > 0
                     }),
                 )
             }
             Op::EnumerateInstanceNames { class } => {
                 self.class(n, class.as_str(), CimError::invalid_class)?;
-                let found = self.enumerate(n, class.as_str(), req)?;
-                let mut i = 0;
+                let mut raw = self.raw_enumerate(n, class.as_str(), req)?.into_iter();
+                let ns = n.name.clone();
                 streaming(
                     id,
                     method,
                     Box::new(move |out| {
-                        let end = (i + 64).min(found.len());
-                        for (p, _) in &found[i..end] {
-                            encode::instance_name(out, p);
+                        for (cls, inst) in raw.by_ref().take(64) {
+                            // Keys are typed by the class, as in a full path.
+                            encode::instance_name(
+                                out,
+                                &normalize_keys(&cls, inst.path(&cls, &ns, None)),
+                            );
                         }
-                        i = end;
-                        i < found.len()
+                        raw.len() > 0
                     }),
                 )
             }
@@ -1426,6 +1466,19 @@ pub fn normalize(class: &Class, mut inst: Instance) -> Instance {
     inst.properties = props;
     inst.class = class.name.clone();
     inst
+}
+
+/// Key values typed as the class declares them (as `normalize` does for a
+/// whole instance).
+fn normalize_keys(class: &Class, mut path: ObjectPath) -> ObjectPath {
+    for (k, v) in path.keys.iter_mut() {
+        if let Some(decl) = class.property(k.as_str()) {
+            if let Ok(t) = v.clone().coerce(&decl.ty) {
+                *v = t;
+            }
+        }
+    }
+    path
 }
 
 /// Checks an instance sent by a client against its class.

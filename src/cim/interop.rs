@@ -187,7 +187,7 @@ impl Provider for Interop {
     fn enumerate(&self, ctx: &Ctx, class: &Name) -> Result<Vec<Instance>, CimError> {
         let r = self.registry.lock().expect("not poisoned");
         let reference =
-            |name: &str, p: &ObjectPath| (name.to_string(), Some(Value::Reference(p.clone())));
+            |name: &str, p: &ObjectPath| (name.to_string(), Some(Value::reference(p.clone())));
         let assoc = |class: &str, a: (String, Option<Value>), b: (String, Option<Value>)| {
             Instance::new(class)
                 .with(&a.0, CimType::Reference(None), a.1)

@@ -230,7 +230,8 @@ pub enum Value {
     Real32(f32),
     Real64(f64),
     Datetime(DateTime),
-    Reference(ObjectPath),
+    /// Boxed: paths are large and rare, values are many.
+    Reference(Box<ObjectPath>),
     /// An embedded instance (a string property or parameter with the
     /// EmbeddedInstance/EmbeddedObject qualifier).
     Instance(Box<Instance>),
@@ -243,6 +244,11 @@ impl Value {
             Value::String(s) => Some(s),
             _ => None,
         }
+    }
+
+    /// A reference value.
+    pub fn reference(p: ObjectPath) -> Value {
+        Value::Reference(Box::new(p))
     }
 
     pub fn as_u64(&self) -> Option<u64> {
@@ -268,7 +274,7 @@ impl Value {
 
     pub fn as_ref_path(&self) -> Option<&ObjectPath> {
         match self {
-            Value::Reference(p) => Some(p),
+            Value::Reference(p) => Some(p.as_ref()),
             _ => None,
         }
     }
@@ -735,5 +741,24 @@ impl fmt::Display for ObjectPath {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Enumerations hold many values at once: keep them small (a reference
+    /// is boxed for this reason).
+    #[test]
+    fn values_and_properties_stay_small() {
+        assert!(
+            std::mem::size_of::<super::Value>() <= 32,
+            "{}",
+            std::mem::size_of::<super::Value>()
+        );
+        assert!(
+            std::mem::size_of::<super::Property>() <= 144,
+            "{}",
+            std::mem::size_of::<super::Property>()
+        );
     }
 }

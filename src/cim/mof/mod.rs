@@ -88,14 +88,14 @@ pub fn compile(repo: &mut Repository, ns: &str, sources: &[Source<'_>]) -> Resul
                             message: format!("class {} has no property {name}", class.name),
                         })?;
                         let value = match (lit, &decl.ty) {
-                            (Lit::Alias(a), CimType::Reference(_)) => Some(Value::Reference(
+                            (Lit::Alias(a), CimType::Reference(_)) => Some(Value::reference(
                                 aliases.get(a).cloned().ok_or_else(|| MofError {
                                     loc: loc.clone(),
                                     message: format!("alias ${a} is not defined"),
                                 })?,
                             )),
                             (Lit::Str(s), CimType::Reference(_)) => {
-                                Some(Value::Reference(parse_path(s).ok_or_else(|| MofError {
+                                Some(Value::reference(parse_path(s).ok_or_else(|| MofError {
                                     loc: loc.clone(),
                                     message: format!("`{s}` is not an object path"),
                                 })?))
@@ -375,7 +375,7 @@ pub fn parse_path(s: &str) -> Option<ObjectPath> {
                 let end = end?;
                 let after_q = &q[end + 1..];
                 let v = match parse_path(&out) {
-                    Some(p) if out.contains(':') && out.contains('=') => Value::Reference(p),
+                    Some(p) if out.contains(':') && out.contains('=') => Value::reference(p),
                     _ => Value::String(out),
                 };
                 (v, after_q.strip_prefix(',').unwrap_or(after_q))

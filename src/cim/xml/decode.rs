@@ -308,7 +308,7 @@ pub fn instance_name(e: &Element) -> Result<ObjectPath, DecodeError> {
         let name = kb.need_attr("NAME")?;
         let v = match kb.first() {
             Some(kv) if kv.name == "KEYVALUE" => key_value(kv)?,
-            Some(r) if r.name == "VALUE.REFERENCE" => Value::Reference(value_reference(r)?),
+            Some(r) if r.name == "VALUE.REFERENCE" => Value::reference(value_reference(r)?),
             _ => {
                 return invalid(format!(
                     "KEYBINDING {name} needs KEYVALUE or VALUE.REFERENCE"
@@ -406,18 +406,18 @@ pub fn value_of(e: &Element, declared: Option<&CimType>) -> Result<Option<Value>
                 })
                 .collect::<Result<_, _>>()?,
         ),
-        "VALUE.REFERENCE" => Value::Reference(value_reference(e)?),
+        "VALUE.REFERENCE" => Value::reference(value_reference(e)?),
         "VALUE.REFARRAY" => Value::Array(
             e.children
                 .iter()
                 .map(|c| match c.name.as_str() {
-                    "VALUE.REFERENCE" => value_reference(c).map(|p| Some(Value::Reference(p))),
+                    "VALUE.REFERENCE" => value_reference(c).map(|p| Some(Value::reference(p))),
                     "VALUE.NULL" => Ok(None),
                     other => invalid(format!("{other} inside VALUE.REFARRAY")),
                 })
                 .collect::<Result<_, _>>()?,
         ),
-        "INSTANCENAME" => Value::Reference(instance_name(e)?),
+        "INSTANCENAME" => Value::reference(instance_name(e)?),
         "CLASSNAME" => Value::String(e.need_attr("NAME")?.to_string()),
         "INSTANCE" => Value::Instance(Box::new(instance(e)?)),
         other => return invalid(format!("{other} is not a value")),

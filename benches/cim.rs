@@ -1,0 +1,362 @@
+//! CIM-XML server benchmark, with a bare hyper server as the same-run
+//! baseline.
+//!
+//! Run: `cargo bench --bench cim`. The servers run as child processes (this
+//! binary re-executed), so the server's peak RSS is its own; the load
+//! generator is a Rust hyper client with keep-alive connections. Prints a
+//! Markdown table for BENCHMARKS.md.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+use replicim::cim::dispatch::{Ctx, Provider};
+use replicim::cim::model::{CimType, Class, Instance, Name, ObjectPath, Value};
+use replicim::cim::server::{self, ServerConfig, State};
+use replicim::cim::CimError;
+
+const BENCH_MOF: &str = r#"
+[Version("1.0.0"), Description("A benchmark item.")]
+class BNC_Item : CIM_ManagedElement {
+    [Key] string Name;
+    uint32 Size;
+    string Vendor;
+    string Model;
+    string Serial;
+    string Location;
+    string Owner;
+    string Status;
+    boolean Enabled;
+    uint16 States[];
+};
+"#;
+
+/// Items in memory, looked up by key as a real provider would.
+struct Items(Vec<Instance>, std::collections::HashMap<String, usize>);
+
+impl Provider for Items {
+    fn classes(&self) -> Vec<(String, Name)> {
+        vec![("root/cimv2".into(), Name::new("BNC_Item"))]
+    }
+    fn enumerate(&self, _ctx: &Ctx, _class: &Name) -> Result<Vec<Instance>, CimError> {
+        Ok(self.0.clone())
+    }
+    fn get(&self, _ctx: &Ctx, _class: &Class, path: &ObjectPath) -> Result<Instance, CimError> {
+        let name = path.key("Name").and_then(Value::as_str).unwrap_or("");
+        self.1
+            .get(name)
+            .map(|i| self.0[*i].clone())
+            .ok_or_else(|| CimError::not_found(name.to_string()))
+    }
+}
+
+fn item(i: usize) -> Instance {
+    let s = |v: String| Some(Value::String(v));
+    Instance::new("BNC_Item")
+        .with("Name", CimType::String, s(format!("item-{i:06}")))
+        .with("Size", CimType::Uint32, Some(Value::Uint32(i as u32)))
+        .with(
+            "Vendor",
+            CimType::String,
+            s("replicim benchmark vendor".into()),
+        )
+        .with("Model", CimType::String, s(format!("model-{}", i % 17)))
+        .with("Serial", CimType::String, s(format!("SN{:012}", i * 7919)))
+        .with(
+            "Location",
+            CimType::String,
+            s(format!("rack {} slot {}", i / 40, i % 40)),
+        )
+        .with("Owner", CimType::String, s("storage operations".into()))
+        .with("Status", CimType::String, s("OK".into()))
+        .with(
+            "Enabled",
+            CimType::Boolean,
+            Some(Value::Boolean(i % 3 != 0)),
+        )
+        .with(
+            "States",
+            CimType::Uint16,
+            Some(Value::Array(vec![
+                Some(Value::Uint16(2)),
+                Some(Value::Uint16(5)),
+            ])),
+        )
+}
+
+/// Child: the CIM server with `n` items in namespace root/cimv2.
+fn child_cim(n: usize) {
+    let cim =
+        replicim::cli::serve::build("bench", &[("bench.mof".into(), BENCH_MOF.into())]).unwrap();
+    let mut d = cim.dispatcher;
+    let items: Vec<Instance> = (0..n).map(item).collect();
+    let index = (0..n).map(|i| (format!("item-{i:06}"), i)).collect();
+    d.register(Arc::new(Items(items, index))).unwrap();
+    let state = Arc::new(State {
+        dispatcher: Arc::new(d),
+        config: ServerConfig::default(),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", l.local_addr().unwrap());
+        server::run(l, None, state, std::future::pending())
+            .await
+            .unwrap();
+    });
+}
+
+/// Child: a bare hyper server answering every request with `body`.
+fn child_bare(body: Vec<u8>) {
+    let body = Bytes::from(body);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", l.local_addr().unwrap());
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            let _ = s.set_nodelay(true);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let body = body.clone();
+                    async move {
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(body)))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn spawn(args: &[&str]) -> Server {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Server {
+            child,
+            addr: line.trim().to_string(),
+        }
+    }
+
+    /// Peak resident set size of the server process, in MB.
+    fn peak_rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cim_request(op: &str, params: &str) -> (Vec<u8>, String) {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\" ?><CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"1001\" PROTOCOLVERSION=\"1.0\"><SIMPLEREQ><IMETHODCALL NAME=\"{op}\"><LOCALNAMESPACEPATH><NAMESPACE NAME=\"root\"/><NAMESPACE NAME=\"cimv2\"/></LOCALNAMESPACEPATH>{params}</IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>"
+    );
+    (body.into_bytes(), op.to_string())
+}
+
+/// Drives `conns` keep-alive connections for `secs`; returns (requests,
+/// response bytes, elapsed).
+async fn load(
+    addr: &str,
+    body: &[u8],
+    method: &str,
+    conns: usize,
+    secs: f64,
+) -> (u64, u64, Duration) {
+    let count = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (count, bytes) = (count.clone(), bytes.clone());
+        let body = Bytes::copy_from_slice(body);
+        let addr = addr.to_string();
+        let method = method.to_string();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            while Instant::now() < deadline {
+                let req = Request::post("/cimom")
+                    .header("host", &addr)
+                    .header("content-type", "application/xml; charset=\"utf-8\"")
+                    .header("cimoperation", "MethodCall")
+                    .header("cimmethod", &method)
+                    .header("cimobject", "root/cimv2")
+                    .body(Full::new(body.clone()))
+                    .unwrap();
+                send.ready().await.unwrap();
+                let resp = send.send_request(req).await.unwrap();
+                assert!(resp.status().is_success());
+                let got = resp.into_body().collect().await.unwrap().to_bytes();
+                assert!(got.len() > 50);
+                count.fetch_add(1, Ordering::Relaxed);
+                bytes.fetch_add(got.len() as u64, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (
+        count.load(Ordering::Relaxed),
+        bytes.load(Ordering::Relaxed),
+        start.elapsed(),
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--child-cim") {
+        let n = args.last().unwrap().parse().unwrap();
+        return child_cim(n);
+    }
+    if args.iter().any(|a| a == "--child-bare") {
+        let n: usize = args.last().unwrap().parse().unwrap();
+        return child_bare(vec![b'x'; n]);
+    }
+    let secs = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    let get = cim_request(
+        "GetInstance",
+        "<IPARAMVALUE NAME=\"InstanceName\"><INSTANCENAME CLASSNAME=\"BNC_Item\"><KEYBINDING NAME=\"Name\"><KEYVALUE VALUETYPE=\"string\">item-000042</KEYVALUE></KEYBINDING></INSTANCENAME></IPARAMVALUE>",
+    );
+    let enum_i = cim_request(
+        "EnumerateInstances",
+        "<IPARAMVALUE NAME=\"ClassName\"><CLASSNAME NAME=\"BNC_Item\"/></IPARAMVALUE>",
+    );
+    let enum_n = cim_request(
+        "EnumerateInstanceNames",
+        "<IPARAMVALUE NAME=\"ClassName\"><CLASSNAME NAME=\"BNC_Item\"/></IPARAMVALUE>",
+    );
+
+    // GetInstance against 1,000 items; the baseline answers with a body of
+    // the same size.
+    let cim = Server::spawn(&["--child-cim", "1000"]);
+    let sample = rt.block_on(load(&cim.addr, &get.0, &get.1, 1, 0.2));
+    let get_size = (sample.1 / sample.0.max(1)) as usize;
+    let size_arg = get_size.to_string();
+    let bare = Server::spawn(&["--child-bare", &size_arg]);
+    for conns in [1, 4] {
+        let b = rt.block_on(load(&bare.addr, &get.0, &get.1, conns, secs));
+        let c = rt.block_on(load(&cim.addr, &get.0, &get.1, conns, secs));
+        let rb = b.0 as f64 / b.2.as_secs_f64();
+        let rc = c.0 as f64 / c.2.as_secs_f64();
+        rows.push((
+            format!("GetInstance, {conns} connection(s), {get_size} B reply"),
+            format!("{rc:.0} req/s"),
+            format!("bare hyper {rb:.0} req/s"),
+            format!("{:.2}x of bare hyper", rc / rb),
+        ));
+    }
+    // EnumerateInstances of 1,000 (same server).
+    let e = rt.block_on(load(&cim.addr, &enum_i.0, &enum_i.1, 1, secs));
+    let mbs = |r: &(u64, u64, Duration)| r.1 as f64 / 1e6 / r.2.as_secs_f64();
+    rows.push((
+        "EnumerateInstances of 1,000, 1 connection".into(),
+        format!(
+            "{:.1} req/s, {:.0} MB/s of XML",
+            e.0 as f64 / e.2.as_secs_f64(),
+            mbs(&e)
+        ),
+        format!("reply {:.2} MB", e.1 as f64 / e.0.max(1) as f64 / 1e6),
+        "-".into(),
+    ));
+    drop(cim);
+    drop(bare);
+
+    // 10,000 items: throughput and the server's peak memory.
+    let cim = Server::spawn(&["--child-cim", "10000"]);
+    let rss_idle = cim.peak_rss_mb();
+    for conns in [1, 4] {
+        let e = rt.block_on(load(&cim.addr, &enum_i.0, &enum_i.1, conns, secs));
+        rows.push((
+            format!("EnumerateInstances of 10,000, {conns} connection(s)"),
+            format!(
+                "{:.1} req/s, {:.0} MB/s of XML",
+                e.0 as f64 / e.2.as_secs_f64(),
+                mbs(&e)
+            ),
+            format!("reply {:.1} MB", e.1 as f64 / e.0.max(1) as f64 / 1e6),
+            "-".into(),
+        ));
+    }
+    let n = rt.block_on(load(&cim.addr, &enum_n.0, &enum_n.1, 1, secs));
+    rows.push((
+        "EnumerateInstanceNames of 10,000, 1 connection".into(),
+        format!(
+            "{:.1} req/s, {:.0} MB/s of XML",
+            n.0 as f64 / n.2.as_secs_f64(),
+            mbs(&n)
+        ),
+        format!("reply {:.1} MB", n.1 as f64 / n.0.max(1) as f64 / 1e6),
+        "-".into(),
+    ));
+    rows.push((
+        "server peak RSS while serving 10,000 instances".into(),
+        format!("{:.0} MB", cim.peak_rss_mb()),
+        format!("{rss_idle:.0} MB after start-up"),
+        "-".into(),
+    ));
+
+    println!("| measurement | result | baseline / detail (same run) | ratio |");
+    println!("|---|---|---|---|");
+    for (a, b, c, d) in rows {
+        println!("| {a} | {b} | {c} | {d} |");
+    }
+}
