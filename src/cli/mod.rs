@@ -62,7 +62,10 @@ pub fn main_with(cli: Cli) -> i32 {
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            match rt.block_on(serve::serve(cfg)) {
+            let r = rt.block_on(serve::serve(cfg));
+            // Do not wait for idle runtime threads at exit.
+            rt.shutdown_background();
+            match r {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("replicim serve: {e}");
@@ -98,8 +101,11 @@ pub fn main_with(cli: Cli) -> i32 {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a terminal; a log file gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
 }

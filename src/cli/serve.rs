@@ -213,5 +213,6 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     for t in tasks {
         let _ = t.await;
     }
+    tracing::info!("stopped");
     Ok(())
 }
