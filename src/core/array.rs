@@ -230,11 +230,13 @@ pub struct Pair {
     /// The target was created empty and has never been written.
     pub fresh_target: bool,
     pub last_sync: Option<Tick>,
+    /// When the pair was admitted.
+    pub established: Tick,
     run: Option<Run>,
 }
 
 impl Pair {
-    fn new(local: &str, remote: &str, blocks: u64) -> Pair {
+    fn new(local: &str, remote: &str, blocks: u64, now: Tick) -> Pair {
         Pair {
             local: local.to_string(),
             remote: remote.to_string(),
@@ -249,6 +251,7 @@ impl Pair {
             inflight: BTreeMap::new(),
             fresh_target: false,
             last_sync: None,
+            established: now,
             run: None,
         }
     }
@@ -296,6 +299,24 @@ pub struct Group {
 }
 
 impl Group {
+    /// The operation this side is in the middle of, if any: a failover, a
+    /// restore (with its final cycle), a recover handshake, a reverse.
+    pub fn busy(&self) -> Option<&'static str> {
+        match self.op {
+            Some(GroupOp::FailingOver) => Some("failover"),
+            Some(GroupOp::FailingBack) => Some("restore"),
+            None if self.restore_after_cycle => Some("restore"),
+            None if self.recovering.is_some() => Some("recover"),
+            None if self.reverse_pending.is_some() => Some("reverse"),
+            None => None,
+        }
+    }
+
+    /// A sync run is in progress on some pair.
+    pub fn syncing(&self) -> bool {
+        self.running()
+    }
+
     fn pair_mut(&mut self, local: &str) -> Option<&mut Pair> {
         self.pairs.iter_mut().find(|p| p.local == local)
     }
@@ -1615,7 +1636,7 @@ impl<S: BlockStore> Array<S> {
                     None => None,
                 };
                 if error.is_none() {
-                    g.pairs.push(Pair::new(&vol, &source_vol, blocks));
+                    g.pairs.push(Pair::new(&vol, &source_vol, blocks, self.now));
                 }
                 let reply = Msg::AdmitResult {
                     group: g.name.clone(),
@@ -2043,7 +2064,7 @@ impl<S: BlockStore> Array<S> {
                             .into(),
                     });
                 }
-                g.pairs.push(Pair::new(&vol, &remote_vol, blocks));
+                g.pairs.push(Pair::new(&vol, &remote_vol, blocks, self.now));
                 self.send(
                     &peer,
                     Msg::Admit {
@@ -2497,18 +2518,10 @@ fn point_gen(vols: &Volumes, p: &Pair) -> Option<u64> {
 }
 
 fn busy(op: &'static str, g: &Group) -> CommandError {
-    let what = match g.op {
-        Some(GroupOp::FailingOver) => "failover",
-        Some(GroupOp::FailingBack) => "restore",
-        None if g.restore_after_cycle => "restore",
-        None if g.recovering.is_some() => "recover",
-        None if g.reverse_pending.is_some() => "reverse",
-        None => "a sync",
-    };
     CommandError::Busy {
         op,
         group: g.name.clone(),
-        what: what.into(),
+        what: g.busy().unwrap_or("a sync").into(),
     }
 }
 
