@@ -7,11 +7,15 @@
 //! * [`sim`]: an in-process, seeded harness that runs several arrays over
 //!   simulated links with one virtual clock.
 //! * [`conformance`]: the state tables as data and the replay runner.
+//! * [`cim`]: the CIM-XML (WBEM) server, with no replication vocabulary.
+//! * [`provider`]: the SMI-S Replication Services provider, the only module
+//!   that uses both `cim` and `core`.
 //! * [`cli`]: the subcommands of the `replicim` binary.
 
 pub mod cim;
 pub mod cli;
 pub mod conformance;
 pub mod core;
+pub mod provider;
 pub mod sim;
 pub mod store;

@@ -391,6 +391,11 @@ impl<S: BlockStore> Array<S> {
         &self.name
     }
 
+    /// The latest time any input carried.
+    pub fn now(&self) -> Tick {
+        self.now
+    }
+
     pub fn counters(&self) -> Counters {
         self.counters
     }
@@ -1938,7 +1943,18 @@ impl<S: BlockStore> Array<S> {
                     policies: *policies,
                 },
             );
-            let g = self.groups[group].clone();
+            // Until its Hello arrives, the peer is what we asked it to be:
+            // the group's Secondary. A refusal (OpRefused) or a real Hello
+            // replaces this.
+            let g = self.groups.get_mut(group).expect("inserted");
+            g.peer_hello = Some(GroupHello {
+                group: group.clone(),
+                role: Role::Secondary,
+                epoch: 0,
+                started: false,
+                pairs: Vec::new(),
+            });
+            let g = g.clone();
             self.announce(&g);
             return Ok(());
         }

@@ -1,0 +1,276 @@
+//! CIM_ConcreteJob for long operations.
+//!
+//! A job names a group and a goal: a role to reach, a CopyState every pair
+//! must show, or both. At every look (GetInstance, enumeration) it is
+//! judged against a fresh snapshot: done when the goal holds; failed when
+//! the group is no longer busy with the operation and the goal does not
+//! hold (the core refused or a failure stopped it). Finished jobs stay
+//! visible for TimeBeforeRemoval (5 minutes of array time).
+
+use super::model::job_path;
+use super::{Replication, Snapshot};
+use crate::cim::model::{CimType, DateTime, Instance, ObjectPath, Value};
+use crate::core::{CopyState, Role, Tick};
+
+/// How long a finished job stays visible, in array milliseconds.
+pub const TIME_BEFORE_REMOVAL_MS: u64 = 300_000;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobState {
+    Running,
+    Done,
+    Failed(String),
+}
+
+/// What a job waits for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Goal {
+    pub role: Option<Role>,
+    pub copy: Option<CopyState>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: u64,
+    pub method: String,
+    pub group: String,
+    pub goal: Goal,
+    pub submitted: Tick,
+    pub changed: Tick,
+    pub state: JobState,
+    pub percent: u16,
+    /// Elements the job creates or changes (besides the group's pairs).
+    pub affected: Vec<ObjectPath>,
+}
+
+#[derive(Default)]
+pub struct JobTable {
+    next: u64,
+    jobs: Vec<Job>,
+}
+
+impl JobTable {
+    /// Starts a job; returns its id.
+    pub fn start(
+        &mut self,
+        method: &str,
+        group: &str,
+        goal: Goal,
+        now: Tick,
+        affected: Vec<ObjectPath>,
+    ) -> u64 {
+        self.next += 1;
+        self.jobs.push(Job {
+            id: self.next,
+            method: method.to_string(),
+            group: group.to_string(),
+            goal,
+            submitted: now,
+            changed: now,
+            state: JobState::Running,
+            percent: 0,
+            affected,
+        });
+        self.next
+    }
+
+    /// Judges every running job against `snap`, and drops finished jobs
+    /// older than TimeBeforeRemoval.
+    pub fn update(&mut self, snap: &Snapshot) {
+        for j in self
+            .jobs
+            .iter_mut()
+            .filter(|j| j.state == JobState::Running)
+        {
+            let (state, percent) = judge(snap, j);
+            j.percent = percent;
+            if state != JobState::Running {
+                j.state = state;
+                j.changed = snap.now;
+            }
+        }
+        self.jobs.retain(|j| {
+            j.state == JobState::Running || snap.now.0 < j.changed.0 + TIME_BEFORE_REMOVAL_MS
+        });
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.id == id)
+    }
+
+    /// Instances of the job classes and their associations.
+    pub fn instances(&self, class: &str, rep: &Replication) -> Vec<Instance> {
+        let me = rep.array.as_str();
+        let host = rep.host_of(me);
+        let snap = rep.backend.snapshot();
+        let mut out = Vec::new();
+        for j in &self.jobs {
+            let jp = job_path(me, &host, j.id);
+            match class {
+                "RCM_ConcreteJob" => out.push(job_instance(rep, j)),
+                "CIM_OwningJobElement" => out.push(
+                    Instance::new("CIM_OwningJobElement")
+                        .with(
+                            "OwningElement",
+                            CimType::Reference(None),
+                            Some(Value::reference(super::model::rs_path(me, &host))),
+                        )
+                        .with(
+                            "OwnedElement",
+                            CimType::Reference(None),
+                            Some(Value::reference(jp)),
+                        ),
+                ),
+                "CIM_AffectedJobElement" => {
+                    let mut affected = j.affected.clone();
+                    if let Some(g) = snap.group(&j.group) {
+                        affected.push(rep.group_sync_path(g));
+                        affected.extend(g.pairs.iter().map(|p| rep.pair_sync_path(g, p)));
+                    }
+                    for a in affected {
+                        let effect = if a.class.is("RCM_StorageVolume") {
+                            5
+                        } else {
+                            4
+                        };
+                        out.push(
+                            Instance::new("CIM_AffectedJobElement")
+                                .with(
+                                    "AffectedElement",
+                                    CimType::Reference(None),
+                                    Some(Value::reference(a)),
+                                )
+                                .with(
+                                    "AffectingElement",
+                                    CimType::Reference(None),
+                                    Some(Value::reference(jp.clone())),
+                                )
+                                .with(
+                                    "ElementEffects",
+                                    CimType::Uint16,
+                                    Some(Value::Array(vec![Some(Value::Uint16(effect))])),
+                                ),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+fn judge(snap: &Snapshot, j: &Job) -> (JobState, u16) {
+    let Some(g) = snap.group(&j.group) else {
+        return (
+            JobState::Failed(format!(
+                "group {} no longer exists on {}",
+                j.group, snap.array
+            )),
+            0,
+        );
+    };
+    let views: Vec<_> = g
+        .pairs
+        .iter()
+        .filter_map(|p| snap.views.get(&(g.name.clone(), p.local.clone())))
+        .collect();
+    let role_ok = j.goal.role.is_none_or(|r| g.role == r);
+    let copy_ok = j
+        .goal
+        .copy
+        .is_none_or(|c| !views.is_empty() && views.iter().all(|v| v.copy_state == c));
+    let percent = if views.is_empty() {
+        0
+    } else {
+        (views
+            .iter()
+            .map(|v| v.percent_synced.unwrap_or(0) as u32)
+            .sum::<u32>()
+            / views.len() as u32) as u16
+    };
+    if role_ok && copy_ok {
+        return (JobState::Done, 100);
+    }
+    // Still working: an operation is in progress, or a sync run that can
+    // still reach the goal.
+    if g.busy().is_some() || (j.goal.copy.is_some() && role_ok && (g.started || g.syncing())) {
+        return (JobState::Running, percent);
+    }
+    let seen = views
+        .iter()
+        .map(|v| format!("{}/{} CopyState {}", v.role, v.status, v.copy_state))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (
+        JobState::Failed(format!(
+            "group {} on {} stopped short of the goal: {seen}",
+            g.name, snap.array
+        )),
+        percent,
+    )
+}
+
+fn job_instance(rep: &Replication, j: &Job) -> Instance {
+    let (state, status, code, desc): (u16, Vec<u16>, u16, Option<String>) = match &j.state {
+        JobState::Running => (4, vec![2], 0, None),
+        JobState::Done => (7, vec![2, 17], 0, None),
+        JobState::Failed(why) => (10, vec![6, 17], 4, Some(why.clone())),
+    };
+    let dt = |t: Tick| Some(Value::Datetime(rep.datetime(t)));
+    Instance::new("RCM_ConcreteJob")
+        .with(
+            "InstanceID",
+            CimType::String,
+            Some(Value::String(format!("{}:job:{}", rep.array, j.id))),
+        )
+        .with(
+            "Name",
+            CimType::String,
+            Some(Value::String(j.method.clone())),
+        )
+        .with(
+            "ElementName",
+            CimType::String,
+            Some(Value::String(format!("{} on {}", j.method, j.group))),
+        )
+        .with(
+            "MethodName",
+            CimType::String,
+            Some(Value::String(j.method.clone())),
+        )
+        .with("JobState", CimType::Uint16, Some(Value::Uint16(state)))
+        .with(
+            "OperationalStatus",
+            CimType::Uint16,
+            Some(Value::Array(
+                status.into_iter().map(|s| Some(Value::Uint16(s))).collect(),
+            )),
+        )
+        .with(
+            "PercentComplete",
+            CimType::Uint16,
+            Some(Value::Uint16(j.percent)),
+        )
+        .with("ErrorCode", CimType::Uint16, Some(Value::Uint16(code)))
+        .with("ErrorDescription", CimType::String, desc.map(Value::String))
+        .with(
+            "JobStatus",
+            CimType::String,
+            Some(Value::String(format!("{:?}", j.state))),
+        )
+        .with("TimeSubmitted", CimType::Datetime, dt(j.submitted))
+        .with("TimeOfLastStateChange", CimType::Datetime, dt(j.changed))
+        .with(
+            "TimeBeforeRemoval",
+            CimType::Datetime,
+            Some(Value::Datetime(DateTime::interval_ms(
+                TIME_BEFORE_REMOVAL_MS,
+            ))),
+        )
+        .with(
+            "DeleteOnCompletion",
+            CimType::Boolean,
+            Some(Value::Boolean(false)),
+        )
+}

@@ -1,0 +1,654 @@
+//! CIM_ReplicationService and CIM_ReplicationServiceCapabilities methods.
+//!
+//! Refusals: a malformed or inapplicable parameter is
+//! CIM_ERR_INVALID_PARAMETER; a request the core refuses (wrong side, wrong
+//! state) is CIM_ERR_FAILED with the core's message, which names the reason
+//! and what to do. DSP0200 gives a method no other way to carry a reason.
+
+use super::jobs::Goal;
+use super::model::{cs_path, job_path, vol_path};
+use super::{Replication, Snapshot};
+use crate::cim::dispatch::MethodResult;
+use crate::cim::model::{Method, Name, ObjectPath, Value};
+use crate::cim::CimError;
+use crate::core::{Command, CopyState, Mode, Policies, Role};
+
+/// SupportedReplicationTypes: synchronous and asynchronous remote mirrors.
+pub const REPLICATION_TYPES: &[u16] = &[4, 5];
+
+/// ModifyReplicaSynchronization operations that work.
+pub const OPERATIONS: &[u16] = &[4, 7, 8, 10, 11, 14, 16, 17, 18, 20, 22];
+
+/// Default period of an asynchronous (periodic) mirror created through CIM.
+pub const DEFAULT_PERIOD_MS: u64 = 300_000;
+
+/// Method return values (DMTF).
+const OK: u32 = 0;
+const NOT_SUPPORTED: u32 = 1;
+const JOB_STARTED: u32 = 4096;
+
+type Params = Vec<(Name, Option<Value>)>;
+
+fn param<'a>(p: &'a Params, name: &str) -> Option<&'a Value> {
+    p.iter()
+        .find(|(n, _)| n.is(name))
+        .and_then(|(_, v)| v.as_ref())
+}
+
+fn u16p(p: &Params, name: &str) -> Option<u16> {
+    param(p, name).and_then(Value::as_u64).map(|v| v as u16)
+}
+
+fn done(rv: u32, out: Vec<(Name, Value)>) -> Result<MethodResult, CimError> {
+    Ok(MethodResult {
+        return_value: Value::Uint32(rv),
+        out,
+    })
+}
+
+fn u16_array(v: &[u16]) -> Value {
+    Value::Array(v.iter().map(|x| Some(Value::Uint16(*x))).collect())
+}
+
+pub fn invoke(
+    rep: &Replication,
+    target: &ObjectPath,
+    method: &Method,
+    params: Params,
+) -> Result<MethodResult, CimError> {
+    let m = method.name.as_str();
+    if target.class.is("RCM_ReplicationServiceCapabilities") {
+        return capabilities(m, &params);
+    }
+    if !target.class.is("RCM_ReplicationService") {
+        return Err(CimError::method_not_available(format!(
+            "{} has no method {m}",
+            target.class
+        )));
+    }
+    match m.to_ascii_lowercase().as_str() {
+        "modifyreplicasynchronization" => modify(rep, &params),
+        "createelementreplica" => create_element_replica(rep, &params),
+        "getreplicationrelationships" => relationships(rep, &params),
+        "getpeersystems" => peers(rep, &params),
+        // A remote-copy group is made by CreateElementReplica with the
+        // group's name as ElementName; group creation from a local
+        // ReplicationGroup is not built.
+        "creategroupreplica" => done(NOT_SUPPORTED, Vec::new()),
+        _ => Err(CimError::method_not_available(format!(
+            "{m} is not available on {}",
+            rep.array
+        ))),
+    }
+}
+
+fn failed(e: crate::core::CommandError) -> CimError {
+    CimError::failed(e.to_string())
+}
+
+/// The group and pair a Synchronization reference names.
+fn resolve(
+    rep: &Replication,
+    snap: &Snapshot,
+    sync: &ObjectPath,
+) -> Result<(String, Option<String>), CimError> {
+    for g in &snap.groups {
+        if sync.class.is("RCM_GroupSynchronized") || sync.class.is("CIM_GroupSynchronized") {
+            if same_keys(&rep.group_sync_path(g), sync) {
+                return Ok((g.name.clone(), None));
+            }
+            continue;
+        }
+        for p in &g.pairs {
+            if same_keys(&rep.pair_sync_path(g, p), sync) {
+                return Ok((g.name.clone(), Some(p.local.clone())));
+            }
+        }
+    }
+    Err(CimError::invalid_parameter(format!(
+        "Synchronization {sync} is not a pair or group of {}",
+        rep.array
+    )))
+}
+
+/// Same SystemElement and SyncedElement (hosts and class spelling aside).
+fn same_keys(a: &ObjectPath, b: &ObjectPath) -> bool {
+    ["SystemElement", "SyncedElement"].iter().all(|k| {
+        match (
+            a.key(k).and_then(Value::as_ref_path),
+            b.key(k).and_then(Value::as_ref_path),
+        ) {
+            (Some(x), Some(y)) => x.same_instance(y),
+            _ => false,
+        }
+    })
+}
+
+/// ModifyReplicaSynchronization: the 3PAR operation table of interface.md.
+fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
+    let op =
+        u16p(p, "Operation").ok_or_else(|| CimError::invalid_parameter("Operation is required"))?;
+    let sync = param(p, "Synchronization")
+        .and_then(Value::as_ref_path)
+        .ok_or_else(|| {
+            CimError::invalid_parameter(
+                "Synchronization must reference a StorageSynchronized or GroupSynchronized",
+            )
+        })?
+        .clone();
+    let force = param(p, "Force").and_then(Value::as_bool).unwrap_or(false);
+    let wait = u16p(p, "WaitForCopyState").map(|n| {
+        CopyState::from_number(n).ok_or_else(|| {
+            CimError::invalid_parameter(format!("WaitForCopyState {n} is not a CopyState"))
+        })
+    });
+    let wait = wait.transpose()?;
+    let snap = rep.backend.snapshot();
+    let (group, pair) = resolve(rep, &snap, &sync)?;
+    let g = snap.group(&group).expect("resolved");
+    let name = group.clone();
+    let (cmd, goal) = match op {
+        4 | 16 => (
+            Command::Start { group: name },
+            Goal {
+                role: None,
+                copy: Some(CopyState::Synchronized),
+            },
+        ),
+        7 | 22 => (
+            Command::Stop { group: name },
+            Goal {
+                role: None,
+                copy: None,
+            },
+        ),
+        8 => {
+            let vol = pair.clone().ok_or_else(|| {
+                CimError::invalid_parameter(
+                    "Detach takes a StorageSynchronized (one pair), not a group",
+                )
+            })?;
+            (
+                Command::Dismiss { group: name, vol },
+                Goal {
+                    role: None,
+                    copy: None,
+                },
+            )
+        }
+        10 => (
+            Command::Failover { group: name },
+            Goal {
+                role: Some(Role::PrimaryRev),
+                copy: None,
+            },
+        ),
+        11 => (
+            Command::Restore { group: name },
+            Goal {
+                role: Some(Role::Secondary),
+                copy: None,
+            },
+        ),
+        14 => {
+            let cmd = if g.role == Role::PrimaryRev && !g.recovered {
+                // recover; Force asks for the full resync when there is no
+                // common base.
+                Command::Recover {
+                    group: name,
+                    full: force,
+                }
+            } else if g.started && !g.mode.is_sync() {
+                Command::Sync { group: name }
+            } else {
+                Command::Start { group: name }
+            };
+            (
+                cmd,
+                Goal {
+                    role: None,
+                    copy: Some(CopyState::Synchronized),
+                },
+            )
+        }
+        17 => (
+            Command::SetMode {
+                group: name,
+                mode: Mode::Sync,
+            },
+            Goal {
+                role: None,
+                copy: None,
+            },
+        ),
+        18 => {
+            let mode = match g.mode {
+                Mode::Periodic { .. } => g.mode,
+                Mode::Sync => Mode::Periodic {
+                    period_ms: DEFAULT_PERIOD_MS,
+                },
+            };
+            (
+                Command::SetMode { group: name, mode },
+                Goal {
+                    role: None,
+                    copy: None,
+                },
+            )
+        }
+        20 => (
+            Command::Reverse { group: name },
+            Goal {
+                role: Some(if g.role.is_source() {
+                    Role::Secondary
+                } else {
+                    Role::Primary
+                }),
+                copy: None,
+            },
+        ),
+        n if (2..=25).contains(&n) => return done(NOT_SUPPORTED, Vec::new()),
+        n => {
+            return Err(CimError::invalid_parameter(format!(
+                "Operation {n} is not a ModifyReplicaSynchronization operation"
+            )))
+        }
+    };
+    let goal = Goal {
+        copy: wait.or(goal.copy),
+        ..goal
+    };
+    let detach = matches!(cmd, Command::Dismiss { .. });
+    rep.backend.command(cmd).map_err(failed)?;
+    finish(
+        rep,
+        "ModifyReplicaSynchronization",
+        &group,
+        if detach { None } else { pair.as_deref() },
+        goal,
+        &sync,
+        Vec::new(),
+    )
+}
+
+/// Returns 0 when the goal already holds, else 4096 with a job; adds
+/// UpdatedSynchronization when the association's keys changed.
+fn finish(
+    rep: &Replication,
+    method: &str,
+    group: &str,
+    pair: Option<&str>,
+    goal: Goal,
+    before: &ObjectPath,
+    affected: Vec<ObjectPath>,
+) -> Result<MethodResult, CimError> {
+    let snap = rep.backend.snapshot();
+    let mut jobs = rep.jobs.lock().expect("not poisoned");
+    let id = jobs.start(method, group, goal, snap.now, affected);
+    jobs.update(&snap);
+    let job = jobs.get(id).cloned();
+    let mut out = Vec::new();
+    if let Some(g) = snap.group(group) {
+        let now = match pair.and_then(|v| g.pairs.iter().find(|p| p.local == v)) {
+            Some(p) => Some(rep.pair_sync_path(g, p)),
+            None if pair.is_none() && before.class.as_str().contains("Group") => {
+                Some(rep.group_sync_path(g))
+            }
+            None => None,
+        };
+        if let Some(now) = now {
+            if !same_keys(&now, before) {
+                out.push((Name::new("UpdatedSynchronization"), Value::reference(now)));
+            }
+        }
+    }
+    match job.map(|j| j.state) {
+        Some(super::jobs::JobState::Done) | None => done(OK, out),
+        Some(super::jobs::JobState::Failed(why)) => Err(CimError::failed(why)),
+        Some(super::jobs::JobState::Running) => {
+            out.push((
+                Name::new("Job"),
+                Value::reference(job_path(&rep.array, &rep.host_of(&rep.array), id)),
+            ));
+            done(JOB_STARTED, out)
+        }
+    }
+}
+
+/// CreateElementReplica: a remote mirror of a local volume, in the group
+/// named by ElementName (created if new; a started group is stopped, the
+/// volume admitted, and the group started again).
+fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
+    if u16p(p, "SyncType") != Some(6) {
+        // Only mirrors are built: snapshots and clones through CIM are not.
+        return done(NOT_SUPPORTED, Vec::new());
+    }
+    let mode = match u16p(p, "Mode") {
+        None | Some(2) => Mode::Sync,
+        Some(3) => Mode::Periodic {
+            period_ms: DEFAULT_PERIOD_MS,
+        },
+        Some(n) => {
+            return Err(CimError::invalid_parameter(format!(
+                "Mode {n} is not supported (2 Synchronous, 3 Asynchronous)"
+            )))
+        }
+    };
+    let snap = rep.backend.snapshot();
+    let src = param(p, "SourceElement")
+        .and_then(Value::as_ref_path)
+        .ok_or_else(|| CimError::invalid_parameter("SourceElement is required"))?;
+    let vol = src
+        .key("DeviceID")
+        .and_then(Value::as_str)
+        .filter(|v| {
+            snap.volumes.iter().any(|(n, _)| n == v)
+                && src
+                    .key("SystemName")
+                    .and_then(Value::as_str)
+                    .is_none_or(|s| s == rep.array)
+        })
+        .ok_or_else(|| {
+            CimError::invalid_parameter(format!(
+                "SourceElement {src} is not a volume of {}",
+                rep.array
+            ))
+        })?
+        .to_string();
+    let target = param(p, "TargetElement").and_then(Value::as_ref_path);
+    let link_peer = param(p, "ConnectivityCollection")
+        .and_then(Value::as_ref_path)
+        .and_then(|c| {
+            c.key("InstanceID")
+                .and_then(Value::as_str)
+                .and_then(|id| id.rsplit(':').next())
+                .map(str::to_string)
+        });
+    let peer = match (
+        target.and_then(|t| t.key("SystemName").and_then(Value::as_str)),
+        &link_peer,
+    ) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(CimError::invalid_parameter(format!(
+                "TargetElement is on {a} but ConnectivityCollection leads to {b}"
+            )))
+        }
+        (Some(a), _) => a.to_string(),
+        (None, Some(b)) => b.clone(),
+        (None, None) => {
+            let others: Vec<&String> = rep.hosts.keys().filter(|a| **a != rep.array).collect();
+            match others.as_slice() {
+                [one] => (*one).clone(),
+                _ => {
+                    return Err(CimError::invalid_parameter(
+                        "name the peer with TargetElement or ConnectivityCollection",
+                    ))
+                }
+            }
+        }
+    };
+    if peer == rep.array {
+        return Err(CimError::invalid_parameter(
+            "the target must be on another array: this provider makes remote mirrors only",
+        ));
+    }
+    let remote = target
+        .and_then(|t| t.key("DeviceID").and_then(Value::as_str))
+        .unwrap_or(&vol)
+        .to_string();
+    let group = param(p, "ElementName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("rcg-{vol}"));
+    match snap.group(&group) {
+        None => {
+            let policies = Policies::default();
+            rep.backend
+                .command(Command::CreateGroup {
+                    group: group.clone(),
+                    peer: peer.clone(),
+                    mode,
+                    policies,
+                })
+                .map_err(failed)?;
+        }
+        Some(g) if g.peer != peer => {
+            return Err(CimError::invalid_parameter(format!(
+                "group {group} replicates to {}, not {peer}",
+                g.peer
+            )))
+        }
+        Some(g) if g.started => rep
+            .backend
+            .command(Command::Stop {
+                group: group.clone(),
+            })
+            .map_err(failed)?,
+        Some(_) => {}
+    }
+    rep.backend
+        .command(Command::Admit {
+            group: group.clone(),
+            vol: vol.clone(),
+            remote_vol: remote.clone(),
+        })
+        .map_err(failed)?;
+    rep.backend
+        .command(Command::Start {
+            group: group.clone(),
+        })
+        .map_err(failed)?;
+    let wait = u16p(p, "WaitForCopyState")
+        .and_then(CopyState::from_number)
+        .unwrap_or(CopyState::Synchronized);
+    let remote_path = vol_path(&peer, &rep.host_of(&peer), &remote);
+    let sync = {
+        let snap = rep.backend.snapshot();
+        let g = snap.group(&group).expect("created");
+        let pr = g.pairs.iter().find(|x| x.local == vol).expect("admitted");
+        rep.pair_sync_path(g, pr)
+    };
+    let mut r = finish(
+        rep,
+        "CreateElementReplica",
+        &group,
+        Some(&vol),
+        Goal {
+            role: None,
+            copy: Some(wait),
+        },
+        &sync,
+        vec![remote_path.clone()],
+    )?;
+    r.out
+        .push((Name::new("Synchronization"), Value::reference(sync)));
+    r.out
+        .push((Name::new("TargetElement"), Value::reference(remote_path)));
+    Ok(r)
+}
+
+/// GetReplicationRelationships: paths of this array's pairs or groups.
+fn relationships(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
+    let kind = u16p(p, "Type").ok_or_else(|| {
+        CimError::invalid_parameter("Type is required (2 StorageSynchronized, 3 GroupSynchronized)")
+    })?;
+    let snap = rep.backend.snapshot();
+    let want_mode = u16p(p, "Mode");
+    let want_state = u16p(p, "CopyState");
+    let local_only = u16p(p, "Locality") == Some(2);
+    if u16p(p, "SyncType").is_some_and(|t| t != 6) || local_only {
+        return done(
+            OK,
+            vec![(Name::new("Synchronizations"), Value::Array(Vec::new()))],
+        );
+    }
+    let mut found = Vec::new();
+    for g in &snap.groups {
+        let mode = if g.mode.is_sync() { 2 } else { 3 };
+        if want_mode.is_some_and(|m| m != mode) {
+            continue;
+        }
+        match kind {
+            2 => {
+                for pr in &g.pairs {
+                    let v = snap.views.get(&(g.name.clone(), pr.local.clone()));
+                    if want_state.is_some_and(|s| v.map(|v| v.copy_state.number()) != Some(s)) {
+                        continue;
+                    }
+                    found.push(Some(Value::reference(rep.pair_sync_path(g, pr))));
+                }
+            }
+            3 => {
+                let v = super::model::group_view(&snap, g);
+                if want_state.is_some_and(|s| v.map(|v| v.copy_state.number()) != Some(s)) {
+                    continue;
+                }
+                found.push(Some(Value::reference(rep.group_sync_path(g))));
+            }
+            n => {
+                return Err(CimError::invalid_parameter(format!(
+                    "Type {n}: use 2 (StorageSynchronized) or 3 (GroupSynchronized)"
+                )))
+            }
+        }
+    }
+    done(
+        OK,
+        vec![(Name::new("Synchronizations"), Value::Array(found))],
+    )
+}
+
+/// GetPeerSystems: the arrays this one replicates with.
+fn peers(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
+    let reachable_only = u16p(p, "Options") == Some(2);
+    let snap = rep.backend.snapshot();
+    let mut names: Vec<String> = rep
+        .hosts
+        .keys()
+        .filter(|a| **a != rep.array)
+        .cloned()
+        .collect();
+    for peer in snap.links.keys() {
+        if !names.contains(peer) {
+            names.push(peer.clone());
+        }
+    }
+    let systems: Vec<Option<Value>> = names
+        .iter()
+        .filter(|n| !reachable_only || snap.links.get(*n).copied().unwrap_or(false))
+        .map(|n| Some(Value::reference(cs_path(n, &rep.host_of(n)))))
+        .collect();
+    done(
+        OK,
+        vec![
+            (Name::new("Systems"), Value::Array(systems)),
+            (Name::new("LocalAccessPoints"), Value::Array(Vec::new())),
+            (Name::new("RemoteAccessPoints"), Value::Array(Vec::new())),
+        ],
+    )
+}
+
+/// Operations valid in a CopyState (for GetSupportedOperations).
+fn operations_in(state: Option<u16>) -> Vec<u16> {
+    match state {
+        None => OPERATIONS.to_vec(),
+        Some(2) => vec![4, 8],
+        Some(3) => vec![7, 8, 22],
+        Some(4) => vec![7, 8, 11, 22],
+        Some(5) | Some(13) => vec![4, 8, 10, 14],
+        Some(8) => vec![4, 8, 14, 16, 17, 18, 20],
+        Some(10) => vec![8, 11, 14],
+        Some(_) => Vec::new(),
+    }
+}
+
+fn capabilities(m: &str, p: &Params) -> Result<MethodResult, CimError> {
+    let rtype = u16p(p, "ReplicationType");
+    let supported = rtype.is_some_and(|t| REPLICATION_TYPES.contains(&t));
+    let lower = m.to_ascii_lowercase();
+    if lower != "getsupportedreplicationtypes"
+        && lower != "convertsynctypetoreplicationtype"
+        && !supported
+    {
+        return done(NOT_SUPPORTED, Vec::new());
+    }
+    match lower.as_str() {
+        "getsupportedreplicationtypes" => done(
+            OK,
+            vec![(
+                Name::new("SupportedReplicationTypes"),
+                u16_array(REPLICATION_TYPES),
+            )],
+        ),
+        "convertsynctypetoreplicationtype" => match (
+            u16p(p, "SyncType"),
+            u16p(p, "Mode"),
+            u16p(p, "LocalOrRemote"),
+        ) {
+            (Some(6), Some(2), Some(3)) => {
+                done(OK, vec![(Name::new("ReplicationType"), Value::Uint16(4))])
+            }
+            (Some(6), Some(3), Some(3)) => {
+                done(OK, vec![(Name::new("ReplicationType"), Value::Uint16(5))])
+            }
+            _ => done(NOT_SUPPORTED, Vec::new()),
+        },
+        "getsupportedoperations" => {
+            let ops = operations_in(u16p(p, "CopyState"));
+            let controlling: Vec<u16> = ops
+                .iter()
+                .map(|o| match o {
+                    10 => 3,     // Failover: the target side
+                    8 | 20 => 4, // Detach, Reverse Roles: either side
+                    _ => 2,      // the source side
+                })
+                .collect();
+            let updates: Vec<Option<Value>> = ops
+                .iter()
+                .map(|o| Some(Value::Boolean(matches!(o, 10 | 11 | 20))))
+                .collect();
+            done(
+                OK,
+                vec![
+                    (Name::new("SupportedOperations"), u16_array(&ops)),
+                    (Name::new("ServiceControlling"), u16_array(&controlling)),
+                    (
+                        Name::new("RequiresForce"),
+                        Value::Array(ops.iter().map(|_| Some(Value::Boolean(false))).collect()),
+                    ),
+                    (Name::new("UpdatesSynchronizedPath"), Value::Array(updates)),
+                ],
+            )
+        }
+        // No optional DMTF feature is claimed.
+        "getsupportedfeatures" => done(OK, vec![(Name::new("Features"), u16_array(&[]))]),
+        "getsupportedcopystates" => {
+            let states = [2u16, 3, 4, 5, 8, 10, 13];
+            done(
+                OK,
+                vec![
+                    (Name::new("SupportedCopyStates"), u16_array(&states)),
+                    (
+                        Name::new("HostAccessible"),
+                        Value::Array(states.iter().map(|_| Some(Value::Boolean(true))).collect()),
+                    ),
+                ],
+            )
+        }
+        "getsupportedwaitforcopystates" => {
+            let states: &[u16] = match u16p(p, "MethodName") {
+                Some(2) => &[3, 4],
+                Some(4) => &[3, 4, 8, 10],
+                _ => &[],
+            };
+            done(
+                OK,
+                vec![(Name::new("SupportedCopyStates"), u16_array(states))],
+            )
+        }
+        _ => Err(CimError::method_not_available(format!(
+            "{m} is not available"
+        ))),
+    }
+}

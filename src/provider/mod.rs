@@ -1,0 +1,200 @@
+//! The SMI-S Replication Services provider: the core seen as CIM.
+//!
+//! This is the only module that uses both `cim` and `core`. Key types:
+//! [`Backend`] (what the provider needs from one array: a [`Snapshot`] of
+//! plain data and a way to run commands), [`SimBackend`] (an array inside a
+//! shared [`Sim`]), and [`Replication`] (the `cim::dispatch::Provider`).
+//!
+//! Design decision: the provider never holds core state. Every request takes
+//! a fresh snapshot and derives instances from it with `core::derive`'s
+//! views, so what a console reads is exactly what the core decided at that
+//! moment. Long operations become jobs whose completion is judged from the
+//! same snapshots.
+
+mod jobs;
+mod methods;
+mod model;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::cim::dispatch::{Ctx, MethodResult, Provider};
+use crate::cim::interop::Interop;
+use crate::cim::model::{Class, Instance, Method, Name, ObjectPath, Value};
+use crate::cim::CimError;
+use crate::core::{Command, CommandError, Counters, Group, PairView, Tick};
+use crate::sim::Sim;
+
+pub use jobs::JobTable;
+
+/// The implementation namespace.
+pub const NS: &str = "root/cimv2";
+
+/// One array's state, as plain data.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub array: String,
+    pub now: Tick,
+    /// (name, blocks) of every volume.
+    pub volumes: Vec<(String, u64)>,
+    pub groups: Vec<Group>,
+    /// View of every pair: (group, local volume) -> view.
+    pub views: BTreeMap<(String, String), PairView>,
+    /// Link state to every peer a group names.
+    pub links: BTreeMap<String, bool>,
+    pub counters: Counters,
+}
+
+impl Snapshot {
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+}
+
+/// What the provider needs from one array.
+pub trait Backend: Send + Sync {
+    fn snapshot(&self) -> Snapshot;
+    fn command(&self, cmd: Command) -> Result<(), CommandError>;
+    /// Wall-clock milliseconds since 1970 at Tick 0, for CIM datetimes.
+    fn epoch_ms(&self) -> i64;
+}
+
+/// An array inside a shared in-process [`Sim`].
+pub struct SimBackend {
+    pub sim: Arc<Mutex<Sim>>,
+    pub array: String,
+    pub epoch_ms: i64,
+}
+
+/// Reads a snapshot out of any core array.
+pub fn snapshot_of<S: crate::core::BlockStore>(a: &crate::core::Array<S>) -> Snapshot {
+    let groups: Vec<Group> = a.groups().cloned().collect();
+    let links = groups
+        .iter()
+        .map(|g| (g.peer.clone(), a.link_up(&g.peer)))
+        .collect();
+    Snapshot {
+        array: a.name().to_string(),
+        now: a.now(),
+        volumes: a
+            .volumes()
+            .names()
+            .map(|(n, m)| (n.clone(), m.blocks))
+            .collect(),
+        views: a
+            .views()
+            .into_iter()
+            .map(|(g, v, view)| ((g, v), view))
+            .collect(),
+        groups,
+        links,
+        counters: a.counters(),
+    }
+}
+
+impl Backend for SimBackend {
+    fn snapshot(&self) -> Snapshot {
+        let sim = self.sim.lock().expect("not poisoned");
+        snapshot_of(sim.array(&self.array))
+    }
+    fn command(&self, cmd: Command) -> Result<(), CommandError> {
+        let mut sim = self.sim.lock().expect("not poisoned");
+        if !sim.alive(&self.array) {
+            return Err(CommandError::LinkDown {
+                op: "command",
+                peer: self.array.clone(),
+                hint: "the array is down".into(),
+            });
+        }
+        sim.command(&self.array, cmd)
+    }
+    fn epoch_ms(&self) -> i64 {
+        self.epoch_ms
+    }
+}
+
+/// Where a console reaches each array: array name -> CIM host ("host:port").
+pub type Hosts = BTreeMap<String, String>;
+
+/// The replication provider of one array.
+pub struct Replication {
+    backend: Arc<dyn Backend>,
+    /// This array's name.
+    array: String,
+    hosts: Hosts,
+    jobs: Mutex<JobTable>,
+}
+
+impl Replication {
+    pub fn new(backend: Arc<dyn Backend>, array: &str, hosts: Hosts) -> Replication {
+        Replication {
+            backend,
+            array: array.to_string(),
+            hosts,
+            jobs: Mutex::new(JobTable::default()),
+        }
+    }
+
+    /// The CIM host of an array (its name when unknown).
+    pub fn host_of(&self, array: &str) -> String {
+        self.hosts
+            .get(array)
+            .cloned()
+            .unwrap_or_else(|| array.to_string())
+    }
+
+    /// Registers the SNIA Array, Replication Services and Job Control
+    /// profiles, conforming to the array and its replication service.
+    pub fn register_profiles(&self, interop: &Interop) {
+        let array = interop.register_profile(11, "Array", "1.6.0");
+        let repl = interop.register_profile(11, "Replication Services", "1.6.0");
+        let jobs = interop.register_profile(11, "Job Control", "1.5.0");
+        let cs = model::cs_path(&self.array, &self.host_of(&self.array));
+        let rs = model::rs_path(&self.array, &self.host_of(&self.array));
+        interop.conforms(array.clone(), cs.clone());
+        interop.conforms(repl.clone(), rs.clone());
+        interop.conforms(repl.clone(), cs);
+        interop.conforms(jobs.clone(), rs);
+        interop.references(repl, array.clone());
+        interop.references(jobs, array);
+    }
+}
+
+impl Provider for Replication {
+    fn classes(&self) -> Vec<(String, Name)> {
+        model::CLASSES
+            .iter()
+            .map(|c| (NS.to_string(), Name::new(c)))
+            .collect()
+    }
+
+    fn enumerate(&self, _ctx: &Ctx, class: &Name) -> Result<Vec<Instance>, CimError> {
+        let snap = self.backend.snapshot();
+        if class.is("RCM_ConcreteJob")
+            || class.is("CIM_OwningJobElement")
+            || class.is("CIM_AffectedJobElement")
+        {
+            let mut jobs = self.jobs.lock().expect("not poisoned");
+            jobs.update(&snap);
+            return Ok(jobs.instances(class.as_str(), self));
+        }
+        Ok(model::instances(self, &snap, class.as_str()))
+    }
+
+    fn get(&self, ctx: &Ctx, class: &Class, path: &ObjectPath) -> Result<Instance, CimError> {
+        self.enumerate(ctx, &path.class)?
+            .into_iter()
+            .find(|i| i.path(class, NS, None).same_instance(path))
+            .ok_or_else(|| CimError::not_found(format!("{path} does not exist on {}", self.array)))
+    }
+
+    fn invoke(
+        &self,
+        _ctx: &Ctx,
+        target: &ObjectPath,
+        method: &Method,
+        params: Vec<(Name, Option<Value>)>,
+    ) -> Result<MethodResult, CimError> {
+        methods::invoke(self, target, method, params)
+    }
+}

@@ -1,0 +1,623 @@
+//! The instances a console walks, derived from a [`Snapshot`].
+//!
+//! Orientation follows 3PAR: SystemElement is the volume (or group) on the
+//! side that is currently the source, SyncedElement the one on the target
+//! side, so both arrays report the same association keys and each its own
+//! view; a role reversal swaps them (UpdatedSynchronization tells clients).
+
+use super::{Replication, Snapshot, NS};
+use crate::cim::model::{CimType, DateTime, Instance, Name, ObjectPath, Value};
+use crate::core::{
+    CopyState, Group, Mode, Pair, PairView, ProgressStatus, Role, SyncState, SyncStatus, Tick,
+};
+
+/// Every class the provider serves, exactly.
+pub const CLASSES: &[&str] = &[
+    "RCM_ComputerSystem",
+    "RCM_StorageVolume",
+    "CIM_SystemDevice",
+    "RCM_ReplicationService",
+    "CIM_HostedService",
+    "RCM_ReplicationServiceCapabilities",
+    "CIM_ElementCapabilities",
+    "RCM_ReplicationGroup",
+    "CIM_HostedCollection",
+    "CIM_OrderedMemberOfCollection",
+    "RCM_RemoteReplicationCollection",
+    "RCM_StorageSynchronized",
+    "RCM_GroupSynchronized",
+    "RCM_ConcreteJob",
+    "CIM_OwningJobElement",
+    "CIM_AffectedJobElement",
+];
+
+fn s(v: &str) -> Option<Value> {
+    Some(Value::String(v.to_string()))
+}
+fn u16v(v: u16) -> Option<Value> {
+    Some(Value::Uint16(v))
+}
+fn u16s(v: &[u16]) -> Option<Value> {
+    Some(Value::Array(
+        v.iter().map(|x| Some(Value::Uint16(*x))).collect(),
+    ))
+}
+fn r(p: ObjectPath) -> Option<Value> {
+    Some(Value::reference(p))
+}
+
+fn path(host: &str, class: &str, keys: &[(&str, &str)]) -> ObjectPath {
+    ObjectPath {
+        host: Some(host.to_string()),
+        namespace: Some(NS.to_string()),
+        class: Name::new(class),
+        keys: keys
+            .iter()
+            .map(|(k, v)| (Name::new(k), Value::String(v.to_string())))
+            .collect(),
+    }
+}
+
+pub fn cs_path(array: &str, host: &str) -> ObjectPath {
+    path(
+        host,
+        "RCM_ComputerSystem",
+        &[("CreationClassName", "RCM_ComputerSystem"), ("Name", array)],
+    )
+}
+
+pub fn vol_path(array: &str, host: &str, vol: &str) -> ObjectPath {
+    path(
+        host,
+        "RCM_StorageVolume",
+        &[
+            ("SystemCreationClassName", "RCM_ComputerSystem"),
+            ("SystemName", array),
+            ("CreationClassName", "RCM_StorageVolume"),
+            ("DeviceID", vol),
+        ],
+    )
+}
+
+pub fn rs_path(array: &str, host: &str) -> ObjectPath {
+    path(
+        host,
+        "RCM_ReplicationService",
+        &[
+            ("SystemCreationClassName", "RCM_ComputerSystem"),
+            ("SystemName", array),
+            ("CreationClassName", "RCM_ReplicationService"),
+            ("Name", "replication"),
+        ],
+    )
+}
+
+pub fn caps_path(array: &str, host: &str) -> ObjectPath {
+    path(
+        host,
+        "RCM_ReplicationServiceCapabilities",
+        &[("InstanceID", &format!("{array}:replication:capabilities"))],
+    )
+}
+
+pub fn group_path(array: &str, host: &str, group: &str) -> ObjectPath {
+    path(
+        host,
+        "RCM_ReplicationGroup",
+        &[("InstanceID", &format!("{array}:{group}"))],
+    )
+}
+
+pub fn link_path(array: &str, host: &str, peer: &str) -> ObjectPath {
+    path(
+        host,
+        "RCM_RemoteReplicationCollection",
+        &[("InstanceID", &format!("{array}:link:{peer}"))],
+    )
+}
+
+pub fn job_path(array: &str, host: &str, id: u64) -> ObjectPath {
+    path(
+        host,
+        "RCM_ConcreteJob",
+        &[("InstanceID", &format!("{array}:job:{id}"))],
+    )
+}
+
+fn assoc(class: &str, a: (&str, ObjectPath), b: (&str, ObjectPath)) -> Instance {
+    Instance::new(class)
+        .with(a.0, CimType::Reference(None), r(a.1))
+        .with(b.0, CimType::Reference(None), r(b.1))
+}
+
+pub fn sync_path(source: ObjectPath, target: ObjectPath, class: &str, host: &str) -> ObjectPath {
+    ObjectPath {
+        host: Some(host.to_string()),
+        namespace: Some(NS.to_string()),
+        class: Name::new(class),
+        keys: vec![
+            (Name::new("SystemElement"), Value::reference(source)),
+            (Name::new("SyncedElement"), Value::reference(target)),
+        ],
+    }
+}
+
+impl Replication {
+    /// (source path, target path) of a pair as this array reports it.
+    pub fn pair_ends(&self, g: &Group, p: &Pair) -> (ObjectPath, ObjectPath) {
+        let local = vol_path(&self.array, &self.host_of(&self.array), &p.local);
+        let remote = vol_path(&g.peer, &self.host_of(&g.peer), &p.remote);
+        if g.role.is_source() {
+            (local, remote)
+        } else {
+            (remote, local)
+        }
+    }
+
+    /// (source path, target path) of a group's GroupSynchronized.
+    pub fn group_ends(&self, g: &Group) -> (ObjectPath, ObjectPath) {
+        let local = group_path(&self.array, &self.host_of(&self.array), &g.name);
+        let remote = group_path(&g.peer, &self.host_of(&g.peer), &g.name);
+        if g.role.is_source() {
+            (local, remote)
+        } else {
+            (remote, local)
+        }
+    }
+
+    pub fn pair_sync_path(&self, g: &Group, p: &Pair) -> ObjectPath {
+        let (a, b) = self.pair_ends(g, p);
+        sync_path(a, b, "RCM_StorageSynchronized", &self.host_of(&self.array))
+    }
+
+    pub fn group_sync_path(&self, g: &Group) -> ObjectPath {
+        let (a, b) = self.group_ends(g);
+        sync_path(a, b, "RCM_GroupSynchronized", &self.host_of(&self.array))
+    }
+
+    pub fn datetime(&self, t: Tick) -> DateTime {
+        let ms = self.backend.epoch_ms() + t.0 as i64;
+        let dt = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+        DateTime::timestamp(&dt)
+    }
+}
+
+pub fn role_number(r: Role) -> u16 {
+    match r {
+        Role::Primary => 1,
+        Role::Secondary => 2,
+        Role::PrimaryRev => 3,
+        Role::SecondaryRev => 4,
+    }
+}
+
+pub fn status_number(s: SyncStatus) -> u16 {
+    match s {
+        SyncStatus::New => 1,
+        SyncStatus::Syncing => 2,
+        SyncStatus::Synced => 3,
+        SyncStatus::NotSynced => 4,
+        SyncStatus::Stopped => 5,
+        SyncStatus::Stale => 6,
+    }
+}
+
+/// 3PAR-style policy names of a group.
+pub fn policy_names(g: &Group) -> Vec<&'static str> {
+    let mut v = vec![if g.policies.auto_recover {
+        "auto_recover"
+    } else {
+        "no_auto_recover"
+    }];
+    if g.mode.is_sync() {
+        v.push(if g.policies.fail_wrt_on_err {
+            "fail_wrt_on_err"
+        } else {
+            "no_fail_wrt_on_err"
+        });
+    }
+    v
+}
+
+fn mode_numbers(m: Mode) -> (u16, u16) {
+    // (Mode: 2 Synchronous / 3 Asynchronous, CopyType: 3 Sync / 2 Async)
+    if m.is_sync() {
+        (2, 3)
+    } else {
+        (3, 2)
+    }
+}
+
+fn period_s(m: Mode) -> u32 {
+    match m {
+        Mode::Sync => 0,
+        Mode::Periodic { period_ms } => (period_ms / 1000) as u32,
+    }
+}
+
+/// Properties every synchronization carries, from a view.
+fn sync_props(
+    rep: &Replication,
+    inst: &mut Instance,
+    g: &Group,
+    v: &PairView,
+    established: Option<Tick>,
+) {
+    let (mode, copy_type) = mode_numbers(g.mode);
+    inst.set("CopyState", CimType::Uint16, u16v(v.copy_state.number()));
+    inst.set("ProgressStatus", CimType::Uint16, u16v(v.progress.number()));
+    inst.set(
+        "RequestedCopyState",
+        CimType::Uint16,
+        u16v(v.requested_copy_state.number()),
+    );
+    inst.set("Mode", CimType::Uint16, u16v(mode));
+    inst.set("SyncType", CimType::Uint16, u16v(6));
+    inst.set("CopyType", CimType::Uint16, u16v(copy_type));
+    inst.set(
+        "SyncMaintained",
+        CimType::Boolean,
+        Some(Value::Boolean(v.status == SyncStatus::Synced)),
+    );
+    inst.set(
+        "PercentSynced",
+        CimType::Uint16,
+        v.percent_synced.map(Value::Uint16),
+    );
+    inst.set(
+        "WhenSynced",
+        CimType::Datetime,
+        v.when_synced.map(|t| Value::Datetime(rep.datetime(t))),
+    );
+    inst.set(
+        "WhenEstablished",
+        CimType::Datetime,
+        established.map(|t| Value::Datetime(rep.datetime(t))),
+    );
+    inst.set(
+        "CopyRecoveryMode",
+        CimType::Uint16,
+        u16v(if g.policies.auto_recover { 2 } else { 3 }),
+    );
+    inst.set(
+        "FailedCopyStopsHostIO",
+        CimType::Boolean,
+        Some(Value::Boolean(g.policies.fail_wrt_on_err)),
+    );
+    inst.set(
+        "RoleReversed",
+        CimType::Boolean,
+        Some(Value::Boolean(v.role_reversed)),
+    );
+    inst.set(
+        "SyncInterval",
+        CimType::Uint32,
+        Some(Value::Uint32(period_s(g.mode))),
+    );
+    inst.set(
+        "SyncPolicy",
+        CimType::String,
+        Some(Value::Array(
+            policy_names(g)
+                .into_iter()
+                .map(|p| Some(Value::String(p.into())))
+                .collect(),
+        )),
+    );
+}
+
+/// One value for a whole group: the common one, or `mixed`.
+fn common<T: PartialEq + Copy>(values: impl Iterator<Item = T>, mixed: T) -> Option<T> {
+    let mut it = values;
+    let first = it.next()?;
+    Some(if it.all(|x| x == first) { first } else { mixed })
+}
+
+/// The group's view: pairs' values when they agree, Mixed when not.
+pub fn group_view(snap: &Snapshot, g: &Group) -> Option<PairView> {
+    let views: Vec<PairView> = g
+        .pairs
+        .iter()
+        .filter_map(|p| snap.views.get(&(g.name.clone(), p.local.clone())).copied())
+        .collect();
+    let first = *views.first()?;
+    Some(PairView {
+        copy_state: common(views.iter().map(|v| v.copy_state), CopyState::Mixed)?,
+        sync_state: common(views.iter().map(|v| v.sync_state), SyncState::Unknown)?,
+        progress: common(views.iter().map(|v| v.progress), ProgressStatus::Mixed)?,
+        status: common(views.iter().map(|v| v.status), first.status)?,
+        percent_synced: if views.iter().all(|v| v.percent_synced.is_some()) {
+            Some(
+                (views
+                    .iter()
+                    .map(|v| v.percent_synced.unwrap_or(0) as u32)
+                    .sum::<u32>()
+                    / views.len() as u32) as u16,
+            )
+        } else {
+            None
+        },
+        when_synced: views.iter().filter_map(|v| v.when_synced).min(),
+        requested_copy_state: common(
+            views.iter().map(|v| v.requested_copy_state),
+            CopyState::Mixed,
+        )?,
+        ..first
+    })
+}
+
+/// Instances of exactly `class` on this array.
+pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instance> {
+    let me = rep.array.as_str();
+    let host = rep.host_of(me);
+    let cs = cs_path(me, &host);
+    let rs = rs_path(me, &host);
+    match class {
+        "RCM_ComputerSystem" => vec![Instance::new("RCM_ComputerSystem")
+            .with(
+                "CreationClassName",
+                CimType::String,
+                s("RCM_ComputerSystem"),
+            )
+            .with("Name", CimType::String, s(me))
+            .with("ElementName", CimType::String, s(me))
+            .with("NameFormat", CimType::String, s("Other"))
+            .with("Dedicated", CimType::Uint16, u16s(&[3, 15]))
+            .with("OperationalStatus", CimType::Uint16, u16s(&[2]))
+            .with("EnabledState", CimType::Uint16, u16v(2))],
+        "RCM_StorageVolume" => snap
+            .volumes
+            .iter()
+            .map(|(v, blocks)| {
+                let roles: Vec<Role> = snap
+                    .groups
+                    .iter()
+                    .filter(|g| g.pairs.iter().any(|p| &p.local == v))
+                    .map(|g| g.role)
+                    .collect();
+                let usage = if roles.iter().any(|r| r.is_source()) {
+                    7
+                } else if !roles.is_empty() {
+                    9
+                } else {
+                    2
+                };
+                Instance::new("RCM_StorageVolume")
+                    .with(
+                        "SystemCreationClassName",
+                        CimType::String,
+                        s("RCM_ComputerSystem"),
+                    )
+                    .with("SystemName", CimType::String, s(me))
+                    .with("CreationClassName", CimType::String, s("RCM_StorageVolume"))
+                    .with("DeviceID", CimType::String, s(v))
+                    .with("ElementName", CimType::String, s(v))
+                    .with("Name", CimType::String, s(v))
+                    .with("BlockSize", CimType::Uint64, Some(Value::Uint64(4096)))
+                    .with(
+                        "NumberOfBlocks",
+                        CimType::Uint64,
+                        Some(Value::Uint64(*blocks)),
+                    )
+                    .with(
+                        "ConsumableBlocks",
+                        CimType::Uint64,
+                        Some(Value::Uint64(*blocks)),
+                    )
+                    .with("Usage", CimType::Uint16, u16v(usage))
+                    .with("OperationalStatus", CimType::Uint16, u16s(&[2]))
+                    .with("EnabledState", CimType::Uint16, u16v(2))
+            })
+            .collect(),
+        "CIM_SystemDevice" => snap
+            .volumes
+            .iter()
+            .map(|(v, _)| {
+                assoc(
+                    "CIM_SystemDevice",
+                    ("GroupComponent", cs.clone()),
+                    ("PartComponent", vol_path(me, &host, v)),
+                )
+            })
+            .collect(),
+        "RCM_ReplicationService" => vec![Instance::new("RCM_ReplicationService")
+            .with(
+                "SystemCreationClassName",
+                CimType::String,
+                s("RCM_ComputerSystem"),
+            )
+            .with("SystemName", CimType::String, s(me))
+            .with(
+                "CreationClassName",
+                CimType::String,
+                s("RCM_ReplicationService"),
+            )
+            .with("Name", CimType::String, s("replication"))
+            .with(
+                "ElementName",
+                CimType::String,
+                s(&format!("{me} replication service")),
+            )
+            .with("Started", CimType::Boolean, Some(Value::Boolean(true)))
+            .with("EnabledState", CimType::Uint16, u16v(2))
+            .with("OperationalStatus", CimType::Uint16, u16s(&[2]))],
+        "CIM_HostedService" => vec![assoc(
+            "CIM_HostedService",
+            ("Antecedent", cs),
+            ("Dependent", rs),
+        )],
+        "RCM_ReplicationServiceCapabilities" => {
+            vec![Instance::new("RCM_ReplicationServiceCapabilities")
+                .with(
+                    "InstanceID",
+                    CimType::String,
+                    s(&format!("{me}:replication:capabilities")),
+                )
+                .with(
+                    "ElementName",
+                    CimType::String,
+                    s(&format!("{me} replication capabilities")),
+                )
+                .with(
+                    "SupportedReplicationTypes",
+                    CimType::Uint16,
+                    u16s(super::methods::REPLICATION_TYPES),
+                )
+                .with("SupportedStorageObjects", CimType::Uint16, u16s(&[2]))
+                // CreateElementReplica and ModifyReplicaSynchronization may or may
+                // not start a job; the Get* methods never do.
+                .with(
+                    "SupportedAsynchronousActions",
+                    CimType::Uint16,
+                    u16s(&[2, 5]),
+                )
+                .with(
+                    "SupportedSynchronousActions",
+                    CimType::Uint16,
+                    u16s(&[2, 5, 9, 10]),
+                )]
+        }
+        "CIM_ElementCapabilities" => vec![assoc(
+            "CIM_ElementCapabilities",
+            ("ManagedElement", rs),
+            ("Capabilities", caps_path(me, &host)),
+        )],
+        "RCM_ReplicationGroup" => snap
+            .groups
+            .iter()
+            .map(|g| {
+                Instance::new("RCM_ReplicationGroup")
+                    .with(
+                        "InstanceID",
+                        CimType::String,
+                        s(&format!("{me}:{}", g.name)),
+                    )
+                    .with("ElementName", CimType::String, s(&g.name))
+                    .with("Persistent", CimType::Boolean, Some(Value::Boolean(true)))
+                    .with(
+                        "DeleteOnEmptyElement",
+                        CimType::Boolean,
+                        Some(Value::Boolean(false)),
+                    )
+                    .with(
+                        "DeleteOnUnassociated",
+                        CimType::Boolean,
+                        Some(Value::Boolean(false)),
+                    )
+            })
+            .collect(),
+        "CIM_HostedCollection" => {
+            let mut v: Vec<Instance> = snap
+                .groups
+                .iter()
+                .map(|g| {
+                    assoc(
+                        "CIM_HostedCollection",
+                        ("Antecedent", cs.clone()),
+                        ("Dependent", group_path(me, &host, &g.name)),
+                    )
+                })
+                .collect();
+            for peer in snap.links.keys() {
+                v.push(assoc(
+                    "CIM_HostedCollection",
+                    ("Antecedent", cs.clone()),
+                    ("Dependent", link_path(me, &host, peer)),
+                ));
+            }
+            v
+        }
+        "CIM_OrderedMemberOfCollection" => snap
+            .groups
+            .iter()
+            .flat_map(|g| {
+                let host = host.clone();
+                g.pairs.iter().enumerate().map(move |(i, p)| {
+                    assoc(
+                        "CIM_OrderedMemberOfCollection",
+                        ("Collection", group_path(me, &host, &g.name)),
+                        ("Member", vol_path(me, &host, &p.local)),
+                    )
+                    .with(
+                        "AssignedSequence",
+                        CimType::Uint64,
+                        Some(Value::Uint64(i as u64 + 1)),
+                    )
+                })
+            })
+            .collect(),
+        "RCM_RemoteReplicationCollection" => snap
+            .links
+            .iter()
+            .map(|(peer, up)| {
+                Instance::new("RCM_RemoteReplicationCollection")
+                    .with(
+                        "InstanceID",
+                        CimType::String,
+                        s(&format!("{me}:link:{peer}")),
+                    )
+                    .with("ElementName", CimType::String, s(peer))
+                    .with(
+                        "ConnectivityStatus",
+                        CimType::Uint16,
+                        u16v(if *up { 2 } else { 3 }),
+                    )
+            })
+            .collect(),
+        "RCM_StorageSynchronized" => snap
+            .groups
+            .iter()
+            .flat_map(|g| g.pairs.iter().map(move |p| (g, p)))
+            .filter_map(|(g, p)| {
+                let v = snap.views.get(&(g.name.clone(), p.local.clone()))?;
+                let (a, b) = rep.pair_ends(g, p);
+                let mut inst = Instance::new("RCM_StorageSynchronized")
+                    .with("SystemElement", CimType::Reference(None), r(a))
+                    .with("SyncedElement", CimType::Reference(None), r(b))
+                    .with("ReplicaType", CimType::Uint16, u16v(2))
+                    .with("SyncState", CimType::Uint16, u16v(v.sync_state.number()))
+                    .with("ReadOnly", CimType::Uint16, u16v(3))
+                    .with("Role", CimType::Uint16, u16v(role_number(v.role)))
+                    .with("SyncStatus", CimType::Uint16, u16v(status_number(v.status)));
+                sync_props(rep, &mut inst, g, v, Some(p.established));
+                Some(inst)
+            })
+            .collect(),
+        "RCM_GroupSynchronized" => snap
+            .groups
+            .iter()
+            .filter_map(|g| {
+                let v = group_view(snap, g)?;
+                let (a, b) = rep.group_ends(g);
+                let mut inst = Instance::new("RCM_GroupSynchronized")
+                    .with("SystemElement", CimType::Reference(None), r(a))
+                    .with("SyncedElement", CimType::Reference(None), r(b))
+                    .with("RelationshipName", CimType::String, s(&g.name))
+                    .with(
+                        "ConsistencyEnabled",
+                        CimType::Boolean,
+                        Some(Value::Boolean(true)),
+                    )
+                    .with("ConsistencyType", CimType::Uint16, u16v(2))
+                    .with(
+                        "ConsistencyState",
+                        CimType::Uint16,
+                        u16v(if v.status == SyncStatus::Syncing {
+                            4
+                        } else {
+                            3
+                        }),
+                    );
+                sync_props(
+                    rep,
+                    &mut inst,
+                    g,
+                    &v,
+                    g.pairs.iter().map(|p| p.established).min(),
+                );
+                Some(inst)
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
