@@ -52,3 +52,34 @@ fn an_unknown_step_is_a_clear_error() {
     let e = Table::parse(bad).unwrap_err();
     assert!(e.contains("unknown scenario step `teleport`"), "{e}");
 }
+
+/// The same tables through the SMI-S provider: two arrays served over
+/// CIM-XML on 127.0.0.1, driven by ModifyReplicaSynchronization and read
+/// back from RCM_StorageSynchronized / RCM_GroupSynchronized.
+#[test]
+fn every_row_of_both_tables_passes_at_cim_level() {
+    let mut d = replicim::conformance::cim_driver::CimDriver::start().unwrap();
+    let mut out = Vec::new();
+    let (passed, failed) = conformance::run(&mut d, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(failed, 0, "{text}");
+    assert_eq!(passed, 23, "{text}");
+}
+
+#[test]
+fn a_wrong_expectation_fails_the_row_at_cim_level() {
+    let t = Table::parse(conformance::DR_TABLE).unwrap();
+    let mut row = t.rows.iter().find(|r| r.id == "4").unwrap().clone();
+    let last = row.scenario.last_mut().unwrap();
+    *last = last.replace("on the source", "on the moon");
+    let mut d = replicim::conformance::cim_driver::CimDriver::start().unwrap();
+    let r = run_row(&mut d, "dr", &row);
+    assert!(!r.passed, "{}", r.line);
+    // The array's own message comes back once, with its CIM status.
+    assert!(
+        r.line
+            .contains("refused with `CIM_ERR_FAILED: startrcopygroup must be issued on the source"),
+        "{}",
+        r.line
+    );
+}

@@ -11,6 +11,7 @@
 //! anything runs, and all results are encoded by one writer that emits only
 //! what pywbem's strict checks and wbemcli's hand-written parser accept.
 
+pub mod client;
 pub mod dispatch;
 pub mod error;
 pub mod interop;

@@ -2,6 +2,7 @@
 //! [`Sim`], with the data checks done on their memory stores.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{rcopy, Driver, Observed, Side, Step};
 use crate::core::{ArrayConfig, Event, SyncStatus, WriteId, WriteTicket};
@@ -31,7 +32,8 @@ type LastWrite = (Box<[u8; 4096]>, Option<bool>);
 
 /// Drives scenarios on the sans-IO core.
 pub struct CoreDriver {
-    sim: Sim,
+    /// Shared, so that a CIM-level driver can serve the same arrays.
+    sim: Arc<Mutex<Sim>>,
     /// Last write per (volume, block): its data and whether it is known to
     /// be replicated (acknowledged only after the peer applied it).
     last_write: BTreeMap<(String, u64), LastWrite>,
@@ -49,7 +51,7 @@ impl Default for CoreDriver {
 impl CoreDriver {
     pub fn new() -> Self {
         CoreDriver {
-            sim: Sim::new(),
+            sim: Arc::new(Mutex::new(Sim::new())),
             last_write: BTreeMap::new(),
             pending: BTreeMap::new(),
             remembered: BTreeMap::new(),
@@ -57,12 +59,19 @@ impl CoreDriver {
         }
     }
 
-    pub fn sim(&mut self) -> &mut Sim {
-        &mut self.sim
+    /// The simulation, locked.
+    pub fn sim(&self) -> MutexGuard<'_, Sim> {
+        self.sim.lock().expect("not poisoned")
+    }
+
+    /// The shared simulation handle.
+    pub fn shared(&self) -> Arc<Mutex<Sim>> {
+        self.sim.clone()
     }
 
     fn collect(&mut self) {
-        for (_, e) in self.sim.take_events() {
+        let events = self.sim().take_events();
+        for (_, e) in events {
             match e {
                 Event::WriteDone { id, replicated } => {
                     if let Some(k) = self.pending.remove(&id) {
@@ -82,7 +91,7 @@ impl CoreDriver {
     }
 
     fn settle(&mut self) -> Result<(), String> {
-        let n = self.sim.settle(SETTLE_STEPS).map_err(|e| e.to_string())?;
+        let n = self.sim().settle(SETTLE_STEPS).map_err(|e| e.to_string())?;
         self.collect();
         if n == SETTLE_STEPS {
             return Err(format!("did not settle within {SETTLE_STEPS} steps"));
@@ -93,13 +102,16 @@ impl CoreDriver {
     fn rcopy(&mut self, side: Side, args: &[String]) -> Result<(), String> {
         let words: Vec<&str> = args.iter().map(String::as_str).collect();
         let cmd = rcopy::parse(&words)?;
-        let r = self.sim.command(site(side), cmd).map_err(|e| e.to_string());
+        let r = self
+            .sim()
+            .command(site(side), cmd)
+            .map_err(|e| e.to_string());
         self.collect();
         r
     }
 
     fn status_of(&self, side: Side, vol: &str) -> Option<SyncStatus> {
-        self.sim
+        self.sim()
             .array(site(side))
             .view(GROUP, vol)
             .map(|v| v.status)
@@ -108,10 +120,14 @@ impl CoreDriver {
 
 impl Driver for CoreDriver {
     fn reset(&mut self) -> Result<(), String> {
-        *self = CoreDriver::new();
-        self.sim.add_array(SITE_A, ArrayConfig::default());
-        self.sim.add_array(SITE_B, ArrayConfig::default());
-        self.sim
+        // The Sim is reset in place: a CIM-level driver shares the handle.
+        *self.sim() = Sim::new();
+        self.last_write.clear();
+        self.pending.clear();
+        self.remembered.clear();
+        self.sim().add_array(SITE_A, ArrayConfig::default());
+        self.sim().add_array(SITE_B, ArrayConfig::default());
+        self.sim()
             .link_up(SITE_A, SITE_B)
             .map_err(|e| e.to_string())?;
         self.settle()
@@ -121,7 +137,7 @@ impl Driver for CoreDriver {
         match step {
             Step::Setup { mode, start } => {
                 for v in VOLUMES {
-                    self.sim
+                    self.sim()
                         .create_volume(SITE_A, v, VOLUME_BLOCKS)
                         .map_err(|e| e.to_string())?;
                 }
@@ -172,7 +188,7 @@ impl Driver for CoreDriver {
                     self.tag += 1;
                     let data = pattern_block(*fill, self.tag);
                     let t = self
-                        .sim
+                        .sim()
                         .write(site(*side), vol, b, &data)
                         .map_err(|e| e.to_string())?;
                     let state = match t {
@@ -189,33 +205,33 @@ impl Driver for CoreDriver {
                 Ok(())
             }
             Step::Kill(side) => {
-                self.sim.crash(site(*side)).map_err(|e| e.to_string())?;
+                self.sim().crash(site(*side)).map_err(|e| e.to_string())?;
                 // Writes the dead array never acknowledged are not acked.
                 self.pending.clear();
                 self.collect();
                 Ok(())
             }
             Step::Start(side) => {
-                self.sim.restart(site(*side)).map_err(|e| e.to_string())?;
+                self.sim().restart(site(*side)).map_err(|e| e.to_string())?;
                 self.collect();
                 Ok(())
             }
             Step::Link(up) => {
                 let r = if *up {
-                    self.sim.link_up(SITE_A, SITE_B)
+                    self.sim().link_up(SITE_A, SITE_B)
                 } else {
-                    self.sim.link_down(SITE_A, SITE_B)
+                    self.sim().link_down(SITE_A, SITE_B)
                 };
                 r.map_err(|e| e.to_string())?;
                 self.collect();
                 Ok(())
             }
             Step::Hold { from, held } => {
-                self.sim.hold(site(*from), site(from.other()), *held);
+                self.sim().hold(site(*from), site(from.other()), *held);
                 Ok(())
             }
             Step::Throttle(n) => {
-                self.sim.set_throttle(*n);
+                self.sim().set_throttle(*n);
                 Ok(())
             }
             Step::Rcopy { side, args } => self.rcopy(*side, args),
@@ -236,7 +252,7 @@ impl Driver for CoreDriver {
             Step::Settle => self.settle(),
             Step::Steps(n) => {
                 for _ in 0..*n {
-                    self.sim.step().map_err(|e| e.to_string())?;
+                    self.sim().step().map_err(|e| e.to_string())?;
                 }
                 self.collect();
                 Ok(())
@@ -247,19 +263,19 @@ impl Driver for CoreDriver {
                         self.collect();
                         return Ok(());
                     }
-                    self.sim.step().map_err(|e| e.to_string())?;
+                    self.sim().step().map_err(|e| e.to_string())?;
                 }
                 Err(format!("{vol} on {side:?} never showed {status}"))
             }
             Step::Advance(ms) => {
-                self.sim.advance(*ms).map_err(|e| e.to_string())?;
+                self.sim().advance(*ms).map_err(|e| e.to_string())?;
                 self.collect();
                 Ok(())
             }
             Step::CheckSynced => {
                 for v in VOLUMES {
-                    let a = self.sim.checksum(SITE_A, v).map_err(|e| e.to_string())?;
-                    let b = self.sim.checksum(SITE_B, v).map_err(|e| e.to_string())?;
+                    let a = self.sim().checksum(SITE_A, v).map_err(|e| e.to_string())?;
+                    let b = self.sim().checksum(SITE_B, v).map_err(|e| e.to_string())?;
                     if a != b {
                         return Err(format!(
                             "{v}: checksums differ between {SITE_A} and {SITE_B}"
@@ -276,7 +292,7 @@ impl Driver for CoreDriver {
                     if *state != Some(true) {
                         continue;
                     }
-                    self.sim
+                    self.sim()
                         .array_mut(name)
                         .read(vol, *block, &mut buf)
                         .map_err(|e| e.to_string())?;
@@ -297,7 +313,7 @@ impl Driver for CoreDriver {
             Step::Remember(side) => {
                 for v in VOLUMES {
                     let sum = self
-                        .sim
+                        .sim()
                         .checksum(site(*side), v)
                         .map_err(|e| e.to_string())?;
                     self.remembered.insert(v.to_string(), sum);
@@ -307,7 +323,7 @@ impl Driver for CoreDriver {
             Step::CheckRemembered(side) => {
                 for v in VOLUMES {
                     let sum = self
-                        .sim
+                        .sim()
                         .checksum(site(*side), v)
                         .map_err(|e| e.to_string())?;
                     if self.remembered.get(v) != Some(&sum) {
@@ -323,7 +339,8 @@ impl Driver for CoreDriver {
     }
 
     fn observe(&mut self, side: Side) -> Result<Vec<Observed>, String> {
-        let a = self.sim.array(site(side));
+        let sim = self.sim();
+        let a = sim.array(site(side));
         Ok(a.views()
             .into_iter()
             .filter(|(g, _, _)| g == GROUP)

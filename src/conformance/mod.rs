@@ -9,6 +9,7 @@
 //! process ([`core_driver::CoreDriver`]); the CIM and lab levels reuse the
 //! same files with other drivers, so a row means the same thing everywhere.
 
+pub mod cim_driver;
 pub mod core_driver;
 pub mod rcopy;
 

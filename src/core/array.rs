@@ -416,6 +416,11 @@ impl<S: BlockStore> Array<S> {
         self.groups.get(name)
     }
 
+    /// Every peer a link has been reported for, and whether it is up.
+    pub fn links(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.links.iter().map(|(p, up)| (p.as_str(), *up))
+    }
+
     pub fn link_up(&self, peer: &str) -> bool {
         self.links.get(peer).copied().unwrap_or(false)
     }

@@ -202,9 +202,17 @@ fn judge(snap: &Snapshot, j: &Job) -> (JobState, u16) {
         .map(|v| format!("{}/{} CopyState {}", v.role, v.status, v.copy_state))
         .collect::<Vec<_>>()
         .join(", ");
+    let hint = if snap.links.get(&g.peer) == Some(&true) {
+        "see the group's state and issue the operation again".to_string()
+    } else {
+        format!(
+            "the link to {} is down; issue the operation again once it is back",
+            g.peer
+        )
+    };
     (
         JobState::Failed(format!(
-            "group {} on {} stopped short of the goal: {seen}",
+            "group {} on {} stopped short of the goal ({seen}); {hint}",
             g.name, snap.array
         )),
         percent,

@@ -191,9 +191,10 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
             },
         ),
         14 => {
-            let cmd = if g.role == Role::PrimaryRev && !g.recovered {
-                // recover; Force asks for the full resync when there is no
-                // common base.
+            let cmd = if (g.role == Role::PrimaryRev && !g.recovered) || !g.role.is_source() {
+                // recover (on a target-role side the core refuses it and
+                // names the side to use); Force asks for the full resync
+                // when there is no common base.
                 Command::Recover {
                     group: name,
                     full: force,
@@ -434,14 +435,18 @@ fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult,
             remote_vol: remote.clone(),
         })
         .map_err(failed)?;
-    rep.backend
-        .command(Command::Start {
-            group: group.clone(),
-        })
-        .map_err(failed)?;
     let wait = u16p(p, "WaitForCopyState")
         .and_then(CopyState::from_number)
         .unwrap_or(CopyState::Synchronized);
+    // WaitForCopyState Initialized: associate the elements, start no data
+    // flow (the pair shows New until Activate).
+    if wait != CopyState::Initialized {
+        rep.backend
+            .command(Command::Start {
+                group: group.clone(),
+            })
+            .map_err(failed)?;
+    }
     let remote_path = vol_path(&peer, &rep.host_of(&peer), &remote);
     let sync = {
         let snap = rep.backend.snapshot();

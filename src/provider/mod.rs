@@ -27,6 +27,13 @@ use crate::sim::Sim;
 
 pub use jobs::JobTable;
 
+/// Object paths of the provider's instances, for clients and tests.
+pub mod model_paths {
+    pub use super::model::{
+        caps_path, cs_path, group_path, job_path, link_path, rs_path, vol_path,
+    };
+}
+
 /// The implementation namespace.
 pub const NS: &str = "root/cimv2";
 
@@ -69,9 +76,11 @@ pub struct SimBackend {
 /// Reads a snapshot out of any core array.
 pub fn snapshot_of<S: crate::core::BlockStore>(a: &crate::core::Array<S>) -> Snapshot {
     let groups: Vec<Group> = a.groups().cloned().collect();
-    let links = groups
-        .iter()
-        .map(|g| (g.peer.clone(), a.link_up(&g.peer)))
+    // Peers with a link (configured or seen) and peers of groups.
+    let links = a
+        .links()
+        .map(|(p, up)| (p.to_string(), up))
+        .chain(groups.iter().map(|g| (g.peer.clone(), a.link_up(&g.peer))))
         .collect();
     Snapshot {
         array: a.name().to_string(),

@@ -24,6 +24,7 @@ pub const CLASSES: &[&str] = &[
     "CIM_HostedCollection",
     "CIM_OrderedMemberOfCollection",
     "RCM_RemoteReplicationCollection",
+    "CIM_ServiceAffectsElement",
     "RCM_StorageSynchronized",
     "RCM_GroupSynchronized",
     "RCM_ConcreteJob",
@@ -284,6 +285,7 @@ fn sync_props(
         CimType::Boolean,
         Some(Value::Boolean(g.policies.fail_wrt_on_err)),
     );
+    inst.set("Role", CimType::Uint16, u16v(role_number(v.role)));
     inst.set(
         "RoleReversed",
         CimType::Boolean,
@@ -527,6 +529,20 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
             }
             v
         }
+        // The service replicates over its links: consoles find them with
+        // Associators(service, ResultClass=CIM_ConnectivityCollection).
+        "CIM_ServiceAffectsElement" => snap
+            .links
+            .keys()
+            .map(|peer| {
+                assoc(
+                    "CIM_ServiceAffectsElement",
+                    ("AffectedElement", link_path(me, &host, peer)),
+                    ("AffectingElement", rs.clone()),
+                )
+                .with("ElementEffects", CimType::Uint16, u16s(&[7]))
+            })
+            .collect(),
         "CIM_OrderedMemberOfCollection" => snap
             .groups
             .iter()
@@ -577,7 +593,6 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
                     .with("ReplicaType", CimType::Uint16, u16v(2))
                     .with("SyncState", CimType::Uint16, u16v(v.sync_state.number()))
                     .with("ReadOnly", CimType::Uint16, u16v(3))
-                    .with("Role", CimType::Uint16, u16v(role_number(v.role)))
                     .with("SyncStatus", CimType::Uint16, u16v(status_number(v.status)));
                 sync_props(rep, &mut inst, g, v, Some(p.established));
                 Some(inst)

@@ -1,0 +1,433 @@
+//! A small blocking CIM-XML client (HTTP/1.1 keep-alive over TCP), used by
+//! the CIM-level conformance runner and the `rcopy` admin client.
+//!
+//! It writes requests with the same encoder the server uses and reads
+//! replies with the same decoder, so it speaks exactly the dialect the
+//! server was tested against with pywbem and wbemcli.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use base64::Engine;
+
+use super::error::CimError;
+use super::model::{Instance, ObjectPath, Value};
+use super::xml::decode::{self, Element, Limits};
+use super::xml::encode;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("talking to {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0} answered HTTP {1}: {2}")]
+    Http(String, u16, String),
+    #[error("{0} sent a reply that is not valid CIM-XML: {1}")]
+    Protocol(String, String),
+    #[error("{0}")]
+    Cim(CimError),
+}
+
+/// A connection to one server.
+pub struct Client {
+    addr: String,
+    auth: Option<String>,
+    conn: Option<BufReader<TcpStream>>,
+    next_id: u64,
+}
+
+/// The result of an extrinsic method call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MethodReturn {
+    pub return_value: Value,
+    pub out: Vec<(String, Value)>,
+}
+
+impl MethodReturn {
+    pub fn out(&self, name: &str) -> Option<&Value> {
+        self.out
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+/// A method parameter to send.
+pub enum Param<'a> {
+    /// A typed scalar or array.
+    Value(&'a str, Value),
+    /// A reference.
+    Ref(&'a str, ObjectPath),
+}
+
+impl Client {
+    /// `addr` is "host:port"; `credentials` enable HTTP Basic.
+    pub fn new(addr: &str, credentials: Option<(&str, &str)>) -> Client {
+        Client {
+            addr: addr.to_string(),
+            auth: credentials
+                .map(|(u, p)| base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))),
+            conn: None,
+            next_id: 1,
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn post(&mut self, method: &str, object: &str, body: &[u8]) -> Result<Vec<u8>, ClientError> {
+        // One retry on a fresh connection: a kept-alive one may have closed.
+        for attempt in 0..2 {
+            if self.conn.is_none() {
+                let s = TcpStream::connect(&self.addr)
+                    .map_err(|e| ClientError::Connect(self.addr.clone(), e))?;
+                let _ = s.set_nodelay(true);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(120)));
+                self.conn = Some(BufReader::new(s));
+            }
+            match self.exchange(method, object, body) {
+                Ok(r) => return Ok(r),
+                Err(ClientError::Io(..)) if attempt == 0 => self.conn = None,
+                Err(e) => {
+                    self.conn = None;
+                    return Err(e);
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    fn exchange(
+        &mut self,
+        method: &str,
+        object: &str,
+        body: &[u8],
+    ) -> Result<Vec<u8>, ClientError> {
+        let addr = self.addr.clone();
+        let io = |e| ClientError::Io(addr.clone(), e);
+        let conn = self.conn.as_mut().expect("connected");
+        let mut head = format!(
+            "POST /cimom HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/xml; charset=\"utf-8\"\r\nContent-Length: {}\r\nCIMOperation: MethodCall\r\nCIMMethod: {method}\r\nCIMObject: {object}\r\n",
+            body.len()
+        );
+        if let Some(a) = &self.auth {
+            head.push_str(&format!("Authorization: Basic {a}\r\n"));
+        }
+        head.push_str("\r\n");
+        let s = conn.get_mut();
+        s.write_all(head.as_bytes()).map_err(io)?;
+        s.write_all(body).map_err(io)?;
+        let mut status_line = String::new();
+        if conn.read_line(&mut status_line).map_err(io)? == 0 {
+            return Err(ClientError::Io(
+                addr.clone(),
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"),
+            ));
+        }
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let (mut length, mut chunked, mut close, mut cim_error) =
+            (None, false, false, String::new());
+        loop {
+            let mut line = String::new();
+            conn.read_line(&mut line).map_err(io)?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+                match k.as_str() {
+                    "content-length" => length = v.parse::<usize>().ok(),
+                    "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
+                    "connection" => close = v.eq_ignore_ascii_case("close"),
+                    "cimerror" => cim_error = v.to_string(),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                let mut size = String::new();
+                conn.read_line(&mut size).map_err(io)?;
+                let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                    .map_err(|_| {
+                        ClientError::Protocol(addr.clone(), format!("bad chunk size {size:?}"))
+                    })?;
+                if n == 0 {
+                    let mut trailer = String::new();
+                    while conn.read_line(&mut trailer).map_err(io)? > 2 {
+                        trailer.clear();
+                    }
+                    break;
+                }
+                let start = body.len();
+                body.resize(start + n, 0);
+                conn.read_exact(&mut body[start..]).map_err(io)?;
+                let mut crlf = [0u8; 2];
+                conn.read_exact(&mut crlf).map_err(io)?;
+            }
+        } else if let Some(n) = length {
+            body.resize(n, 0);
+            conn.read_exact(&mut body).map_err(io)?;
+        } else {
+            conn.read_to_end(&mut body).map_err(io)?;
+            close = true;
+        }
+        if close {
+            self.conn = None;
+        }
+        if status != 200 {
+            let text = String::from_utf8_lossy(&body).trim().to_string();
+            return Err(ClientError::Http(
+                addr.clone(),
+                status,
+                if cim_error.is_empty() {
+                    text
+                } else {
+                    format!("{cim_error}: {text}")
+                },
+            ));
+        }
+        Ok(body)
+    }
+
+    fn envelope(
+        &mut self,
+        intrinsic: bool,
+        method: &str,
+        inner: impl FnOnce(&mut Vec<u8>),
+    ) -> Vec<u8> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut out = encode::XML_DECL.to_vec();
+        out.extend_from_slice(format!("<CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"{id}\" PROTOCOLVERSION=\"1.0\"><SIMPLEREQ>").as_bytes());
+        let tag: &[u8] = if intrinsic {
+            b"IMETHODCALL"
+        } else {
+            b"METHODCALL"
+        };
+        out.push(b'<');
+        out.extend_from_slice(tag);
+        out.extend_from_slice(b" NAME=\"");
+        encode::esc(&mut out, method);
+        out.extend_from_slice(b"\">");
+        inner(&mut out);
+        out.extend_from_slice(b"</");
+        out.extend_from_slice(tag);
+        out.extend_from_slice(b"></SIMPLEREQ></MESSAGE></CIM>");
+        out
+    }
+
+    /// Sends an intrinsic call; returns the IRETURNVALUE element (if any).
+    fn intrinsic(
+        &mut self,
+        ns: &str,
+        method: &str,
+        params: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Option<Element>, ClientError> {
+        let body = self.envelope(true, method, |out| {
+            encode::local_namespace_path(out, ns);
+            params(out);
+        });
+        let reply = self.post(method, ns, &body)?;
+        let resp = self.response(&reply, "IMETHODRESPONSE")?;
+        Ok(resp.child("IRETURNVALUE").cloned())
+    }
+
+    fn response(&self, reply: &[u8], tag: &str) -> Result<Element, ClientError> {
+        let proto = |m: String| ClientError::Protocol(self.addr.clone(), m);
+        let tree = decode::parse_tree(
+            reply,
+            Limits {
+                max_depth: 64,
+                max_elements: 10_000_000,
+            },
+        )
+        .map_err(|e| proto(e.to_string()))?;
+        let resp = tree
+            .child("MESSAGE")
+            .and_then(|m| m.child("SIMPLERSP"))
+            .and_then(|s| s.child(tag))
+            .ok_or_else(|| proto(format!("no {tag}")))?;
+        if let Some(e) = resp.child("ERROR") {
+            let code = e.attr("CODE").and_then(|c| c.parse().ok()).unwrap_or(1);
+            // Servers (this one included) often lead with the symbol, which
+            // Display adds again.
+            let desc = e.attr("DESCRIPTION").unwrap_or("");
+            let prefix = format!("{}: ", CimError::symbol(code));
+            let desc = desc.strip_prefix(&prefix).unwrap_or(desc).to_string();
+            return Err(ClientError::Cim(CimError {
+                code,
+                description: desc,
+            }));
+        }
+        Ok(resp.clone())
+    }
+
+    fn instance_name_param(out: &mut Vec<u8>, name: &str, p: &ObjectPath) {
+        out.extend_from_slice(format!("<IPARAMVALUE NAME=\"{name}\">").as_bytes());
+        encode::instance_name(out, p);
+        out.extend_from_slice(b"</IPARAMVALUE>");
+    }
+
+    fn class_param(out: &mut Vec<u8>, name: &str, class: &str) {
+        out.extend_from_slice(
+            format!("<IPARAMVALUE NAME=\"{name}\"><CLASSNAME NAME=\"").as_bytes(),
+        );
+        encode::esc(out, class);
+        out.extend_from_slice(b"\"></CLASSNAME></IPARAMVALUE>");
+    }
+
+    pub fn get_instance(&mut self, path: &ObjectPath) -> Result<Instance, ClientError> {
+        let ns = path
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "root/cimv2".into());
+        let ret = self.intrinsic(&ns, "GetInstance", |out| {
+            Self::instance_name_param(out, "InstanceName", path)
+        })?;
+        let inst = ret
+            .as_ref()
+            .and_then(|r| r.child("INSTANCE"))
+            .ok_or_else(|| {
+                ClientError::Protocol(self.addr.clone(), "GetInstance returned no INSTANCE".into())
+            })?;
+        decode::instance(inst).map_err(|e| ClientError::Protocol(self.addr.clone(), e.to_string()))
+    }
+
+    /// (path, instance) of every instance of `class` in `ns`.
+    pub fn enumerate_instances(
+        &mut self,
+        ns: &str,
+        class: &str,
+    ) -> Result<Vec<(ObjectPath, Instance)>, ClientError> {
+        let ret = self.intrinsic(ns, "EnumerateInstances", |out| {
+            Self::class_param(out, "ClassName", class)
+        })?;
+        let mut out = Vec::new();
+        for ni in ret
+            .iter()
+            .flat_map(|r| r.children_named("VALUE.NAMEDINSTANCE"))
+        {
+            let proto =
+                |e: decode::DecodeError| ClientError::Protocol(self.addr.clone(), e.to_string());
+            let mut p = decode::instance_name(ni.need_child("INSTANCENAME").map_err(proto)?)
+                .map_err(proto)?;
+            p.namespace = Some(ns.to_string());
+            out.push((
+                p,
+                decode::instance(ni.need_child("INSTANCE").map_err(proto)?).map_err(proto)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// References(object, ResultClass).
+    pub fn references(
+        &mut self,
+        object: &ObjectPath,
+        result_class: &str,
+    ) -> Result<Vec<(ObjectPath, Instance)>, ClientError> {
+        let ns = object
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "root/cimv2".into());
+        let ret = self.intrinsic(&ns, "References", |out| {
+            Self::instance_name_param(out, "ObjectName", object);
+            Self::class_param(out, "ResultClass", result_class);
+        })?;
+        let mut out = Vec::new();
+        for ow in ret
+            .iter()
+            .flat_map(|r| r.children_named("VALUE.OBJECTWITHPATH"))
+        {
+            let proto =
+                |e: decode::DecodeError| ClientError::Protocol(self.addr.clone(), e.to_string());
+            let p = decode::object_path(ow.need_child("INSTANCEPATH").map_err(proto)?)
+                .map_err(proto)?;
+            out.push((
+                p,
+                decode::instance(ow.need_child("INSTANCE").map_err(proto)?).map_err(proto)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Invokes an extrinsic method on an instance (or a class path).
+    pub fn invoke(
+        &mut self,
+        target: &ObjectPath,
+        method: &str,
+        params: &[Param<'_>],
+    ) -> Result<MethodReturn, ClientError> {
+        let ns = target
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "root/cimv2".into());
+        let body = self.envelope(false, method, |out| {
+            if target.keys.is_empty() {
+                out.extend_from_slice(b"<LOCALCLASSPATH>");
+                encode::local_namespace_path(out, &ns);
+                out.extend_from_slice(b"<CLASSNAME NAME=\"");
+                encode::esc(out, target.class.as_str());
+                out.extend_from_slice(b"\"></CLASSNAME></LOCALCLASSPATH>");
+            } else {
+                out.extend_from_slice(b"<LOCALINSTANCEPATH>");
+                encode::local_namespace_path(out, &ns);
+                encode::instance_name(out, target);
+                out.extend_from_slice(b"</LOCALINSTANCEPATH>");
+            }
+            for p in params {
+                let (name, ty, v) = match p {
+                    Param::Value(n, v) => (*n, v.cim_type().xml_name(), v.clone()),
+                    Param::Ref(n, r) => (*n, "reference", Value::reference(r.clone())),
+                };
+                out.extend_from_slice(
+                    format!("<PARAMVALUE NAME=\"{name}\" PARAMTYPE=\"{ty}\">").as_bytes(),
+                );
+                encode::value(out, &v);
+                out.extend_from_slice(b"</PARAMVALUE>");
+            }
+        });
+        let object = format!("{ns}:{}", target.class);
+        let reply = self.post(method, &object, &body)?;
+        let resp = self.response(&reply, "METHODRESPONSE")?;
+        let proto =
+            |e: decode::DecodeError| ClientError::Protocol(self.addr.clone(), e.to_string());
+        let rv = resp
+            .child("RETURNVALUE")
+            .ok_or_else(|| ClientError::Protocol(self.addr.clone(), "no RETURNVALUE".into()))?;
+        let ty = rv.attr("PARAMTYPE").and_then(super::model::CimType::parse);
+        let return_value = rv
+            .first()
+            .map(|v| decode::value_of(v, ty.as_ref()))
+            .transpose()
+            .map_err(proto)?
+            .flatten()
+            .unwrap_or(Value::Uint32(0));
+        let mut out = Vec::new();
+        for pv in resp.children_named("PARAMVALUE") {
+            let name = pv.attr("NAME").unwrap_or("").to_string();
+            let ty = pv.attr("PARAMTYPE").and_then(super::model::CimType::parse);
+            if let Some(v) = pv
+                .first()
+                .map(|v| decode::value_of(v, ty.as_ref()))
+                .transpose()
+                .map_err(proto)?
+                .flatten()
+            {
+                out.push((name, v));
+            }
+        }
+        Ok(MethodReturn { return_value, out })
+    }
+}

@@ -1,0 +1,427 @@
+//! The CIM level: the same scenarios, with two arrays in one process, each
+//! behind its own CIM-XML server on 127.0.0.1. Operator commands and every
+//! observation go through CIM-XML with the project's own client; faults
+//! (crashes, link cuts, holds), host writes, stepping and data checks use
+//! the core's injection hooks, as on a real array they would come from
+//! outside the management path.
+
+use std::sync::{Arc, Mutex};
+
+use super::core_driver::{CoreDriver, GROUP, SITE_A, SITE_B, VOLUMES};
+use super::{rcopy, Driver, Observed, Side, Step};
+use crate::cim::client::{Client, ClientError, Param};
+use crate::cim::model::{ObjectPath, Value};
+use crate::cim::server::{self, ServerConfig, State};
+use crate::core::{Command, Mode};
+use crate::provider::{self, Hosts, Replication, SimBackend};
+use crate::sim::Sim;
+
+fn site(side: Side) -> &'static str {
+    match side {
+        Side::A => SITE_A,
+        Side::B => SITE_B,
+    }
+}
+
+/// Drives scenarios through CIM-XML.
+pub struct CimDriver {
+    core: CoreDriver,
+    hosts: Hosts,
+    clients: [Client; 2],
+    stop: Option<tokio::sync::broadcast::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CimDriver {
+    /// Starts both servers (HTTP, no authentication) on 127.0.0.1.
+    pub fn start() -> Result<CimDriver, String> {
+        let core = CoreDriver::new();
+        let sim: Arc<Mutex<Sim>> = core.shared();
+        let la = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let lb = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let mut hosts = Hosts::new();
+        hosts.insert(
+            SITE_A.into(),
+            la.local_addr().map_err(|e| e.to_string())?.to_string(),
+        );
+        hosts.insert(
+            SITE_B.into(),
+            lb.local_addr().map_err(|e| e.to_string())?.to_string(),
+        );
+        let epoch_ms = chrono::Utc::now().timestamp_millis();
+        let mut states = Vec::new();
+        for name in [SITE_A, SITE_B] {
+            let cim = crate::cli::serve::build(&hosts[name], &[])?;
+            let backend = Arc::new(SimBackend {
+                sim: sim.clone(),
+                array: name.into(),
+                epoch_ms,
+            });
+            let rep = Arc::new(Replication::new(backend, name, hosts.clone()));
+            rep.register_profiles(&cim.interop);
+            let mut d = cim.dispatcher;
+            d.register(rep)?;
+            states.push(Arc::new(State {
+                dispatcher: Arc::new(d),
+                config: ServerConfig::default(),
+            }));
+        }
+        let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+        let stop = stop_tx.clone();
+        la.set_nonblocking(true).map_err(|e| e.to_string())?;
+        lb.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let mut tasks = Vec::new();
+                for (l, state) in [la, lb].into_iter().zip(states) {
+                    let l = tokio::net::TcpListener::from_std(l).expect("listener");
+                    let mut rx = stop.subscribe();
+                    tasks.push(tokio::spawn(server::run(l, None, state, async move {
+                        let _ = rx.recv().await;
+                    })));
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            });
+        });
+        let clients = [
+            Client::new(&hosts[SITE_A], None),
+            Client::new(&hosts[SITE_B], None),
+        ];
+        Ok(CimDriver {
+            core,
+            hosts,
+            clients,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// host:port of each array's CIM-XML server.
+    pub fn hosts(&self) -> &Hosts {
+        &self.hosts
+    }
+
+    /// The simulated arrays both servers manage.
+    pub fn sim(&self) -> Arc<Mutex<Sim>> {
+        self.core.shared()
+    }
+
+    /// Lets simulated time follow the wall clock until the returned guard
+    /// drops, so a console that polls (jobs, CopyState) sees operations
+    /// progress without anyone calling `settle`.
+    pub fn wall_clock(&self) -> WallClock {
+        let sim = self.core.shared();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut last = std::time::Instant::now();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                let ms = last.elapsed().as_millis() as u64;
+                if ms == 0 {
+                    continue;
+                }
+                last += std::time::Duration::from_millis(ms);
+                let mut s = sim.lock().unwrap_or_else(|e| e.into_inner());
+                if let Err(e) = s.advance(ms) {
+                    tracing::error!("simulated arrays stopped: {e}");
+                    return;
+                }
+            }
+        });
+        WallClock {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn client(&mut self, side: Side) -> &mut Client {
+        &mut self.clients[match side {
+            Side::A => 0,
+            Side::B => 1,
+        }]
+    }
+
+    fn host(&self, side: Side) -> String {
+        self.hosts[site(side)].clone()
+    }
+
+    fn rs(&self, side: Side) -> ObjectPath {
+        provider::model_paths::rs_path(site(side), &self.host(side))
+    }
+
+    /// The GroupSynchronized of `group` on `side`, found with References
+    /// from the side's ReplicationGroup.
+    fn group_sync(&mut self, side: Side, group: &str) -> Result<ObjectPath, String> {
+        let g = provider::model_paths::group_path(site(side), &self.host(side), group);
+        let refs = self
+            .client(side)
+            .references(&g, "CIM_GroupSynchronized")
+            .map_err(|e| e.to_string())?;
+        refs.into_iter()
+            .next()
+            .map(|(p, _)| p)
+            .ok_or_else(|| format!("group {group} has no GroupSynchronized on {}", site(side)))
+    }
+
+    /// One rcopy command as the CIM calls an SMI-S console would make.
+    fn rcopy(&mut self, side: Side, args: &[String]) -> Result<(), String> {
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
+        let cmd = rcopy::parse(&words)?;
+        let group = cmd.group().to_string();
+        let (op, force): (u16, bool) = match &cmd {
+            Command::Start { .. } => {
+                // Resync Replica a broken group from its source side;
+                // Activate otherwise (on a target side the array refuses it
+                // and names the side to use).
+                let sync = self.group_sync(side, &group)?;
+                let st = self
+                    .client(side)
+                    .get_instance(&sync)
+                    .map_err(|e| e.to_string())?;
+                let broken = matches!(
+                    st.get("CopyState").and_then(Value::as_u64),
+                    Some(5) | Some(13)
+                );
+                let source = matches!(st.get("Role").and_then(Value::as_u64), Some(1) | Some(3));
+                (if broken && source { 14 } else { 4 }, false)
+            }
+            Command::Stop { .. } => (7, false),
+            Command::Sync { .. } => (14, false),
+            Command::Failover { .. } => (10, false),
+            Command::Recover { full, .. } => (14, *full),
+            Command::Restore { .. } => (11, false),
+            Command::Reverse { .. } => (20, false),
+            Command::SetMode {
+                mode: Mode::Sync, ..
+            } => (17, false),
+            Command::SetMode { .. } => (18, false),
+            other => return Err(format!("{other:?} has no SMI-S operation in this driver")),
+        };
+        let sync = self.group_sync(side, &group)?;
+        let rs = self.rs(side);
+        let params = [
+            Param::Value("Operation", Value::Uint16(op)),
+            Param::Ref("Synchronization", sync),
+            Param::Value("Force", Value::Boolean(force)),
+        ];
+        let r = self
+            .client(side)
+            .invoke(&rs, "ModifyReplicaSynchronization", &params);
+        match r {
+            Ok(r) => match r.return_value.as_u64() {
+                Some(0) | Some(4096) => Ok(()),
+                rv => Err(format!(
+                    "ModifyReplicaSynchronization({op}) returned {rv:?}"
+                )),
+            },
+            Err(ClientError::Cim(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Creates rcg0 (mode) with vol0 and vol1 through CreateElementReplica.
+    fn setup(&mut self, mode: &str, start: bool) -> Result<(), String> {
+        for v in VOLUMES {
+            self.core
+                .sim()
+                .create_volume(SITE_A, v, super::core_driver::VOLUME_BLOCKS)
+                .map_err(|e| e.to_string())?;
+        }
+        self.core.step(&Step::Write {
+            side: Side::A,
+            vol: "vol0".into(),
+            from: 0,
+            to: 48,
+            fill: 0x5a,
+        })?;
+        self.core.step(&Step::Write {
+            side: Side::A,
+            vol: "vol1".into(),
+            from: 100,
+            to: 140,
+            fill: 0x6b,
+        })?;
+        let mode_n: u16 = match rcopy::parse_mode(mode)? {
+            Mode::Sync => 2,
+            Mode::Periodic { .. } => 3,
+        };
+        let rs = self.rs(Side::A);
+        for v in VOLUMES {
+            let src = provider::model_paths::vol_path(SITE_A, &self.host(Side::A), v);
+            let mut params = vec![
+                Param::Value("ElementName", Value::String(GROUP.into())),
+                Param::Value("SyncType", Value::Uint16(6)),
+                Param::Value("Mode", Value::Uint16(mode_n)),
+                Param::Ref("SourceElement", src),
+            ];
+            if !start {
+                // Initialized: create the association, start no data flow.
+                params.push(Param::Value("WaitForCopyState", Value::Uint16(2)));
+            }
+            let r = self
+                .client(Side::A)
+                .invoke(&rs, "CreateElementReplica", &params)
+                .map_err(|e| e.to_string())?;
+            if !matches!(r.return_value.as_u64(), Some(0) | Some(4096)) {
+                return Err(format!(
+                    "CreateElementReplica({v}) returned {:?}",
+                    r.return_value
+                ));
+            }
+            self.core.step(&Step::Settle)?;
+        }
+        if start {
+            for v in VOLUMES {
+                let o = self.observe_one(Side::A, v)?;
+                if o.status != "Synced" {
+                    return Err(format!(
+                        "setup: {v} is {} after CreateElementReplica, not Synced",
+                        o.status
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn observe_one(&mut self, side: Side, vol: &str) -> Result<Observed, String> {
+        let host = self.host(side);
+        let vp = provider::model_paths::vol_path(site(side), &host, vol);
+        let refs = self
+            .client(side)
+            .references(&vp, "CIM_StorageSynchronized")
+            .map_err(|e| e.to_string())?;
+        let (path, _) = refs
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{vol} on {} has no StorageSynchronized", site(side)))?;
+        let inst = self
+            .client(side)
+            .get_instance(&path)
+            .map_err(|e| e.to_string())?;
+        let num = |n: &str| {
+            inst.get(n)
+                .and_then(Value::as_u64)
+                .map(|v| v as u16)
+                .ok_or_else(|| format!("{vol}: {n} is missing"))
+        };
+        let role = match num("Role")? {
+            1 => "Primary",
+            2 => "Secondary",
+            3 => "Primary-Rev",
+            4 => "Secondary-Rev",
+            n => return Err(format!("{vol}: Role {n}")),
+        };
+        let status = match num("SyncStatus")? {
+            1 => "New",
+            2 => "Syncing",
+            3 => "Synced",
+            4 => "NotSynced",
+            5 => "Stopped",
+            6 => "Stale",
+            n => return Err(format!("{vol}: SyncStatus {n}")),
+        };
+        Ok(Observed {
+            vol: vol.to_string(),
+            role: role.into(),
+            status: status.into(),
+            copy_state: num("CopyState")?,
+            sync_state: num("SyncState")?,
+            progress: num("ProgressStatus")?,
+            role_reversed: inst
+                .get("RoleReversed")
+                .and_then(Value::as_bool)
+                .ok_or("RoleReversed is missing")?,
+        })
+    }
+}
+
+/// See [`CimDriver::wall_clock`].
+pub struct WallClock {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WallClock {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for CimDriver {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Driver for CimDriver {
+    fn reset(&mut self) -> Result<(), String> {
+        self.core.reset()
+    }
+
+    fn step(&mut self, step: &Step) -> Result<(), String> {
+        match step {
+            Step::Setup { mode, start } => self.setup(mode, *start),
+            Step::Rcopy { side, args } => self.rcopy(*side, args),
+            Step::ExpectError {
+                side,
+                args,
+                contains,
+            } => match self.rcopy(*side, args) {
+                Ok(()) => Err(format!(
+                    "`{}` succeeded but must be refused",
+                    args.join(" ")
+                )),
+                Err(e) if e.contains(contains.as_str()) => Ok(()),
+                Err(e) => Err(format!(
+                    "refused with `{e}`, which does not mention `{contains}`"
+                )),
+            },
+            // Faults, host I/O, time and data checks come from outside.
+            other => self.core.step(other),
+        }
+    }
+
+    fn observe(&mut self, side: Side) -> Result<Vec<Observed>, String> {
+        let mut out = Vec::new();
+        for v in VOLUMES {
+            out.push(self.observe_one(side, v)?);
+        }
+        // The group's own association agrees with its pairs.
+        let gs = self.group_sync(side, GROUP)?;
+        let g = self
+            .client(side)
+            .get_instance(&gs)
+            .map_err(|e| e.to_string())?;
+        for (n, pick) in [("CopyState", 0usize), ("ProgressStatus", 2)] {
+            let want = [out[0].copy_state, out[0].sync_state, out[0].progress][pick];
+            let got = g.get(n).and_then(Value::as_u64).map(|v| v as u16);
+            if out
+                .iter()
+                .all(|o| [o.copy_state, o.sync_state, o.progress][pick] == want)
+                && got != Some(want)
+            {
+                return Err(format!(
+                    "GroupSynchronized {n} is {got:?}, its pairs show {want}"
+                ));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,148 @@
+//! The SMI-S replication provider, driven by pywbem the way consoles drive
+//! real arrays (tests/py/console_checks.py), with faults injected between
+//! the console's phases.
+
+use crate::cim_support::run;
+use replicim::conformance::cim_driver::CimDriver;
+use replicim::conformance::core_driver::{SITE_A, SITE_B, VOLUMES, VOLUME_BLOCKS};
+use replicim::conformance::{Driver, Step};
+
+fn console(d: &CimDriver, phase: &str) -> String {
+    let a = format!("http://{}", d.hosts()[SITE_A]);
+    let b = format!("http://{}", d.hosts()[SITE_B]);
+    let (rc, out, err) = run("python3", &["tests/py/console_checks.py", phase, &a, &b]);
+    assert_eq!(rc, 0, "console phase {phase} failed:\n{out}\n{err}");
+    assert!(out.contains(" checks passed"), "{out}");
+    println!("--- console phase {phase}\n{out}");
+    out
+}
+
+fn step(d: &mut CimDriver, line: &str) {
+    d.step(&Step::parse(line).unwrap())
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
+}
+
+fn same_data(d: &CimDriver) -> bool {
+    let sim = d.sim();
+    let mut s = sim.lock().unwrap();
+    VOLUMES
+        .iter()
+        .all(|v| s.checksum(SITE_A, v).unwrap() == s.checksum(SITE_B, v).unwrap())
+}
+
+/// Discovery, creation, refusals, failover after an array loss and
+/// failback, each phase as a separate pywbem console run; the data on both
+/// arrays is compared after creation and after failback.
+#[test]
+fn pywbem_console_discovers_creates_fails_over_and_fails_back() {
+    let mut d = CimDriver::start().unwrap();
+    d.reset().unwrap();
+    {
+        let sim = d.sim();
+        let mut s = sim.lock().unwrap();
+        for v in VOLUMES {
+            s.create_volume(SITE_A, v, VOLUME_BLOCKS).unwrap();
+        }
+    }
+    step(&mut d, "write A vol0 0..48 0x5a");
+    step(&mut d, "write A vol1 100..140 0x6b");
+    let clock = d.wall_clock();
+    let out = console(&d, "discover");
+    assert!(
+        out.contains("ok  remote mirrors, synchronous and asynchronous"),
+        "{out}"
+    );
+    let out = console(&d, "create");
+    assert!(
+        out.contains("ok  vol1 SyncState 6, Mode 2, SyncType 6, Role Primary"),
+        "{out}"
+    );
+    assert!(same_data(&d), "B differs from A after the initial sync");
+    console(&d, "refusal");
+    drop(clock);
+
+    // Array A fails; B notices the link loss on its own.
+    step(&mut d, "kill A");
+    step(&mut d, "settle");
+    let clock = d.wall_clock();
+    console(&d, "failover");
+    drop(clock);
+    // Production moves to B.
+    step(&mut d, "write B vol0 100..110 0xc1");
+    step(&mut d, "write B vol1 0..4 0xc2");
+    step(&mut d, "start A");
+    step(&mut d, "settle");
+    assert!(!same_data(&d), "A already has B's writes before recover");
+    let clock = d.wall_clock();
+    console(&d, "failback");
+    drop(clock);
+    step(&mut d, "settle");
+    assert!(same_data(&d), "A does not have B's writes after failback");
+}
+
+/// DR row 8 through a job: recover starts a job, the link drops during
+/// the resync, and the job ends as an Exception that says why, while the
+/// group stays failed over.
+#[test]
+fn a_recover_cut_short_ends_its_job_in_exception() {
+    use replicim::cim::client::{Client, Param};
+    use replicim::cim::model::Value;
+    use replicim::provider::model_paths;
+
+    let mut d = CimDriver::start().unwrap();
+    d.reset().unwrap();
+    for line in [
+        "setup sync",
+        "write A vol0 0..32 0xa1",
+        "settle",
+        "kill A",
+        "settle",
+        "rcopy B setrcopygroup failover rcg0",
+        "settle",
+        "write B vol0 0..200 0xc1",
+        "start A",
+        "settle",
+        "throttle 2",
+    ] {
+        step(&mut d, line);
+    }
+    let host_b = d.hosts()[SITE_B].clone();
+    let mut c = Client::new(&host_b, None);
+    let vol = model_paths::vol_path(SITE_B, &host_b, "vol0");
+    let (sync, _) = c
+        .references(&vol, "CIM_StorageSynchronized")
+        .unwrap()
+        .remove(0);
+    let r = c
+        .invoke(
+            &model_paths::rs_path(SITE_B, &host_b),
+            "ModifyReplicaSynchronization",
+            &[
+                Param::Value("Operation", Value::Uint16(14)),
+                Param::Ref("Synchronization", sync.clone()),
+            ],
+        )
+        .unwrap();
+    assert_eq!(r.return_value.as_u64(), Some(4096), "{:?}", r.out);
+    let job = r.out("Job").and_then(Value::as_ref_path).unwrap().clone();
+    let running = c.get_instance(&job).unwrap();
+    assert_eq!(running.get("JobState").and_then(Value::as_u64), Some(4));
+    for line in ["run-until A vol0 Syncing", "steps 3", "link down", "settle"] {
+        step(&mut d, line);
+    }
+    let j = c.get_instance(&job).unwrap();
+    assert_eq!(j.get("JobState").and_then(Value::as_u64), Some(10), "{j:?}");
+    let status: Vec<u64> = match j.get("OperationalStatus") {
+        Some(Value::Array(v)) => v.iter().flatten().filter_map(Value::as_u64).collect(),
+        other => panic!("OperationalStatus {other:?}"),
+    };
+    assert_eq!(status, [6, 17]);
+    let why = j.get("ErrorDescription").and_then(Value::as_str).unwrap();
+    println!("job ended: {why}");
+    assert!(
+        why.contains("rcg0") && why.contains("the link to site-a is down"),
+        "{why}"
+    );
+    let pair = c.get_instance(&sync).unwrap();
+    assert_eq!(pair.get("CopyState").and_then(Value::as_u64), Some(10));
+}

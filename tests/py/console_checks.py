@@ -1,0 +1,232 @@
+"""SMI-S consoles against two replicim arrays (the replication provider).
+
+Usage: console_checks.py PHASE URL_A URL_B
+
+The phases follow the call sequences real consoles make
+(../shared/reference/smis-replication.md section 5); the Rust test between
+phases injects the faults a console cannot (array kill, restart):
+
+  discover  libstoragemgmt-style discovery on A: profiles in interop,
+            ElementConformsToProfile to the ComputerSystem, the
+            ReplicationService by SystemName, its capabilities.
+  create    EMC-style remote mirror creation on A (CreateElementReplica with
+            TargetElement and ConnectivityCollection), job polling, then
+            wait_for_sync on CopyState 4 / SyncState 6.
+  refusal   operations the array refuses come back as CIM errors that name
+            what to do; an unknown operation is "Not Supported".
+  failover  on B after A died: failover unless CopyState is already 10
+            (Failedover), job polled to Completed.
+  failback  on B after A came back: Resync Replica (recover) then Failback
+            (restore), polled until A is Primary and in sync again.
+
+Every check asserts; the script prints one line per check and ends with
+"N checks passed".
+"""
+import sys
+import time
+import warnings
+
+from pywbem import CIMError, Uint16, WBEMConnection
+
+warnings.simplefilter("error")
+
+phase, url_a, url_b = sys.argv[1:4]
+NS = "root/cimv2"
+passed = []
+
+
+def check(name, cond, detail=""):
+    if not cond:
+        raise AssertionError(f"{name}: {detail}")
+    passed.append(name)
+    print(f"ok  {name}")
+
+
+def conn(url, ns=NS):
+    return WBEMConnection(url, None, default_namespace=ns, timeout=30)
+
+
+def rep_service(c):
+    """The ReplicationService, found the libstoragemgmt way."""
+    services = c.EnumerateInstances("CIM_ReplicationService", PropertyList=["SystemName"])
+    check("one ReplicationService per array", len(services) == 1, services)
+    return services[0].path
+
+
+def wait_job(c, name, rc, out):
+    """rc 0 is done; rc 4096 is a job polled until it leaves New/Starting/Running."""
+    if rc == 0:
+        check(f"{name} finished at once", True)
+        return None
+    check(f"{name} started a job", rc == 4096 and "Job" in out, (rc, dict(out)))
+    job = out["Job"]
+    for _ in range(600):
+        j = c.GetInstance(job, PropertyList=["JobState", "ErrorDescription", "OperationalStatus"])
+        if j["JobState"] not in (2, 3, 4):
+            break
+        time.sleep(0.05)
+    check(f"{name} job completed", j["JobState"] == 7, (j["JobState"], j["ErrorDescription"]))
+    check(f"{name} job OperationalStatus is OK, Completed", list(j["OperationalStatus"]) == [2, 17], j["OperationalStatus"])
+    return job
+
+
+def pair_of(c, system, vol):
+    """The StorageSynchronized of one volume, found with ReferenceNames."""
+    vols = c.EnumerateInstanceNames("CIM_StorageVolume")
+    vp = [p for p in vols if p["DeviceID"] == vol and p["SystemName"] == system]
+    check(f"{vol} is a volume of {system}", len(vp) == 1, vols)
+    names = c.ReferenceNames(vp[0], ResultClass="CIM_StorageSynchronized")
+    check(f"{vol} on {system} has one StorageSynchronized", len(names) == 1, names)
+    return names[0]
+
+
+def wait_for(c, path, what, cond, tries=600):
+    for _ in range(tries):
+        inst = c.GetInstance(path, LocalOnly=False)
+        if cond(inst):
+            return inst
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: still CopyState {inst['CopyState']} SyncState {inst['SyncState']} Role {inst['Role']}")
+
+
+a, b = conn(url_a), conn(url_b)
+
+if phase == "discover":
+    interop = conn(url_a, "interop")
+    profiles = interop.EnumerateInstances(
+        "CIM_RegisteredProfile", PropertyList=["RegisteredName", "RegisteredVersion", "RegisteredOrganization"]
+    )
+    snia = {p["RegisteredName"]: p for p in profiles if p["RegisteredOrganization"] == 11}
+    check("SNIA profiles: Array, Replication Services, Job Control", {"Array", "Replication Services", "Job Control"} <= set(snia), sorted(snia))
+    check("PropertyList honoured on profiles", set(snia["Array"].keys()) <= {"RegisteredName", "RegisteredVersion", "RegisteredOrganization"}, list(snia["Array"].keys()))
+    for prof in ("Array", "Replication Services"):
+        systems = interop.AssociatorNames(
+            snia[prof].path, ResultClass="CIM_ComputerSystem", AssocClass="CIM_ElementConformsToProfile"
+        )
+        check(f"{prof} profile leads to the array's ComputerSystem", len(systems) == 1 and systems[0].namespace == NS and systems[0]["Name"] == "site-a", systems)
+    system = systems[0]
+    cs = a.GetInstance(system)
+    check("ComputerSystem is the array (Dedicated includes Storage)", 3 in cs["Dedicated"] and cs["ElementName"] == "site-a", dict(cs))
+    rs = rep_service(a)
+    check("ReplicationService SystemName matches the array", rs["SystemName"] == system["Name"], rs)
+    hosted = a.AssociatorNames(system, AssocClass="CIM_HostedService", ResultClass="CIM_ReplicationService")
+    check("HostedService links system and service", [p["Name"] for p in hosted] == [rs["Name"]], hosted)
+    caps = a.Associators(rs, AssocClass="CIM_ElementCapabilities", ResultClass="CIM_ReplicationServiceCapabilities")
+    check("one ReplicationServiceCapabilities", len(caps) == 1, caps)
+    types = list(caps[0]["SupportedReplicationTypes"])
+    check("remote mirrors, synchronous and asynchronous", types == [4, 5], types)
+    (cp,) = a.EnumerateInstanceNames("CIM_ReplicationServiceCapabilities")
+    rc, out = a.InvokeMethod("GetSupportedOperations", cp, ReplicationType=Uint16(4))
+    check("GetSupportedOperations lists Failover, Failback, Resync, Reverse", rc == 0 and {10, 11, 14, 20} <= set(out["SupportedOperations"]), (rc, dict(out)))
+    rc, out = a.InvokeMethod("GetSupportedCopyStates", cp, ReplicationType=Uint16(4))
+    check("GetSupportedCopyStates includes Failedover", rc == 0 and 10 in out["SupportedCopyStates"], (rc, dict(out)))
+    vols = a.EnumerateInstances("CIM_StorageVolume")
+    check("volumes vol0 and vol1 on site-a", sorted(v["DeviceID"] for v in vols) == ["vol0", "vol1"], [v.path for v in vols])
+    check("volume sizes are real", all(v["BlockSize"] * v["NumberOfBlocks"] > 0 for v in vols))
+    links = a.Associators(rs, ResultClass="CIM_ConnectivityCollection")
+    check("a RemoteReplicationCollection leads to site-b", any(str(l["InstanceID"]).endswith("site-b") for l in links), [l.path for l in links])
+    peers = a.InvokeMethod("GetPeerSystems", rs)
+    check("GetPeerSystems names site-b", peers[0] == 0 and [p["Name"] for p in peers[1]["Systems"]] == ["site-b"], peers)
+
+elif phase == "create":
+    rs = rep_service(a)
+    (link,) = [l for l in a.Associators(rs, ResultClass="CIM_ConnectivityCollection") if str(l["InstanceID"]).endswith("site-b")]
+    b_vols = {}
+    for vol in ("vol0", "vol1"):
+        src = [p for p in a.EnumerateInstanceNames("CIM_StorageVolume") if p["DeviceID"] == vol][0]
+        # The target on B, named the way the peer array names it.
+        tgt = src.copy()
+        tgt["SystemName"] = "site-b"
+        tgt.host = url_b.split("//")[1]
+        rc, out = a.InvokeMethod(
+            "CreateElementReplica",
+            rs,
+            ElementName="rcg0",
+            SyncType=Uint16(6),
+            Mode=Uint16(2),
+            SourceElement=src,
+            TargetElement=tgt,
+            ConnectivityCollection=link.path,
+        )
+        wait_job(a, f"CreateElementReplica {vol}", rc, out)
+        check(f"CreateElementReplica {vol} returns its Synchronization", out["Synchronization"].classname == "RCM_StorageSynchronized", dict(out))
+        if rc == 4096:
+            affected = a.AssociatorNames(out["Job"], AssocClass="CIM_AffectedJobElement")
+            check(f"{vol} job affects the pair's elements", len(affected) >= 1, affected)
+        sv = pair_of(a, "site-a", vol)
+        inst = wait_for(a, sv, f"{vol} synchronized", lambda i: i["CopyState"] == 4)
+        check(f"{vol} SyncState 6, Mode 2, SyncType 6, Role Primary", (inst["SyncState"], inst["Mode"], inst["SyncType"], inst["Role"]) == (6, 2, 6, 1), dict(inst))
+        check(f"{vol} SyncedElement is on site-b", inst["SyncedElement"]["SystemName"] == "site-b", inst["SyncedElement"])
+        b_vols[vol] = pair_of(b, "site-b", vol)
+    groups = a.EnumerateInstances("CIM_GroupSynchronized")
+    check("one GroupSynchronized rcg0 on A", [g["RelationshipName"] for g in groups] == ["rcg0"], groups)
+    binst = b.GetInstance(b_vols["vol0"])
+    check("B sees the pair: Secondary, Synchronized", (binst["Role"], binst["CopyState"]) == (2, 4), dict(binst))
+    rc, out = a.InvokeMethod("GetReplicationRelationships", rs, Type=Uint16(2))
+    check("GetReplicationRelationships lists both pairs", rc == 0 and len(out["Synchronizations"]) == 2, (rc, dict(out)))
+
+elif phase == "refusal":
+    rs = rep_service(b)
+    sv = pair_of(b, "site-b", "vol0")
+    try:
+        b.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(11), Synchronization=sv)
+        raise AssertionError("Failback on a healthy secondary was accepted")
+    except CIMError as e:
+        check("Failback on the secondary is refused with CIM_ERR_FAILED", e.status_code == 1, (e.status_code, e.status_description))
+        check("the refusal says where to issue it", "Primary-Rev" in e.status_description, e.status_description)
+    try:
+        b.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(10), Synchronization=sv)
+        raise AssertionError("Failover with the link up was accepted")
+    except CIMError as e:
+        check("Failover with the link up is refused", e.status_code == 1 and "link" in e.status_description, (e.status_code, e.status_description))
+    rc, _ = b.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(2), Synchronization=sv)
+    check("Abort (2) is Not Supported (rc 1)", rc == 1, rc)
+    try:
+        b.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(10))
+        raise AssertionError("no Synchronization was accepted")
+    except CIMError as e:
+        check("a missing Synchronization is CIM_ERR_INVALID_PARAMETER", e.status_code == 4, (e.status_code, e.status_description))
+    inst = b.GetInstance(sv)
+    check("refusals changed nothing", (inst["CopyState"], inst["Role"]) == (4, 2), dict(inst))
+
+elif phase == "failover":
+    rs = rep_service(b)
+    for vol in ("vol0", "vol1"):
+        sv = pair_of(b, "site-b", vol)
+        inst = b.GetInstance(sv, LocalOnly=False)
+        # The EMC driver skips failover when SyncState is 12; in the 3PAR
+        # tables a pair that lost its primary is SyncState 12 (Broken) too
+        # (DR row 1), so only CopyState 10 means "already failed over".
+        check(f"{vol} on B before failover: Broken, SyncState 12 (DR row 1)", (inst["CopyState"], inst["SyncState"]) in ((5, 12), (10, 12)), dict(inst))
+        if inst["CopyState"] == 10:
+            check(f"{vol} already failed over with its group", vol == "vol1")
+            continue
+        rc, out = b.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(10), Synchronization=sv, Force=False)
+        wait_job(b, f"Failover {vol}", rc, out)
+    for vol in ("vol0", "vol1"):
+        inst = b.GetInstance(pair_of(b, "site-b", vol))
+        check(f"{vol} on B: SyncState 12, CopyState 10, Primary-Rev, RoleReversed", (inst["SyncState"], inst["CopyState"], inst["Role"], inst["RoleReversed"]) == (12, 10, 3, True), dict(inst))
+
+elif phase == "failback":
+    rs = rep_service(b)
+    sv = pair_of(b, "site-b", "vol0")
+    rc, out = b.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(14), Synchronization=sv)
+    wait_job(b, "Resync Replica (recover)", rc, out)
+    inst = wait_for(b, sv, "recovered", lambda i: i["CopyState"] == 4)
+    check("after recover B is Primary-Rev and Synchronized", (inst["Role"], inst["SyncState"]) == (3, 6), dict(inst))
+    inst = a.GetInstance(pair_of(a, "site-a", "vol0"))
+    check("after recover A is Secondary-Rev", (inst["Role"], inst["RoleReversed"]) == (4, True), dict(inst))
+    # EMC's failback: Failback unless SyncState is already 6 on the natural
+    # primary; here A is Secondary-Rev, so it is needed.
+    rc, out = b.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(11), Synchronization=sv)
+    wait_job(b, "Failback (restore)", rc, out)
+    for vol in ("vol0", "vol1"):
+        inst = wait_for(a, pair_of(a, "site-a", vol), f"{vol} restored", lambda i: i["Role"] == 1 and i["CopyState"] == 4)
+        check(f"{vol} on A: Primary again, SyncState 6, not reversed", (inst["SyncState"], inst["RoleReversed"]) == (6, False), dict(inst))
+        inst = b.GetInstance(pair_of(b, "site-b", vol))
+        check(f"{vol} on B: Secondary again", (inst["Role"], inst["CopyState"]) == (2, 4), dict(inst))
+
+else:
+    raise SystemExit(f"unknown phase {phase}")
+
+print(f"{len(passed)} checks passed")
