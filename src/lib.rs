@@ -17,5 +17,6 @@ pub mod cli;
 pub mod conformance;
 pub mod core;
 pub mod provider;
+pub mod rcopy;
 pub mod sim;
 pub mod store;

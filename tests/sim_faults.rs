@@ -423,7 +423,7 @@ impl Run {
             9 | 10 => "setrcopygroup restore rcg0",
             _ => "setrcopygroup reverse rcg0",
         };
-        let c = conformance::rcopy::parse(&line.split_whitespace().collect::<Vec<_>>()).unwrap();
+        let c = replicim::rcopy::parse(&line.split_whitespace().collect::<Vec<_>>()).unwrap();
         let r = self.sim.command(side, c);
         self.log.push(format!("{side}: {line} -> {r:?}"));
     }
@@ -559,7 +559,7 @@ impl Run {
     }
 
     fn op(&mut self, side: &str, line: &str) -> Result<(), String> {
-        let c = conformance::rcopy::parse(&line.split_whitespace().collect::<Vec<_>>()).unwrap();
+        let c = replicim::rcopy::parse(&line.split_whitespace().collect::<Vec<_>>()).unwrap();
         let r = self.sim.command(side, c).map_err(|e| e.to_string());
         self.log.push(format!("operator {side}: {line} -> {r:?}"));
         r

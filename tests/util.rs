@@ -66,6 +66,6 @@ pub fn same_data(sim: &mut Sim, vol: &str) -> bool {
 
 pub fn cmd(sim: &mut Sim, side: &str, line: &str) -> Result<(), String> {
     let words: Vec<&str> = line.split_whitespace().collect();
-    let c = replicim::conformance::rcopy::parse(&words)?;
+    let c = replicim::rcopy::parse(&words)?;
     sim.command(side, c).map_err(|e| e.to_string())
 }

@@ -680,6 +680,14 @@ impl ObjectPath {
         }
     }
 
+    /// Sets a key binding, replacing one of the same name.
+    pub fn set_key(&mut self, name: &str, value: Value) {
+        match self.keys.iter_mut().find(|(n, _)| n.is(name)) {
+            Some((_, v)) => *v = value,
+            None => self.keys.push((Name::new(name), value)),
+        }
+    }
+
     pub fn key(&self, name: &str) -> Option<&Value> {
         self.keys.iter().find(|(n, _)| n.is(name)).map(|(_, v)| v)
     }

@@ -1,10 +1,11 @@
 //! The subcommands of the `replicim` binary.
 //!
-//! Built so far: `conformance --level core|cim` and `serve` (the CIM-XML
-//! server with the interop namespace; it does not host an array yet). The
-//! two-process lab (`lab`) and the admin client (`rcopy`) come with their
-//! issues; until then they are absent rather than stubbed.
+//! Built so far: `conformance --level core|cim`, `serve` (the CIM-XML
+//! server with the interop namespace; it does not host an array yet) and
+//! `rcopy` (the admin client). The two-process lab (`lab`) comes with its
+//! issue; until then it is absent rather than stubbed.
 
+pub mod rcopy;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -31,9 +32,13 @@ pub enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// A storage admin's remote-copy client (3PAR vocabulary) over CIM-XML.
+    Rcopy(rcopy::Args),
     /// Replay the state tables (conformance/*.toml) and compare every column.
     Conformance {
-        /// core: the sans-IO core in process. cim and lab are not built yet.
+        /// core: the sans-IO core in process; cim: two arrays behind CIM-XML
+        /// servers on 127.0.0.1, driven through the SMI-S provider. lab is
+        /// not built yet.
         #[arg(long, value_enum, default_value_t = Level::Core)]
         level: Level,
     },
@@ -73,42 +78,34 @@ pub fn main_with(cli: Cli) -> i32 {
                 }
             }
         }
+        Cmd::Rcopy(args) => rcopy::main(args),
         Cmd::Conformance { level } => match level {
-            Level::Core => {
-                let mut driver = CoreDriver::new();
-                let mut out = std::io::stdout().lock();
-                match conformance::run(&mut driver, &mut out) {
-                    Ok((_, 0)) => 0,
-                    Ok(_) => 1,
-                    Err(e) => {
-                        eprintln!("replicim conformance: {e}");
-                        2
-                    }
+            Level::Core => replay(&mut CoreDriver::new()),
+            Level::Cim => match conformance::cim_driver::CimDriver::start() {
+                Ok(mut d) => replay(&mut d),
+                Err(e) => {
+                    eprintln!("replicim conformance: cannot start the CIM servers: {e}");
+                    2
                 }
-            }
-            Level::Cim => {
-                let mut driver = match conformance::cim_driver::CimDriver::start() {
-                    Ok(d) => d,
-                    Err(e) => {
-                        eprintln!("replicim conformance: cannot start the CIM servers: {e}");
-                        return 2;
-                    }
-                };
-                let mut out = std::io::stdout().lock();
-                match conformance::run(&mut driver, &mut out) {
-                    Ok((_, 0)) => 0,
-                    Ok(_) => 1,
-                    Err(e) => {
-                        eprintln!("replicim conformance: {e}");
-                        2
-                    }
-                }
-            }
+            },
             Level::Lab => {
                 eprintln!("replicim conformance: level lab is not built yet; --level core and --level cim exist today (see README)");
                 2
             }
         },
+    }
+}
+
+/// Replays both tables; 0 when every row passed.
+fn replay(driver: &mut dyn conformance::Driver) -> i32 {
+    let mut out = std::io::stdout().lock();
+    match conformance::run(driver, &mut out) {
+        Ok((_, 0)) => 0,
+        Ok(_) => 1,
+        Err(e) => {
+            eprintln!("replicim conformance: {e}");
+            2
+        }
     }
 }
 

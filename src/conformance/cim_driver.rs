@@ -8,12 +8,16 @@
 use std::sync::{Arc, Mutex};
 
 use super::core_driver::{CoreDriver, GROUP, SITE_A, SITE_B, VOLUMES};
-use super::{rcopy, Driver, Observed, Side, Step};
-use crate::cim::client::{Client, ClientError, Param};
+use super::{Driver, Observed, Side, Step};
+use crate::cim::client::{Client, Param};
 use crate::cim::model::{ObjectPath, Value};
 use crate::cim::server::{self, ServerConfig, State};
-use crate::core::{Command, Mode};
+use crate::core::Mode;
 use crate::provider::{self, Hosts, Replication, SimBackend};
+use crate::rcopy::{
+    self,
+    console::{Console, Wait},
+};
 use crate::sim::Sim;
 
 fn site(side: Side) -> &'static str {
@@ -27,7 +31,7 @@ fn site(side: Side) -> &'static str {
 pub struct CimDriver {
     core: CoreDriver,
     hosts: Hosts,
-    clients: [Client; 2],
+    consoles: [Console; 2],
     stop: Option<tokio::sync::broadcast::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -90,14 +94,14 @@ impl CimDriver {
                 }
             });
         });
-        let clients = [
-            Client::new(&hosts[SITE_A], None),
-            Client::new(&hosts[SITE_B], None),
+        let consoles = [
+            Console::connect(Client::new(&hosts[SITE_A], None))?,
+            Console::connect(Client::new(&hosts[SITE_B], None))?,
         ];
         Ok(CimDriver {
             core,
             hosts,
-            clients,
+            consoles,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -142,11 +146,15 @@ impl CimDriver {
         }
     }
 
-    fn client(&mut self, side: Side) -> &mut Client {
-        &mut self.clients[match side {
+    fn console(&mut self, side: Side) -> &mut Console {
+        &mut self.consoles[match side {
             Side::A => 0,
             Side::B => 1,
         }]
+    }
+
+    fn client(&mut self, side: Side) -> &mut Client {
+        self.console(side).client()
     }
 
     fn host(&self, side: Side) -> String {
@@ -160,71 +168,15 @@ impl CimDriver {
     /// The GroupSynchronized of `group` on `side`, found with References
     /// from the side's ReplicationGroup.
     fn group_sync(&mut self, side: Side, group: &str) -> Result<ObjectPath, String> {
-        let g = provider::model_paths::group_path(site(side), &self.host(side), group);
-        let refs = self
-            .client(side)
-            .references(&g, "CIM_GroupSynchronized")
-            .map_err(|e| e.to_string())?;
-        refs.into_iter()
-            .next()
-            .map(|(p, _)| p)
-            .ok_or_else(|| format!("group {group} has no GroupSynchronized on {}", site(side)))
+        self.console(side).group_sync(group).map(|(p, _)| p)
     }
 
-    /// One rcopy command as the CIM calls an SMI-S console would make.
+    /// One rcopy command as the CIM calls an SMI-S console would make,
+    /// without waiting for the job it may start.
     fn rcopy(&mut self, side: Side, args: &[String]) -> Result<(), String> {
         let words: Vec<&str> = args.iter().map(String::as_str).collect();
         let cmd = rcopy::parse(&words)?;
-        let group = cmd.group().to_string();
-        let (op, force): (u16, bool) = match &cmd {
-            Command::Start { .. } => {
-                // Resync Replica a broken group from its source side;
-                // Activate otherwise (on a target side the array refuses it
-                // and names the side to use).
-                let sync = self.group_sync(side, &group)?;
-                let st = self
-                    .client(side)
-                    .get_instance(&sync)
-                    .map_err(|e| e.to_string())?;
-                let broken = matches!(
-                    st.get("CopyState").and_then(Value::as_u64),
-                    Some(5) | Some(13)
-                );
-                let source = matches!(st.get("Role").and_then(Value::as_u64), Some(1) | Some(3));
-                (if broken && source { 14 } else { 4 }, false)
-            }
-            Command::Stop { .. } => (7, false),
-            Command::Sync { .. } => (14, false),
-            Command::Failover { .. } => (10, false),
-            Command::Recover { full, .. } => (14, *full),
-            Command::Restore { .. } => (11, false),
-            Command::Reverse { .. } => (20, false),
-            Command::SetMode {
-                mode: Mode::Sync, ..
-            } => (17, false),
-            Command::SetMode { .. } => (18, false),
-            other => return Err(format!("{other:?} has no SMI-S operation in this driver")),
-        };
-        let sync = self.group_sync(side, &group)?;
-        let rs = self.rs(side);
-        let params = [
-            Param::Value("Operation", Value::Uint16(op)),
-            Param::Ref("Synchronization", sync),
-            Param::Value("Force", Value::Boolean(force)),
-        ];
-        let r = self
-            .client(side)
-            .invoke(&rs, "ModifyReplicaSynchronization", &params);
-        match r {
-            Ok(r) => match r.return_value.as_u64() {
-                Some(0) | Some(4096) => Ok(()),
-                rv => Err(format!(
-                    "ModifyReplicaSynchronization({op}) returned {rv:?}"
-                )),
-            },
-            Err(ClientError::Cim(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
+        self.console(side).run(&cmd, Wait::No, &mut |_, _| {})
     }
 
     /// Creates rcg0 (mode) with vol0 and vol1 through CreateElementReplica.

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{rcopy, Driver, Observed, Side, Step};
+use super::{Driver, Observed, Side, Step};
 use crate::core::{ArrayConfig, Event, SyncStatus, WriteId, WriteTicket};
+use crate::rcopy;
 use crate::sim::{pattern_block, Sim};
 
 /// Names of the two arrays, as in the lab.

@@ -11,7 +11,6 @@
 
 pub mod cim_driver;
 pub mod core_driver;
-pub mod rcopy;
 
 use std::fmt::Write as _;
 use std::path::Path;

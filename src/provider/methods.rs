@@ -6,7 +6,7 @@
 //! and what to do. DSP0200 gives a method no other way to carry a reason.
 
 use super::jobs::Goal;
-use super::model::{cs_path, job_path, vol_path};
+use super::model::{cs_path, group_path, job_path, vol_path};
 use super::{Replication, Snapshot};
 use crate::cim::dispatch::MethodResult;
 use crate::cim::model::{Method, Name, ObjectPath, Value};
@@ -71,6 +71,25 @@ pub fn invoke(
         "createelementreplica" => create_element_replica(rep, &params),
         "getreplicationrelationships" => relationships(rep, &params),
         "getpeersystems" => peers(rep, &params),
+        "createremotecopygroup" => create_group(rep, &params),
+        "removeremotecopygroup" => {
+            let group = group_name(rep, &params)?;
+            rep.backend
+                .command(Command::RemoveGroup { group })
+                .map_err(failed)?;
+            done(OK, Vec::new())
+        }
+        "setremotecopypolicy" => {
+            let group = group_name(rep, &params)?;
+            let text = param(&params, "Policy")
+                .and_then(Value::as_str)
+                .ok_or_else(|| CimError::invalid_parameter("Policy is required"))?;
+            let change = crate::rcopy::parse_policy(text).map_err(CimError::invalid_parameter)?;
+            rep.backend
+                .command(Command::SetPolicy { group, change })
+                .map_err(failed)?;
+            done(OK, Vec::new())
+        }
         // A remote-copy group is made by CreateElementReplica with the
         // group's name as ElementName; group creation from a local
         // ReplicationGroup is not built.
@@ -80,6 +99,66 @@ pub fn invoke(
             rep.array
         ))),
     }
+}
+
+/// GroupName, naming an existing group of this array.
+fn group_name(rep: &Replication, p: &Params) -> Result<String, CimError> {
+    let name = param(p, "GroupName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| CimError::invalid_parameter("GroupName is required"))?;
+    if rep.backend.snapshot().group(name).is_none() {
+        return Err(CimError::invalid_parameter(format!(
+            "remote-copy group {name} does not exist on {}",
+            rep.array
+        )));
+    }
+    Ok(name.to_string())
+}
+
+/// CreateRemoteCopyGroup: an empty group replicating to TargetSystem.
+fn create_group(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
+    let group = param(p, "GroupName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| CimError::invalid_parameter("GroupName is required"))?
+        .to_string();
+    let peer = param(p, "TargetSystem")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CimError::invalid_parameter("TargetSystem is required"))?
+        .to_string();
+    if peer == rep.array || !rep.hosts.contains_key(&peer) {
+        let known: Vec<&String> = rep.hosts.keys().filter(|a| **a != rep.array).collect();
+        return Err(CimError::invalid_parameter(format!(
+            "TargetSystem {peer} is not a peer of {}; peers: {known:?}",
+            rep.array
+        )));
+    }
+    let period_ms = param(p, "SyncInterval")
+        .and_then(Value::as_u64)
+        .map_or(DEFAULT_PERIOD_MS, |s| s * 1000);
+    let mode = match u16p(p, "Mode") {
+        None | Some(2) => Mode::Sync,
+        Some(3) => Mode::Periodic { period_ms },
+        Some(n) => {
+            return Err(CimError::invalid_parameter(format!(
+                "Mode {n} is not supported (2 Synchronous, 3 Asynchronous)"
+            )))
+        }
+    };
+    rep.backend
+        .command(Command::CreateGroup {
+            group: group.clone(),
+            peer,
+            mode,
+            policies: Policies::default(),
+        })
+        .map_err(failed)?;
+    let path = group_path(&rep.array, &rep.host_of(&rep.array), &group);
+    done(
+        OK,
+        vec![(Name::new("ReplicationGroup"), Value::reference(path))],
+    )
 }
 
 fn failed(e: crate::core::CommandError) -> CimError {

@@ -38,7 +38,7 @@ pub mod model_paths {
 pub const NS: &str = "root/cimv2";
 
 /// One array's state, as plain data.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub array: String,
     pub now: Tick,
@@ -103,12 +103,19 @@ pub fn snapshot_of<S: crate::core::BlockStore>(a: &crate::core::Array<S>) -> Sna
 
 impl Backend for SimBackend {
     fn snapshot(&self) -> Snapshot {
-        let sim = self.sim.lock().expect("not poisoned");
-        snapshot_of(sim.array(&self.array))
+        let sim = self.sim.lock().unwrap_or_else(|e| e.into_inner());
+        // An array the simulation does not hold (yet) holds nothing.
+        sim.get_array(&self.array).map_or_else(
+            || Snapshot {
+                array: self.array.clone(),
+                ..Snapshot::default()
+            },
+            snapshot_of,
+        )
     }
     fn command(&self, cmd: Command) -> Result<(), CommandError> {
-        let mut sim = self.sim.lock().expect("not poisoned");
-        if !sim.alive(&self.array) {
+        let mut sim = self.sim.lock().unwrap_or_else(|e| e.into_inner());
+        if sim.get_array(&self.array).is_none() || !sim.alive(&self.array) {
             return Err(CommandError::LinkDown {
                 op: "command",
                 peer: self.array.clone(),

@@ -495,6 +495,25 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
                         s(&format!("{me}:{}", g.name)),
                     )
                     .with("ElementName", CimType::String, s(&g.name))
+                    .with("TargetSystem", CimType::String, s(&g.peer))
+                    .with("Role", CimType::Uint16, u16v(role_number(g.role)))
+                    .with("Started", CimType::Boolean, Some(Value::Boolean(g.started)))
+                    .with("Mode", CimType::Uint16, u16v(mode_numbers(g.mode).0))
+                    .with(
+                        "SyncInterval",
+                        CimType::Uint32,
+                        Some(Value::Uint32(period_s(g.mode))),
+                    )
+                    .with(
+                        "SyncPolicy",
+                        CimType::String,
+                        Some(Value::Array(
+                            policy_names(g)
+                                .into_iter()
+                                .map(|p| Some(Value::String(p.into())))
+                                .collect(),
+                        )),
+                    )
                     .with("Persistent", CimType::Boolean, Some(Value::Boolean(true)))
                     .with(
                         "DeleteOnEmptyElement",

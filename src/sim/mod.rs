@@ -98,6 +98,11 @@ impl Sim {
         &self.nodes[name].array
     }
 
+    /// The array, if the simulation has one of that name.
+    pub fn get_array(&self, name: &str) -> Option<&Array<MemStore>> {
+        self.nodes.get(name).map(|n| &n.array)
+    }
+
     pub fn array_mut(&mut self, name: &str) -> &mut Array<MemStore> {
         &mut self.nodes.get_mut(name).expect("known array").array
     }

@@ -1,7 +1,11 @@
-//! The 3PAR remote-copy command vocabulary, parsed into core commands.
+//! The 3PAR remote-copy command vocabulary, parsed into core commands, and
+//! (`console`) those commands as CIM-XML calls.
 //!
-//! Shared by the conformance scenarios and (later) the `rcopy` admin client,
-//! so a scenario line reads exactly like what a storage admin types.
+//! Shared by the conformance scenarios, the provider (policy names) and the
+//! `replicim rcopy` admin client, so a scenario line reads exactly like what
+//! a storage admin types.
+
+pub mod console;
 
 use crate::core::{Command, Mode, Policies, PolicyChange};
 
@@ -108,17 +112,7 @@ pub fn parse(args: &[&str]) -> Result<Command, String> {
                 }
                 "pol" => {
                     exact(4)?;
-                    let change = match s(2)?.as_str() {
-                        "auto_recover" => PolicyChange::AutoRecover(true),
-                        "no_auto_recover" => PolicyChange::AutoRecover(false),
-                        "fail_wrt_on_err" => PolicyChange::FailWrtOnErr(true),
-                        "no_fail_wrt_on_err" => PolicyChange::FailWrtOnErr(false),
-                        other => {
-                            return Err(format!(
-                                "unknown policy `{other}`: use auto_recover, no_auto_recover, fail_wrt_on_err or no_fail_wrt_on_err"
-                            ))
-                        }
-                    };
+                    let change = parse_policy(&s(2)?)?;
                     Command::SetPolicy { change, group: s(3)? }
                 }
                 other => {
@@ -133,6 +127,21 @@ pub fn parse(args: &[&str]) -> Result<Command, String> {
 }
 
 /// `sync`, `periodic` (manual cycles) or `periodic:MS`.
+/// A policy name, as `setrcopygroup pol` takes it.
+pub fn parse_policy(text: &str) -> Result<PolicyChange, String> {
+    Ok(match text {
+        "auto_recover" => PolicyChange::AutoRecover(true),
+        "no_auto_recover" => PolicyChange::AutoRecover(false),
+        "fail_wrt_on_err" => PolicyChange::FailWrtOnErr(true),
+        "no_fail_wrt_on_err" => PolicyChange::FailWrtOnErr(false),
+        other => {
+            return Err(format!(
+                "unknown policy `{other}`: use auto_recover, no_auto_recover, fail_wrt_on_err or no_fail_wrt_on_err"
+            ))
+        }
+    })
+}
+
 pub fn parse_mode(text: &str) -> Result<Mode, String> {
     match text.split_once(':') {
         None if text == "sync" => Ok(Mode::Sync),

@@ -1,0 +1,479 @@
+//! The storage admin's side of the 3PAR vocabulary: each rcopy command as
+//! the CIM-XML calls an SMI-S console makes (the operation map of
+//! ../shared/reference/interface.md), and `showrcopy` read back from the
+//! provider's instances. Used by `replicim rcopy` and by the CIM-level
+//! conformance driver, so both speak to arrays the same way.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cim::client::{Client, ClientError, MethodReturn, Param};
+use crate::cim::model::{Instance, ObjectPath, Value};
+use crate::core::{Command, Mode, PolicyChange};
+
+/// The implementation namespace the provider serves.
+const NS: &str = "root/cimv2";
+
+/// One remote-copy group, as showrcopy lists it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct GroupRow {
+    pub name: String,
+    pub target: String,
+    /// Started or Stopped.
+    pub status: String,
+    pub role: String,
+    /// Sync or Periodic.
+    pub mode: String,
+    /// Seconds between periodic syncs (0: manual syncs).
+    pub period_s: u32,
+    pub options: Vec<String>,
+    pub volumes: Vec<VolumeRow>,
+}
+
+/// One volume pair of a group.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct VolumeRow {
+    pub local_vv: String,
+    pub remote_vv: String,
+    pub sync_status: String,
+    pub percent_synced: Option<u64>,
+    /// When the pair was last whole on the target (UTC), if ever.
+    pub last_sync_time: Option<String>,
+    pub bytes: u64,
+}
+
+/// Whether a command waits for the job it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    No,
+    /// Poll the job until it ends; `progress` is called with
+    /// (percent, bytes remaining) after each poll.
+    Yes,
+}
+
+/// One array, reached over CIM-XML.
+pub struct Console {
+    client: Client,
+    array: String,
+    service: ObjectPath,
+}
+
+fn cim(e: ClientError) -> String {
+    e.to_string()
+}
+
+fn num(i: &Instance, n: &str) -> Option<u64> {
+    i.get(n).and_then(Value::as_u64)
+}
+
+fn text(i: &Instance, n: &str) -> String {
+    i.get(n).and_then(Value::as_str).unwrap_or("").to_string()
+}
+
+fn role_name(n: Option<u64>) -> &'static str {
+    match n {
+        Some(1) => "Primary",
+        Some(2) => "Secondary",
+        Some(3) => "Primary-Rev",
+        Some(4) => "Secondary-Rev",
+        _ => "?",
+    }
+}
+
+fn status_name(n: Option<u64>) -> &'static str {
+    match n {
+        Some(1) => "New",
+        Some(2) => "Syncing",
+        Some(3) => "Synced",
+        Some(4) => "NotSynced",
+        Some(5) => "Stopped",
+        Some(6) => "Stale",
+        _ => "?",
+    }
+}
+
+/// `yyyymmddhhmmss.mmmmmm+000` as `yyyy-mm-dd hh:mm:ss UTC`.
+fn utc_text(dt: &str) -> Option<String> {
+    let d = dt.get(0..14)?;
+    if !d.bytes().all(|b| b.is_ascii_digit()) || dt.get(21..) != Some("+000") {
+        return Some(dt.to_string());
+    }
+    Some(format!(
+        "{}-{}-{} {}:{}:{} UTC",
+        &d[0..4],
+        &d[4..6],
+        &d[6..8],
+        &d[8..10],
+        &d[10..12],
+        &d[12..14]
+    ))
+}
+
+fn policy_name(c: PolicyChange) -> &'static str {
+    match c {
+        PolicyChange::AutoRecover(true) => "auto_recover",
+        PolicyChange::AutoRecover(false) => "no_auto_recover",
+        PolicyChange::FailWrtOnErr(true) => "fail_wrt_on_err",
+        PolicyChange::FailWrtOnErr(false) => "no_fail_wrt_on_err",
+    }
+}
+
+impl Console {
+    /// Connects and finds the array's ReplicationService.
+    pub fn connect(client: Client) -> Result<Console, String> {
+        let mut client = client;
+        let services = client
+            .enumerate_instances(NS, "CIM_ReplicationService")
+            .map_err(cim)?;
+        let (service, inst) = match services.as_slice() {
+            [one] => one.clone(),
+            [] => {
+                return Err(format!(
+                    "{} serves no CIM_ReplicationService: it does not host an array",
+                    client.addr()
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "{} serves several replication services",
+                    client.addr()
+                ))
+            }
+        };
+        let array = text(&inst, "SystemName");
+        Ok(Console {
+            client,
+            array,
+            service,
+        })
+    }
+
+    /// The array's name.
+    pub fn array(&self) -> &str {
+        &self.array
+    }
+
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// showrcopy: every group of the array with its volume pairs.
+    pub fn show(&mut self) -> Result<Vec<GroupRow>, String> {
+        let groups = self
+            .client
+            .enumerate_instances(NS, "CIM_ReplicationGroup")
+            .map_err(cim)?;
+        let members = self
+            .client
+            .enumerate_instances(NS, "CIM_OrderedMemberOfCollection")
+            .map_err(cim)?;
+        let pairs = self
+            .client
+            .enumerate_instances(NS, "CIM_StorageSynchronized")
+            .map_err(cim)?;
+        let volumes = self
+            .client
+            .enumerate_instances(NS, "CIM_StorageVolume")
+            .map_err(cim)?;
+        let size: BTreeMap<String, u64> = volumes
+            .iter()
+            .map(|(_, v)| {
+                let bytes =
+                    num(v, "BlockSize").unwrap_or(0) * num(v, "NumberOfBlocks").unwrap_or(0);
+                (text(v, "DeviceID"), bytes)
+            })
+            .collect();
+        // The local volume of each pair, and the pair itself.
+        let me = self.array.clone();
+        let mut by_local: BTreeMap<String, (String, &Instance)> = BTreeMap::new();
+        for (_, p) in &pairs {
+            let ends: Vec<&ObjectPath> = ["SystemElement", "SyncedElement"]
+                .iter()
+                .filter_map(|k| p.get(k).and_then(Value::as_ref_path))
+                .collect();
+            let name = |e: &ObjectPath| {
+                e.key("DeviceID")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let mine =
+                |e: &ObjectPath| e.key("SystemName").and_then(Value::as_str) == Some(me.as_str());
+            if let [a, b] = ends.as_slice() {
+                let (local, remote) = if mine(a) { (a, b) } else { (b, a) };
+                by_local.insert(name(local), (name(remote), p));
+            }
+        }
+        let mut out = Vec::new();
+        for (gpath, g) in &groups {
+            let mut vols: Vec<(u64, VolumeRow)> = Vec::new();
+            for (_, m) in &members {
+                let coll = m.get("Collection").and_then(Value::as_ref_path);
+                if !coll.is_some_and(|c| c.same_instance(gpath)) {
+                    continue;
+                }
+                let Some(local) = m
+                    .get("Member")
+                    .and_then(Value::as_ref_path)
+                    .and_then(|v| v.key("DeviceID"))
+                    .and_then(Value::as_str)
+                else {
+                    continue;
+                };
+                let Some((remote, p)) = by_local.get(local) else {
+                    continue;
+                };
+                let last = match p.get("WhenSynced") {
+                    Some(Value::Datetime(d)) => utc_text(d.as_str()),
+                    _ => None,
+                };
+                vols.push((
+                    num(m, "AssignedSequence").unwrap_or(0),
+                    VolumeRow {
+                        local_vv: local.to_string(),
+                        remote_vv: remote.clone(),
+                        sync_status: status_name(num(p, "SyncStatus")).into(),
+                        percent_synced: num(p, "PercentSynced"),
+                        last_sync_time: last,
+                        bytes: size.get(local).copied().unwrap_or(0),
+                    },
+                ));
+            }
+            vols.sort_by_key(|(seq, _)| *seq);
+            let options = match g.get("SyncPolicy") {
+                Some(Value::Array(v)) => v
+                    .iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            out.push(GroupRow {
+                name: text(g, "ElementName"),
+                target: text(g, "TargetSystem"),
+                status: if g.get("Started").and_then(Value::as_bool) == Some(true) {
+                    "Started".into()
+                } else {
+                    "Stopped".into()
+                },
+                role: role_name(num(g, "Role")).into(),
+                mode: if num(g, "Mode") == Some(3) {
+                    "Periodic".into()
+                } else {
+                    "Sync".into()
+                },
+                period_s: num(g, "SyncInterval").unwrap_or(0) as u32,
+                options,
+                volumes: vols.into_iter().map(|(_, v)| v).collect(),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn group(&mut self, name: &str) -> Result<(ObjectPath, Instance), String> {
+        let groups = self
+            .client
+            .enumerate_instances(NS, "CIM_ReplicationGroup")
+            .map_err(cim)?;
+        groups
+            .into_iter()
+            .find(|(_, g)| text(g, "ElementName") == name)
+            .ok_or_else(|| format!("remote-copy group {name} does not exist on {}", self.array))
+    }
+
+    /// The GroupSynchronized of a group (it has one once it has a volume).
+    pub fn group_sync(&mut self, name: &str) -> Result<(ObjectPath, Instance), String> {
+        let (g, _) = self.group(name)?;
+        let refs = self
+            .client
+            .references(&g, "CIM_GroupSynchronized")
+            .map_err(cim)?;
+        refs.into_iter()
+            .next()
+            .ok_or_else(|| format!("group {name} has no volumes yet: admit one first (admitrcopyvv VV {name} TARGET:VV)"))
+    }
+
+    /// The StorageSynchronized of one local volume.
+    pub fn pair_sync(&mut self, vol: &str) -> Result<(ObjectPath, Instance), String> {
+        let vp = self.volume(vol)?;
+        let refs = self
+            .client
+            .references(&vp, "CIM_StorageSynchronized")
+            .map_err(cim)?;
+        refs.into_iter()
+            .next()
+            .ok_or_else(|| format!("volume {vol} is in no remote-copy pair on {}", self.array))
+    }
+
+    fn volume(&mut self, vol: &str) -> Result<ObjectPath, String> {
+        let vols = self
+            .client
+            .enumerate_instances(NS, "CIM_StorageVolume")
+            .map_err(cim)?;
+        vols.into_iter()
+            .map(|(p, _)| p)
+            .find(|p| p.key("DeviceID").and_then(Value::as_str) == Some(vol))
+            .ok_or_else(|| format!("volume {vol} does not exist on {}", self.array))
+    }
+
+    /// Runs one rcopy command. With `Wait::Yes`, a command that starts a
+    /// job returns when the job ends; `progress` sees (percent, bytes left).
+    pub fn run(
+        &mut self,
+        cmd: &Command,
+        wait: Wait,
+        progress: &mut dyn FnMut(u16, u64),
+    ) -> Result<(), String> {
+        let group = cmd.group().to_string();
+        let r = match cmd {
+            Command::CreateGroup { peer, mode, .. } => {
+                let mut params = vec![
+                    Param::Value("GroupName", Value::String(group.clone())),
+                    Param::Value("TargetSystem", Value::String(peer.clone())),
+                ];
+                match mode {
+                    Mode::Sync => params.push(Param::Value("Mode", Value::Uint16(2))),
+                    Mode::Periodic { period_ms } => {
+                        if period_ms % 1000 != 0 {
+                            return Err(format!(
+                                "period {period_ms} ms: over CIM the period is whole seconds"
+                            ));
+                        }
+                        params.push(Param::Value("Mode", Value::Uint16(3)));
+                        params.push(Param::Value(
+                            "SyncInterval",
+                            Value::Uint32((period_ms / 1000) as u32),
+                        ));
+                    }
+                }
+                self.invoke("CreateRemoteCopyGroup", &params)?
+            }
+            Command::RemoveGroup { .. } => self.invoke(
+                "RemoveRemoteCopyGroup",
+                &[Param::Value("GroupName", Value::String(group.clone()))],
+            )?,
+            Command::SetPolicy { change, .. } => self.invoke(
+                "SetRemoteCopyPolicy",
+                &[
+                    Param::Value("GroupName", Value::String(group.clone())),
+                    Param::Value("Policy", Value::String(policy_name(*change).into())),
+                ],
+            )?,
+            Command::Admit {
+                vol, remote_vol, ..
+            } => {
+                let (_, g) = self.group(&group)?;
+                let src = self.volume(vol)?;
+                let mut tgt = src.clone();
+                tgt.host = None;
+                tgt.set_key("SystemName", Value::String(text(&g, "TargetSystem")));
+                tgt.set_key("DeviceID", Value::String(remote_vol.clone()));
+                let mut params = vec![
+                    Param::Value("ElementName", Value::String(group.clone())),
+                    Param::Value("SyncType", Value::Uint16(6)),
+                    Param::Ref("SourceElement", src),
+                    Param::Ref("TargetElement", tgt),
+                ];
+                if g.get("Started").and_then(Value::as_bool) != Some(true) {
+                    // A stopped group stays stopped: associate only.
+                    params.push(Param::Value("WaitForCopyState", Value::Uint16(2)));
+                }
+                self.invoke("CreateElementReplica", &params)?
+            }
+            Command::Dismiss { vol, .. } => {
+                let (sync, _) = self.pair_sync(vol)?;
+                self.modify(8, sync, false)?
+            }
+            Command::Start { .. } => {
+                // Resync Replica a broken group from its source side;
+                // Activate otherwise (on a target side the array refuses it
+                // and names the side to use).
+                let (sync, st) = self.group_sync(&group)?;
+                let broken = matches!(num(&st, "CopyState"), Some(5) | Some(13));
+                let source = matches!(num(&st, "Role"), Some(1) | Some(3));
+                self.modify(if broken && source { 14 } else { 4 }, sync, false)?
+            }
+            Command::Stop { .. } => self.modify_group(&group, 7, false)?,
+            Command::Sync { .. } => self.modify_group(&group, 14, false)?,
+            Command::Failover { .. } => self.modify_group(&group, 10, false)?,
+            Command::Recover { full, .. } => self.modify_group(&group, 14, *full)?,
+            Command::Restore { .. } => self.modify_group(&group, 11, false)?,
+            Command::Reverse { .. } => self.modify_group(&group, 20, false)?,
+            Command::SetMode {
+                mode: Mode::Sync, ..
+            } => self.modify_group(&group, 17, false)?,
+            Command::SetMode {
+                mode: Mode::Periodic { period_ms },
+                ..
+            } => {
+                if *period_ms != 0 {
+                    return Err(
+                        "setrcopygroup mode periodic:MS: over CIM the period is set when the group is made; use `periodic`"
+                            .into(),
+                    );
+                }
+                self.modify_group(&group, 18, false)?
+            }
+        };
+        match r.return_value.as_u64() {
+            Some(0) => Ok(()),
+            Some(4096) => match (wait, r.out("Job").and_then(Value::as_ref_path)) {
+                (Wait::No, _) => Ok(()),
+                (Wait::Yes, Some(job)) => self.wait_job(&job.clone(), &group, progress),
+                (Wait::Yes, None) => Err("the array started a job but did not name it".into()),
+            },
+            Some(1) => Err(format!("{} does not support this operation", self.array)),
+            rv => Err(format!("the array answered {rv:?}")),
+        }
+    }
+
+    fn invoke(&mut self, method: &str, params: &[Param<'_>]) -> Result<MethodReturn, String> {
+        let service = self.service.clone();
+        self.client.invoke(&service, method, params).map_err(cim)
+    }
+
+    fn modify(&mut self, op: u16, sync: ObjectPath, force: bool) -> Result<MethodReturn, String> {
+        self.invoke(
+            "ModifyReplicaSynchronization",
+            &[
+                Param::Value("Operation", Value::Uint16(op)),
+                Param::Ref("Synchronization", sync),
+                Param::Value("Force", Value::Boolean(force)),
+            ],
+        )
+    }
+
+    fn modify_group(&mut self, group: &str, op: u16, force: bool) -> Result<MethodReturn, String> {
+        let (sync, _) = self.group_sync(group)?;
+        self.modify(op, sync, force)
+    }
+
+    fn wait_job(
+        &mut self,
+        job: &ObjectPath,
+        group: &str,
+        progress: &mut dyn FnMut(u16, u64),
+    ) -> Result<(), String> {
+        loop {
+            let j = self.client.get_instance(job).map_err(cim)?;
+            let pct = num(&j, "PercentComplete").unwrap_or(0).min(100) as u16;
+            let total: u64 = self
+                .show()?
+                .into_iter()
+                .filter(|g| g.name == group)
+                .flat_map(|g| g.volumes)
+                .map(|v| v.bytes)
+                .sum();
+            progress(pct, total * u64::from(100 - pct) / 100);
+            match num(&j, "JobState") {
+                Some(2) | Some(3) | Some(4) => std::thread::sleep(Duration::from_millis(100)),
+                Some(7) => return Ok(()),
+                _ => return Err(text(&j, "ErrorDescription")),
+            }
+        }
+    }
+}
