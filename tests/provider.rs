@@ -234,13 +234,15 @@ fn rcopy_admin_client_manages_a_group_over_cim() {
         (Some("Secondary"), Some("Started")),
         "{json}"
     );
+    let json_a = rcopy_ok(&d, SITE_A, &["--json", "showrcopy", "rcg1"]);
+    let a: serde_json::Value = serde_json::from_str(&json_a).unwrap();
     assert!(
-        g["options"]
+        a["groups"][0]["options"]
             .as_array()
             .unwrap()
             .iter()
             .any(|o| o == "auto_recover"),
-        "{json}"
+        "{json_a}"
     );
     assert_eq!(g["volumes"][1]["local_vv"], "vol1r", "{json}");
     assert_eq!(g["volumes"][1]["remote_vv"], "vol1", "{json}");
@@ -303,4 +305,37 @@ fn same_data_of(d: &CimDriver, a: &str, b: &str) -> bool {
     let sim = d.sim();
     let mut s = sim.lock().unwrap();
     s.checksum(SITE_A, a).unwrap() == s.checksum(SITE_B, b).unwrap()
+}
+
+/// A job whose goal was reached stays Completed when a later command
+/// changes the state (seen with two CreateElementReplica jobs and a stop).
+#[test]
+fn finished_jobs_are_not_judged_again_after_later_commands() {
+    use replicim::cim::client::Client;
+    use replicim::cim::model::Value;
+
+    let mut d = CimDriver::start().unwrap();
+    d.reset().unwrap();
+    for line in [
+        "setup sync",
+        "settle",
+        "rcopy A stoprcopygroup rcg0",
+        "settle",
+    ] {
+        step(&mut d, line);
+    }
+    let mut c = Client::new(&d.hosts()[SITE_A], None);
+    let jobs = c
+        .enumerate_instances("root/cimv2", "CIM_ConcreteJob")
+        .unwrap();
+    let created: Vec<_> = jobs
+        .iter()
+        .filter(|(_, j)| {
+            j.get("MethodName").and_then(Value::as_str) == Some("CreateElementReplica")
+        })
+        .collect();
+    assert_eq!(created.len(), 2, "{jobs:?}");
+    for (_, j) in created {
+        assert_eq!(j.get("JobState").and_then(Value::as_u64), Some(7), "{j:?}");
+    }
 }

@@ -39,10 +39,18 @@ pub struct CimDriver {
 impl CimDriver {
     /// Starts both servers (HTTP, no authentication) on 127.0.0.1.
     pub fn start() -> Result<CimDriver, String> {
+        CimDriver::start_at("127.0.0.1:0", "127.0.0.1:0")
+    }
+
+    /// Starts both servers on the given addresses (HTTP, no authentication).
+    pub fn start_at(addr_a: &str, addr_b: &str) -> Result<CimDriver, String> {
         let core = CoreDriver::new();
         let sim: Arc<Mutex<Sim>> = core.shared();
-        let la = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        let lb = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let bind = |a: &str| {
+            std::net::TcpListener::bind(a).map_err(|e| format!("cannot listen on {a}: {e}"))
+        };
+        let la = bind(addr_a)?;
+        let lb = bind(addr_b)?;
         let mut hosts = Hosts::new();
         hosts.insert(
             SITE_A.into(),

@@ -27,6 +27,8 @@ pub enum JobState {
 pub struct Goal {
     pub role: Option<Role>,
     pub copy: Option<CopyState>,
+    /// The one pair (local volume) the goal is about; None: the group.
+    pub pair: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -173,6 +175,7 @@ fn judge(snap: &Snapshot, j: &Job) -> (JobState, u16) {
     let views: Vec<_> = g
         .pairs
         .iter()
+        .filter(|p| j.goal.pair.as_ref().is_none_or(|v| *v == p.local))
         .filter_map(|p| snap.views.get(&(g.name.clone(), p.local.clone())))
         .collect();
     let role_ok = j.goal.role.is_none_or(|r| g.role == r);

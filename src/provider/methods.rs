@@ -107,7 +107,7 @@ fn group_name(rep: &Replication, p: &Params) -> Result<String, CimError> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| CimError::invalid_parameter("GroupName is required"))?;
-    if rep.backend.snapshot().group(name).is_none() {
+    if rep.snapshot().group(name).is_none() {
         return Err(CimError::invalid_parameter(format!(
             "remote-copy group {name} does not exist on {}",
             rep.array
@@ -222,7 +222,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
         })
     });
     let wait = wait.transpose()?;
-    let snap = rep.backend.snapshot();
+    let snap = rep.snapshot();
     let (group, pair) = resolve(rep, &snap, &sync)?;
     let g = snap.group(&group).expect("resolved");
     let name = group.clone();
@@ -232,6 +232,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
             Goal {
                 role: None,
                 copy: Some(CopyState::Synchronized),
+                pair: None,
             },
         ),
         7 | 22 => (
@@ -239,6 +240,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
             Goal {
                 role: None,
                 copy: None,
+                pair: None,
             },
         ),
         8 => {
@@ -252,6 +254,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 Goal {
                     role: None,
                     copy: None,
+                    pair: None,
                 },
             )
         }
@@ -260,6 +263,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
             Goal {
                 role: Some(Role::PrimaryRev),
                 copy: None,
+                pair: None,
             },
         ),
         11 => (
@@ -267,6 +271,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
             Goal {
                 role: Some(Role::Secondary),
                 copy: None,
+                pair: None,
             },
         ),
         14 => {
@@ -288,6 +293,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 Goal {
                     role: None,
                     copy: Some(CopyState::Synchronized),
+                    pair: None,
                 },
             )
         }
@@ -299,6 +305,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
             Goal {
                 role: None,
                 copy: None,
+                pair: None,
             },
         ),
         18 => {
@@ -313,6 +320,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 Goal {
                     role: None,
                     copy: None,
+                    pair: None,
                 },
             )
         }
@@ -325,6 +333,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                     Role::Primary
                 }),
                 copy: None,
+                pair: None,
             },
         ),
         n if (2..=25).contains(&n) => return done(NOT_SUPPORTED, Vec::new()),
@@ -362,7 +371,7 @@ fn finish(
     before: &ObjectPath,
     affected: Vec<ObjectPath>,
 ) -> Result<MethodResult, CimError> {
-    let snap = rep.backend.snapshot();
+    let snap = rep.snapshot();
     let mut jobs = rep.jobs.lock().expect("not poisoned");
     let id = jobs.start(method, group, goal, snap.now, affected);
     jobs.update(&snap);
@@ -414,7 +423,7 @@ fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult,
             )))
         }
     };
-    let snap = rep.backend.snapshot();
+    let snap = rep.snapshot();
     let src = param(p, "SourceElement")
         .and_then(Value::as_ref_path)
         .ok_or_else(|| CimError::invalid_parameter("SourceElement is required"))?;
@@ -528,7 +537,7 @@ fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult,
     }
     let remote_path = vol_path(&peer, &rep.host_of(&peer), &remote);
     let sync = {
-        let snap = rep.backend.snapshot();
+        let snap = rep.snapshot();
         let g = snap.group(&group).expect("created");
         let pr = g.pairs.iter().find(|x| x.local == vol).expect("admitted");
         rep.pair_sync_path(g, pr)
@@ -541,6 +550,7 @@ fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult,
         Goal {
             role: None,
             copy: Some(wait),
+            pair: Some(vol.clone()),
         },
         &sync,
         vec![remote_path.clone()],
@@ -557,7 +567,7 @@ fn relationships(rep: &Replication, p: &Params) -> Result<MethodResult, CimError
     let kind = u16p(p, "Type").ok_or_else(|| {
         CimError::invalid_parameter("Type is required (2 StorageSynchronized, 3 GroupSynchronized)")
     })?;
-    let snap = rep.backend.snapshot();
+    let snap = rep.snapshot();
     let want_mode = u16p(p, "Mode");
     let want_state = u16p(p, "CopyState");
     let local_only = u16p(p, "Locality") == Some(2);
@@ -606,7 +616,7 @@ fn relationships(rep: &Replication, p: &Params) -> Result<MethodResult, CimError
 /// GetPeerSystems: the arrays this one replicates with.
 fn peers(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
     let reachable_only = u16p(p, "Options") == Some(2);
-    let snap = rep.backend.snapshot();
+    let snap = rep.snapshot();
     let mut names: Vec<String> = rep
         .hosts
         .keys()
@@ -706,7 +716,14 @@ fn capabilities(m: &str, p: &Params) -> Result<MethodResult, CimError> {
             )
         }
         // No optional DMTF feature is claimed.
-        "getsupportedfeatures" => done(OK, vec![(Name::new("Features"), u16_array(&[]))]),
+        // 34/35: each array's provider manages pairs whose other end is
+        // remote (failover on the target side, everything else on the
+        // source side); 42: admitting a volume creates its target on the
+        // peer; 46: TargetElement may be the peer's own path (its host).
+        "getsupportedfeatures" => done(
+            OK,
+            vec![(Name::new("Features"), u16_array(&[34, 35, 42, 46]))],
+        ),
         "getsupportedcopystates" => {
             let states = [2u16, 3, 4, 5, 8, 10, 13];
             done(

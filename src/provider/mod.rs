@@ -152,6 +152,15 @@ impl Replication {
     }
 
     /// The CIM host of an array (its name when unknown).
+    /// The array's state now. Every look at the array through the provider
+    /// goes through here, so running jobs are judged against every state
+    /// a client could have seen (and before every command changes it).
+    pub fn snapshot(&self) -> Snapshot {
+        let snap = self.backend.snapshot();
+        self.jobs.lock().expect("not poisoned").update(&snap);
+        snap
+    }
+
     pub fn host_of(&self, array: &str) -> String {
         self.hosts
             .get(array)
@@ -185,13 +194,12 @@ impl Provider for Replication {
     }
 
     fn enumerate(&self, _ctx: &Ctx, class: &Name) -> Result<Vec<Instance>, CimError> {
-        let snap = self.backend.snapshot();
+        let snap = self.snapshot();
         if class.is("RCM_ConcreteJob")
             || class.is("CIM_OwningJobElement")
             || class.is("CIM_AffectedJobElement")
         {
-            let mut jobs = self.jobs.lock().expect("not poisoned");
-            jobs.update(&snap);
+            let jobs = self.jobs.lock().expect("not poisoned");
             return Ok(jobs.instances(class.as_str(), self));
         }
         Ok(model::instances(self, &snap, class.as_str()))

@@ -118,6 +118,8 @@ if phase == "discover":
     (cp,) = a.EnumerateInstanceNames("CIM_ReplicationServiceCapabilities")
     rc, out = a.InvokeMethod("GetSupportedOperations", cp, ReplicationType=Uint16(4))
     check("GetSupportedOperations lists Failover, Failback, Resync, Reverse", rc == 0 and {10, 11, 14, 20} <= set(out["SupportedOperations"]), (rc, dict(out)))
+    rc, out = a.InvokeMethod("GetSupportedFeatures", cp, ReplicationType=Uint16(4))
+    check("GetSupportedFeatures: remote source/target managed, remote targets created, foreign paths accepted", rc == 0 and list(out["Features"]) == [34, 35, 42, 46], (rc, dict(out)))
     rc, out = a.InvokeMethod("GetSupportedCopyStates", cp, ReplicationType=Uint16(4))
     check("GetSupportedCopyStates includes Failedover", rc == 0 and 10 in out["SupportedCopyStates"], (rc, dict(out)))
     vols = a.EnumerateInstances("CIM_StorageVolume")
@@ -160,7 +162,7 @@ elif phase == "create":
         b_vols[vol] = pair_of(b, "site-b", vol)
     groups = a.EnumerateInstances("CIM_GroupSynchronized")
     check("one GroupSynchronized rcg0 on A", [g["RelationshipName"] for g in groups] == ["rcg0"], groups)
-    binst = b.GetInstance(b_vols["vol0"])
+    binst = wait_for(b, b_vols["vol0"], "B synchronized", lambda i: i["CopyState"] == 4)
     check("B sees the pair: Secondary, Synchronized", (binst["Role"], binst["CopyState"]) == (2, 4), dict(binst))
     rc, out = a.InvokeMethod("GetReplicationRelationships", rs, Type=Uint16(2))
     check("GetReplicationRelationships lists both pairs", rc == 0 and len(out["Synchronizations"]) == 2, (rc, dict(out)))
@@ -214,7 +216,7 @@ elif phase == "failback":
     wait_job(b, "Resync Replica (recover)", rc, out)
     inst = wait_for(b, sv, "recovered", lambda i: i["CopyState"] == 4)
     check("after recover B is Primary-Rev and Synchronized", (inst["Role"], inst["SyncState"]) == (3, 6), dict(inst))
-    inst = a.GetInstance(pair_of(a, "site-a", "vol0"))
+    inst = wait_for(a, pair_of(a, "site-a", "vol0"), "A in step with B", lambda i: i["CopyState"] == 4)
     check("after recover A is Secondary-Rev", (inst["Role"], inst["RoleReversed"]) == (4, True), dict(inst))
     # EMC's failback: Failback unless SyncState is already 6 on the natural
     # primary; here A is Secondary-Rev, so it is needed.
@@ -223,7 +225,7 @@ elif phase == "failback":
     for vol in ("vol0", "vol1"):
         inst = wait_for(a, pair_of(a, "site-a", vol), f"{vol} restored", lambda i: i["Role"] == 1 and i["CopyState"] == 4)
         check(f"{vol} on A: Primary again, SyncState 6, not reversed", (inst["SyncState"], inst["RoleReversed"]) == (6, False), dict(inst))
-        inst = b.GetInstance(pair_of(b, "site-b", vol))
+        inst = wait_for(b, pair_of(b, "site-b", vol), f"{vol} on B back to Secondary", lambda i: i["Role"] == 2)
         check(f"{vol} on B: Secondary again", (inst["Role"], inst["CopyState"]) == (2, 4), dict(inst))
 
 else:
