@@ -116,6 +116,20 @@ fn child_cim(n: usize) {
     });
 }
 
+/// Child: two simulated arrays behind the SMI-S provider (the CIM
+/// conformance driver), group rcg0 synced; prints "ADDR_A ADDR_B".
+fn child_provider() {
+    use replicim::conformance::{cim_driver::CimDriver, Driver, Step};
+    let mut d = CimDriver::start().unwrap();
+    d.reset().unwrap();
+    d.step(&Step::parse("setup sync").unwrap()).unwrap();
+    let h = d.hosts();
+    println!("{} {}", h["site-a"], h["site-b"]);
+    loop {
+        std::thread::park();
+    }
+}
+
 /// Child: a bare hyper server answering every request with `body`.
 fn child_bare(body: Vec<u8>) {
     let body = Bytes::from(body);
@@ -258,6 +272,9 @@ fn main() {
         let n = args.last().unwrap().parse().unwrap();
         return child_cim(n);
     }
+    if args.iter().any(|a| a == "--child-provider") {
+        return child_provider();
+    }
     if args.iter().any(|a| a == "--child-bare") {
         let n: usize = args.last().unwrap().parse().unwrap();
         return child_bare(vec![b'x'; n]);
@@ -353,6 +370,66 @@ fn main() {
         format!("{rss_idle:.0} MB after start-up"),
         "-".into(),
     ));
+
+    // The SMI-S provider: what consoles poll. Each request takes a fresh
+    // snapshot of the (simulated) array and builds the instances from it.
+    let prov = Server::spawn(&["--child-provider"]);
+    let (a, b) = prov.addr.split_once(' ').unwrap();
+    let vol = |sys: &str, host: &str| {
+        Value::reference(replicim::provider::model_paths::vol_path(sys, host, "vol0"))
+    };
+    let pair = ObjectPath {
+        host: None,
+        namespace: None,
+        class: Name::new("RCM_StorageSynchronized"),
+        keys: vec![
+            (Name::new("SystemElement"), vol("site-a", a)),
+            (Name::new("SyncedElement"), vol("site-b", b)),
+        ],
+    };
+    let mut name = Vec::new();
+    replicim::cim::xml::encode::instance_name(&mut name, &pair);
+    let name = String::from_utf8(name).unwrap();
+    let get_pair = cim_request(
+        "GetInstance",
+        &format!("<IPARAMVALUE NAME=\"InstanceName\">{name}</IPARAMVALUE>"),
+    );
+    let mut vname = Vec::new();
+    let vp = replicim::provider::model_paths::vol_path("site-a", a, "vol0");
+    replicim::cim::xml::encode::instance_name(
+        &mut vname,
+        &ObjectPath {
+            host: None,
+            namespace: None,
+            ..vp
+        },
+    );
+    let refs = cim_request(
+        "References",
+        &format!(
+            "<IPARAMVALUE NAME=\"ObjectName\">{}</IPARAMVALUE><IPARAMVALUE NAME=\"ResultClass\"><CLASSNAME NAME=\"CIM_StorageSynchronized\"/></IPARAMVALUE>",
+            String::from_utf8(vname).unwrap()
+        ),
+    );
+    for (what, req) in [
+        ("GetInstance of a StorageSynchronized", &get_pair),
+        ("References(volume, CIM_StorageSynchronized)", &refs),
+    ] {
+        let sample = rt.block_on(load(a, &req.0, &req.1, 1, 0.2));
+        let size = (sample.1 / sample.0.max(1)) as usize;
+        let bare = Server::spawn(&["--child-bare", &size.to_string()]);
+        let bb = rt.block_on(load(&bare.addr, &req.0, &req.1, 4, secs));
+        let pp = rt.block_on(load(a, &req.0, &req.1, 4, secs));
+        let rb = bb.0 as f64 / bb.2.as_secs_f64();
+        let rp = pp.0 as f64 / pp.2.as_secs_f64();
+        rows.push((
+            format!("provider: {what}, 4 connections, {size} B reply"),
+            format!("{rp:.0} req/s"),
+            format!("bare hyper {rb:.0} req/s"),
+            format!("{:.2}x of bare hyper", rp / rb),
+        ));
+    }
+    drop(prov);
 
     println!("| measurement | result | baseline / detail (same run) | ratio |");
     println!("|---|---|---|---|");
