@@ -339,3 +339,29 @@ fn finished_jobs_are_not_judged_again_after_later_commands() {
         assert_eq!(j.get("JobState").and_then(Value::as_u64), Some(7), "{j:?}");
     }
 }
+
+/// CreateGroup then CreateGroupReplica from a pywbem console: a group of
+/// two volumes becomes a remote-copy group, mirrored byte for byte.
+#[test]
+fn pywbem_console_replicates_a_whole_group() {
+    let mut d = CimDriver::start().unwrap();
+    d.reset().unwrap();
+    {
+        let sim = d.sim();
+        let mut s = sim.lock().unwrap();
+        for v in VOLUMES {
+            s.create_volume(SITE_A, v, VOLUME_BLOCKS).unwrap();
+        }
+    }
+    step(&mut d, "write A vol0 0..40 0x71");
+    step(&mut d, "write A vol1 10..90 0x72");
+    let clock = d.wall_clock();
+    let out = console(&d, "group");
+    assert!(
+        out.contains("ok  vol1 mirrored to site-b as Secondary"),
+        "{out}"
+    );
+    drop(clock);
+    step(&mut d, "settle");
+    assert!(same_data(&d), "site-b differs after CreateGroupReplica");
+}

@@ -90,10 +90,9 @@ pub fn invoke(
                 .map_err(failed)?;
             done(OK, Vec::new())
         }
-        // A remote-copy group is made by CreateElementReplica with the
-        // group's name as ElementName; group creation from a local
-        // ReplicationGroup is not built.
-        "creategroupreplica" => done(NOT_SUPPORTED, Vec::new()),
+        "creategroup" => create_local_group(rep, &params),
+        "deletegroup" => delete_local_group(rep, &params),
+        "creategroupreplica" => create_group_replica(rep, &params),
         _ => Err(CimError::method_not_available(format!(
             "{m} is not available on {}",
             rep.array
@@ -123,6 +122,7 @@ fn create_group(rep: &Replication, p: &Params) -> Result<MethodResult, CimError>
         .filter(|s| !s.is_empty())
         .ok_or_else(|| CimError::invalid_parameter("GroupName is required"))?
         .to_string();
+    not_local(rep, &group)?;
     let peer = param(p, "TargetSystem")
         .and_then(Value::as_str)
         .ok_or_else(|| CimError::invalid_parameter("TargetSystem is required"))?
@@ -137,15 +137,7 @@ fn create_group(rep: &Replication, p: &Params) -> Result<MethodResult, CimError>
     let period_ms = param(p, "SyncInterval")
         .and_then(Value::as_u64)
         .map_or(DEFAULT_PERIOD_MS, |s| s * 1000);
-    let mode = match u16p(p, "Mode") {
-        None | Some(2) => Mode::Sync,
-        Some(3) => Mode::Periodic { period_ms },
-        Some(n) => {
-            return Err(CimError::invalid_parameter(format!(
-                "Mode {n} is not supported (2 Synchronous, 3 Asynchronous)"
-            )))
-        }
-    };
+    let mode = mode_param(p, period_ms)?;
     rep.backend
         .command(Command::CreateGroup {
             group: group.clone(),
@@ -404,6 +396,51 @@ fn finish(
     }
 }
 
+/// The peer a new mirror goes to: the array `target_system` names (from
+/// the target parameter `what`), the end of ConnectivityCollection, or the
+/// only peer there is; they must agree.
+fn pick_peer(
+    rep: &Replication,
+    p: &Params,
+    target_system: Option<&str>,
+    what: &str,
+) -> Result<String, CimError> {
+    let link_peer = param(p, "ConnectivityCollection")
+        .and_then(Value::as_ref_path)
+        .and_then(|c| {
+            c.key("InstanceID")
+                .and_then(Value::as_str)
+                .and_then(|id| id.rsplit(':').next())
+                .map(str::to_string)
+        });
+    let peer = match (target_system, &link_peer) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(CimError::invalid_parameter(format!(
+                "{what} is on {a} but ConnectivityCollection leads to {b}"
+            )))
+        }
+        (Some(a), _) => a.to_string(),
+        (None, Some(b)) => b.clone(),
+        (None, None) => {
+            let others: Vec<&String> = rep.hosts.keys().filter(|a| **a != rep.array).collect();
+            match others.as_slice() {
+                [one] => (*one).clone(),
+                _ => {
+                    return Err(CimError::invalid_parameter(format!(
+                        "name the peer with {what} or ConnectivityCollection"
+                    )))
+                }
+            }
+        }
+    };
+    if peer == rep.array {
+        return Err(CimError::invalid_parameter(
+            "the target must be on another array: this provider makes remote mirrors only",
+        ));
+    }
+    Ok(peer)
+}
+
 /// CreateElementReplica: a remote mirror of a local volume, in the group
 /// named by ElementName (created if new; a started group is stopped, the
 /// volume admitted, and the group started again).
@@ -412,17 +449,7 @@ fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult,
         // Only mirrors are built: snapshots and clones through CIM are not.
         return done(NOT_SUPPORTED, Vec::new());
     }
-    let mode = match u16p(p, "Mode") {
-        None | Some(2) => Mode::Sync,
-        Some(3) => Mode::Periodic {
-            period_ms: DEFAULT_PERIOD_MS,
-        },
-        Some(n) => {
-            return Err(CimError::invalid_parameter(format!(
-                "Mode {n} is not supported (2 Synchronous, 3 Asynchronous)"
-            )))
-        }
-    };
+    let mode = mode_param(p, DEFAULT_PERIOD_MS)?;
     let snap = rep.snapshot();
     let src = param(p, "SourceElement")
         .and_then(Value::as_ref_path)
@@ -445,42 +472,12 @@ fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult,
         })?
         .to_string();
     let target = param(p, "TargetElement").and_then(Value::as_ref_path);
-    let link_peer = param(p, "ConnectivityCollection")
-        .and_then(Value::as_ref_path)
-        .and_then(|c| {
-            c.key("InstanceID")
-                .and_then(Value::as_str)
-                .and_then(|id| id.rsplit(':').next())
-                .map(str::to_string)
-        });
-    let peer = match (
+    let peer = pick_peer(
+        rep,
+        p,
         target.and_then(|t| t.key("SystemName").and_then(Value::as_str)),
-        &link_peer,
-    ) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(CimError::invalid_parameter(format!(
-                "TargetElement is on {a} but ConnectivityCollection leads to {b}"
-            )))
-        }
-        (Some(a), _) => a.to_string(),
-        (None, Some(b)) => b.clone(),
-        (None, None) => {
-            let others: Vec<&String> = rep.hosts.keys().filter(|a| **a != rep.array).collect();
-            match others.as_slice() {
-                [one] => (*one).clone(),
-                _ => {
-                    return Err(CimError::invalid_parameter(
-                        "name the peer with TargetElement or ConnectivityCollection",
-                    ))
-                }
-            }
-        }
-    };
-    if peer == rep.array {
-        return Err(CimError::invalid_parameter(
-            "the target must be on another array: this provider makes remote mirrors only",
-        ));
-    }
+        "TargetElement",
+    )?;
     let remote = target
         .and_then(|t| t.key("DeviceID").and_then(Value::as_str))
         .unwrap_or(&vol)
@@ -490,6 +487,7 @@ fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult,
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .unwrap_or_else(|| format!("rcg-{vol}"));
+    not_local(rep, &group)?;
     match snap.group(&group) {
         None => {
             let policies = Policies::default();
@@ -560,6 +558,221 @@ fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult,
     r.out
         .push((Name::new("TargetElement"), Value::reference(remote_path)));
     Ok(r)
+}
+
+/// CreateGroup: a named, ordered set of this array's volumes, not
+/// replicating yet (the provider holds it until CreateGroupReplica).
+fn create_local_group(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
+    let name = param(p, "GroupName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| CimError::invalid_parameter("GroupName is required: groups here are named"))?
+        .to_string();
+    let snap = rep.snapshot();
+    let mut members = Vec::new();
+    if let Some(Value::Array(refs)) = param(p, "Members") {
+        for m in refs.iter().flatten() {
+            let vol = m
+                .as_ref_path()
+                .filter(|m| {
+                    m.key("SystemName")
+                        .and_then(Value::as_str)
+                        .is_none_or(|s| s == rep.array)
+                })
+                .and_then(|m| m.key("DeviceID"))
+                .and_then(Value::as_str)
+                .filter(|v| snap.volumes.iter().any(|(n, _)| n == v))
+                .ok_or_else(|| {
+                    CimError::invalid_parameter(format!(
+                        "Members: {m:?} is not a volume of {}",
+                        rep.array
+                    ))
+                })?;
+            if snap
+                .groups
+                .iter()
+                .any(|g| g.pairs.iter().any(|p| p.local == vol))
+            {
+                return Err(CimError::invalid_parameter(format!(
+                    "Members: {vol} already replicates in a remote-copy group"
+                )));
+            }
+            if !members.iter().any(|x| x == vol) {
+                members.push(vol.to_string());
+            }
+        }
+    }
+    let mut local = rep.local_groups.lock().expect("not poisoned");
+    if snap.group(&name).is_some() || local.contains_key(&name) {
+        return Err(CimError::already_exists(format!(
+            "a group named {name} already exists on {}",
+            rep.array
+        )));
+    }
+    local.insert(name.clone(), members);
+    let path = group_path(&rep.array, &rep.host_of(&rep.array), &name);
+    done(
+        OK,
+        vec![(Name::new("ReplicationGroup"), Value::reference(path))],
+    )
+}
+
+/// Refuses a remote-copy group name taken by a CreateGroup group.
+fn not_local(rep: &Replication, name: &str) -> Result<(), CimError> {
+    if rep
+        .local_groups
+        .lock()
+        .expect("not poisoned")
+        .contains_key(name)
+    {
+        return Err(CimError::invalid_parameter(format!(
+            "{name} is a group made by CreateGroup: replicate it with CreateGroupReplica"
+        )));
+    }
+    Ok(())
+}
+
+/// The name of a group this array's provider made with CreateGroup.
+fn local_group_name(rep: &Replication, p: &Params, what: &str) -> Result<String, CimError> {
+    let g = param(p, what)
+        .and_then(Value::as_ref_path)
+        .ok_or_else(|| CimError::invalid_parameter(format!("{what} is required")))?;
+    let id = g.key("InstanceID").and_then(Value::as_str).unwrap_or("");
+    let name = id.strip_prefix(&format!("{}:", rep.array)).ok_or_else(|| {
+        CimError::invalid_parameter(format!("{what} {g} is not a group of {}", rep.array))
+    })?;
+    if rep
+        .local_groups
+        .lock()
+        .expect("not poisoned")
+        .contains_key(name)
+    {
+        return Ok(name.to_string());
+    }
+    if rep.snapshot().group(name).is_some() {
+        return Err(CimError::invalid_parameter(format!(
+            "{what}: {name} is already a remote-copy group; use ModifyReplicaSynchronization or RemoveRemoteCopyGroup"
+        )));
+    }
+    Err(CimError::invalid_parameter(format!(
+        "{what} {g} is not a group of {}",
+        rep.array
+    )))
+}
+
+/// DeleteGroup of a group that does not replicate (RemoveElements: no).
+fn delete_local_group(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
+    let name = local_group_name(rep, p, "ReplicationGroup")?;
+    if param(p, "RemoveElements").and_then(Value::as_bool) == Some(true) {
+        return done(NOT_SUPPORTED, Vec::new());
+    }
+    rep.local_groups.lock().expect("not poisoned").remove(&name);
+    done(OK, Vec::new())
+}
+
+/// CreateGroupReplica: a CreateGroup group becomes a remote-copy group
+/// (named RelationshipName, else the group's name) mirroring every member
+/// to the same-named volume on the peer, which creates them.
+fn create_group_replica(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
+    if u16p(p, "SyncType") != Some(6) {
+        return done(NOT_SUPPORTED, Vec::new());
+    }
+    let mode = mode_param(p, DEFAULT_PERIOD_MS)?;
+    let source = local_group_name(rep, p, "SourceGroup")?;
+    let target = param(p, "TargetGroup").and_then(Value::as_ref_path);
+    let target_system = target
+        .and_then(|t| t.key("InstanceID"))
+        .and_then(Value::as_str)
+        .and_then(|id| id.split_once(':'))
+        .map(|(sys, _)| sys.to_string());
+    let peer = pick_peer(rep, p, target_system.as_deref(), "TargetGroup")?;
+    let name = param(p, "RelationshipName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(&source)
+        .to_string();
+    let members = rep.local_groups.lock().expect("not poisoned")[&source].clone();
+    if members.is_empty() {
+        return Err(CimError::invalid_parameter(format!(
+            "group {source} has no members: add volumes with CreateGroup's Members"
+        )));
+    }
+    if name != source && rep.snapshot().group(&name).is_some() {
+        return Err(CimError::already_exists(format!(
+            "a group named {name} already exists on {}",
+            rep.array
+        )));
+    }
+    rep.backend
+        .command(Command::CreateGroup {
+            group: name.clone(),
+            peer: peer.clone(),
+            mode,
+            policies: Policies::default(),
+        })
+        .map_err(failed)?;
+    let mut cmds: Vec<Command> = members
+        .iter()
+        .map(|v| Command::Admit {
+            group: name.clone(),
+            vol: v.clone(),
+            remote_vol: v.clone(),
+        })
+        .collect();
+    let wait = u16p(p, "WaitForCopyState")
+        .and_then(CopyState::from_number)
+        .unwrap_or(CopyState::Synchronized);
+    if wait != CopyState::Initialized {
+        cmds.push(Command::Start {
+            group: name.clone(),
+        });
+    }
+    for c in cmds {
+        if let Err(e) = rep.backend.command(c) {
+            // Leave things as they were: the group stays a local group.
+            let _ = rep.backend.command(Command::RemoveGroup {
+                group: name.clone(),
+            });
+            return Err(failed(e));
+        }
+    }
+    rep.local_groups
+        .lock()
+        .expect("not poisoned")
+        .remove(&source);
+    let snap = rep.snapshot();
+    let g = snap.group(&name).expect("created");
+    let sync = rep.group_sync_path(g);
+    let target_path = group_path(&peer, &rep.host_of(&peer), &name);
+    let mut r = finish(
+        rep,
+        "CreateGroupReplica",
+        &name,
+        None,
+        Goal {
+            role: None,
+            copy: Some(wait),
+            pair: None,
+        },
+        &sync,
+        vec![target_path.clone()],
+    )?;
+    r.out
+        .push((Name::new("Synchronization"), Value::reference(sync)));
+    r.out
+        .push((Name::new("TargetGroup"), Value::reference(target_path)));
+    Ok(r)
+}
+
+/// Mode: 2 Synchronous (default) or 3 Asynchronous (periodic).
+fn mode_param(p: &Params, period_ms: u64) -> Result<Mode, CimError> {
+    match u16p(p, "Mode") {
+        None | Some(2) => Ok(Mode::Sync),
+        Some(3) => Ok(Mode::Periodic { period_ms }),
+        Some(n) => Err(CimError::invalid_parameter(format!(
+            "Mode {n} is not supported (2 Synchronous, 3 Asynchronous)"
+        ))),
+    }
 }
 
 /// GetReplicationRelationships: paths of this array's pairs or groups.

@@ -139,6 +139,11 @@ pub struct Replication {
     array: String,
     hosts: Hosts,
     jobs: Mutex<JobTable>,
+    /// Groups made by CreateGroup that do not replicate yet: name ->
+    /// member volumes, in order. CreateGroupReplica turns one into a
+    /// remote-copy group. Held by the provider, not the array, and so lost
+    /// when the provider restarts.
+    local_groups: Mutex<BTreeMap<String, Vec<String>>>,
 }
 
 impl Replication {
@@ -148,10 +153,10 @@ impl Replication {
             array: array.to_string(),
             hosts,
             jobs: Mutex::new(JobTable::default()),
+            local_groups: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// The CIM host of an array (its name when unknown).
     /// The array's state now. Every look at the array through the provider
     /// goes through here, so running jobs are judged against every state
     /// a client could have seen (and before every command changes it).
@@ -161,6 +166,7 @@ impl Replication {
         snap
     }
 
+    /// The CIM host of an array (its name when unknown).
     pub fn host_of(&self, array: &str) -> String {
         self.hosts
             .get(array)

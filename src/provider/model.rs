@@ -32,6 +32,10 @@ pub const CLASSES: &[&str] = &[
     "CIM_AffectedJobElement",
 ];
 
+fn local_groups(rep: &Replication) -> std::collections::BTreeMap<String, Vec<String>> {
+    rep.local_groups.lock().expect("not poisoned").clone()
+}
+
 fn s(v: &str) -> Option<Value> {
     Some(Value::String(v.to_string()))
 }
@@ -526,16 +530,27 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
                         Some(Value::Boolean(false)),
                     )
             })
+            .chain(local_groups(rep).into_keys().map(|name| {
+                // Made by CreateGroup, not replicating yet; held by the
+                // provider only, hence not Persistent.
+                Instance::new("RCM_ReplicationGroup")
+                    .with("InstanceID", CimType::String, s(&format!("{me}:{name}")))
+                    .with("ElementName", CimType::String, s(&name))
+                    .with("Started", CimType::Boolean, Some(Value::Boolean(false)))
+                    .with("Persistent", CimType::Boolean, Some(Value::Boolean(false)))
+            }))
             .collect(),
         "CIM_HostedCollection" => {
             let mut v: Vec<Instance> = snap
                 .groups
                 .iter()
-                .map(|g| {
+                .map(|g| g.name.clone())
+                .chain(local_groups(rep).into_keys())
+                .map(|name| {
                     assoc(
                         "CIM_HostedCollection",
                         ("Antecedent", cs.clone()),
-                        ("Dependent", group_path(me, &host, &g.name)),
+                        ("Dependent", group_path(me, &host, &name)),
                     )
                 })
                 .collect();
@@ -565,13 +580,20 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
         "CIM_OrderedMemberOfCollection" => snap
             .groups
             .iter()
-            .flat_map(|g| {
+            .map(|g| {
+                (
+                    g.name.clone(),
+                    g.pairs.iter().map(|p| p.local.clone()).collect(),
+                )
+            })
+            .chain(local_groups(rep))
+            .flat_map(|(name, members): (String, Vec<String>)| {
                 let host = host.clone();
-                g.pairs.iter().enumerate().map(move |(i, p)| {
+                members.into_iter().enumerate().map(move |(i, vol)| {
                     assoc(
                         "CIM_OrderedMemberOfCollection",
-                        ("Collection", group_path(me, &host, &g.name)),
-                        ("Member", vol_path(me, &host, &p.local)),
+                        ("Collection", group_path(me, &host, &name)),
+                        ("Member", vol_path(me, &host, &vol)),
                     )
                     .with(
                         "AssignedSequence",

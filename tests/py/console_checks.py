@@ -16,6 +16,8 @@ phases injects the faults a console cannot (array kill, restart):
             what to do; an unknown operation is "Not Supported".
   failover  on B after A died: failover unless CopyState is already 10
             (Failedover), job polled to Completed.
+  group     CreateGroup, then CreateGroupReplica to the peer, as consoles
+            that replicate consistency groups do.
   failback  on B after A came back: Resync Replica (recover) then Failback
             (restore), polled until A is Primary and in sync again.
 
@@ -227,6 +229,43 @@ elif phase == "failback":
         check(f"{vol} on A: Primary again, SyncState 6, not reversed", (inst["SyncState"], inst["RoleReversed"]) == (6, False), dict(inst))
         inst = wait_for(b, pair_of(b, "site-b", vol), f"{vol} on B back to Secondary", lambda i: i["Role"] == 2)
         check(f"{vol} on B: Secondary again", (inst["Role"], inst["CopyState"]) == (2, 4), dict(inst))
+
+elif phase == "group":
+    rs = rep_service(a)
+    vols = sorted(a.EnumerateInstanceNames("CIM_StorageVolume"), key=lambda p: p["DeviceID"])
+    rc, out = a.InvokeMethod("CreateGroup", rs, GroupName="spare", Members=vols[:1])
+    check("CreateGroup of one volume", rc == 0, rc)
+    rc, _ = a.InvokeMethod("DeleteGroup", rs, ReplicationGroup=out["ReplicationGroup"])
+    check("DeleteGroup of a group that does not replicate", rc == 0 and all(g["ElementName"] != "spare" for g in a.EnumerateInstances("CIM_ReplicationGroup")), rc)
+    rc, out = a.InvokeMethod("CreateGroup", rs, GroupName="db", Members=vols)
+    check("CreateGroup db of vol0 and vol1", rc == 0 and out["ReplicationGroup"]["InstanceID"] == "site-a:db", (rc, dict(out)))
+    rg = out["ReplicationGroup"]
+    try:
+        a.InvokeMethod("CreateGroup", rs, GroupName="db", Members=vols)
+        raise AssertionError("a second group db was accepted")
+    except CIMError as e:
+        check("a duplicate group name is CIM_ERR_ALREADY_EXISTS", e.status_code == 11, (e.status_code, e.status_description))
+    members = a.AssociatorNames(rg, AssocClass="CIM_OrderedMemberOfCollection")
+    check("the group's members, through OrderedMemberOfCollection", sorted(m["DeviceID"] for m in members) == ["vol0", "vol1"], members)
+    check("no pairs before CreateGroupReplica", a.EnumerateInstanceNames("CIM_StorageSynchronized") == [])
+    (link,) = a.Associators(rs, ResultClass="CIM_ConnectivityCollection")
+    rc, out = a.InvokeMethod("CreateGroupReplica", rs, SyncType=Uint16(6), Mode=Uint16(2), SourceGroup=rg, ConnectivityCollection=link.path)
+    wait_job(a, "CreateGroupReplica", rc, out)
+    check("CreateGroupReplica returns the GroupSynchronized and the target group", out["Synchronization"].classname == "RCM_GroupSynchronized" and out["TargetGroup"]["InstanceID"] == "site-b:db", dict(out))
+    gs = wait_for(a, out["Synchronization"], "group synchronized", lambda i: i["CopyState"] == 4)
+    check("group pair: Synchronized, Role Primary, named db", (gs["Role"], gs["RelationshipName"]) == (1, "db"), dict(gs))
+    for vol in ("vol0", "vol1"):
+        inst = wait_for(b, pair_of(b, "site-b", vol), f"{vol} on B", lambda i: i["CopyState"] == 4)
+        check(f"{vol} mirrored to site-b as Secondary", inst["Role"] == 2, dict(inst))
+    g = [x for x in a.EnumerateInstances("CIM_ReplicationGroup") if x["ElementName"] == "db"]
+    check("db is now a remote-copy group to site-b", len(g) == 1 and g[0]["TargetSystem"] == "site-b" and g[0]["Started"] is True, g)
+    try:
+        a.InvokeMethod("CreateGroupReplica", rs, SyncType=Uint16(6), SourceGroup=rg)
+        raise AssertionError("a second CreateGroupReplica was accepted")
+    except CIMError as e:
+        check("CreateGroupReplica of a replicating group is refused with a hint", e.status_code == 4 and "ModifyReplicaSynchronization" in e.status_description, (e.status_code, e.status_description))
+    rc, _ = a.InvokeMethod("CreateGroupReplica", rs, SyncType=Uint16(7), SourceGroup=rg)
+    check("snapshots (SyncType 7) are Not Supported (rc 1)", rc == 1, rc)
 
 else:
     raise SystemExit(f"unknown phase {phase}")
