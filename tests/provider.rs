@@ -22,6 +22,20 @@ fn step(d: &mut CimDriver, line: &str) {
         .unwrap_or_else(|e| panic!("{line}: {e}"));
 }
 
+/// Two served arrays; vol0 and vol1 exist on site-a only, in no group.
+fn two_arrays_with_volumes() -> CimDriver {
+    let mut d = CimDriver::start().unwrap();
+    d.reset().unwrap();
+    {
+        let sim = d.sim();
+        let mut s = sim.lock().unwrap();
+        for v in VOLUMES {
+            s.create_volume(SITE_A, v, VOLUME_BLOCKS).unwrap();
+        }
+    }
+    d
+}
+
 fn same_data(d: &CimDriver) -> bool {
     let sim = d.sim();
     let mut s = sim.lock().unwrap();
@@ -35,15 +49,7 @@ fn same_data(d: &CimDriver) -> bool {
 /// arrays is compared after creation and after failback.
 #[test]
 fn pywbem_console_discovers_creates_fails_over_and_fails_back() {
-    let mut d = CimDriver::start().unwrap();
-    d.reset().unwrap();
-    {
-        let sim = d.sim();
-        let mut s = sim.lock().unwrap();
-        for v in VOLUMES {
-            s.create_volume(SITE_A, v, VOLUME_BLOCKS).unwrap();
-        }
-    }
+    let mut d = two_arrays_with_volumes();
     step(&mut d, "write A vol0 0..48 0x5a");
     step(&mut d, "write A vol1 100..140 0x6b");
     let clock = d.wall_clock();
@@ -165,15 +171,7 @@ fn rcopy_ok(d: &CimDriver, side: &str, args: &[&str]) -> String {
 /// explained, and the group taken apart again.
 #[test]
 fn rcopy_admin_client_manages_a_group_over_cim() {
-    let mut d = CimDriver::start().unwrap();
-    d.reset().unwrap();
-    {
-        let sim = d.sim();
-        let mut s = sim.lock().unwrap();
-        for v in VOLUMES {
-            s.create_volume(SITE_A, v, VOLUME_BLOCKS).unwrap();
-        }
-    }
+    let mut d = two_arrays_with_volumes();
     step(&mut d, "write A vol0 0..64 0x3c");
     let _clock = d.wall_clock();
     let empty = rcopy_ok(&d, SITE_A, &["showrcopy"]);
@@ -344,15 +342,7 @@ fn finished_jobs_are_not_judged_again_after_later_commands() {
 /// two volumes becomes a remote-copy group, mirrored byte for byte.
 #[test]
 fn pywbem_console_replicates_a_whole_group() {
-    let mut d = CimDriver::start().unwrap();
-    d.reset().unwrap();
-    {
-        let sim = d.sim();
-        let mut s = sim.lock().unwrap();
-        for v in VOLUMES {
-            s.create_volume(SITE_A, v, VOLUME_BLOCKS).unwrap();
-        }
-    }
+    let mut d = two_arrays_with_volumes();
     step(&mut d, "write A vol0 0..40 0x71");
     step(&mut d, "write A vol1 10..90 0x72");
     let clock = d.wall_clock();

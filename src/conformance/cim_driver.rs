@@ -189,26 +189,7 @@ impl CimDriver {
 
     /// Creates rcg0 (mode) with vol0 and vol1 through CreateElementReplica.
     fn setup(&mut self, mode: &str, start: bool) -> Result<(), String> {
-        for v in VOLUMES {
-            self.core
-                .sim()
-                .create_volume(SITE_A, v, super::core_driver::VOLUME_BLOCKS)
-                .map_err(|e| e.to_string())?;
-        }
-        self.core.step(&Step::Write {
-            side: Side::A,
-            vol: "vol0".into(),
-            from: 0,
-            to: 48,
-            fill: 0x5a,
-        })?;
-        self.core.step(&Step::Write {
-            side: Side::A,
-            vol: "vol1".into(),
-            from: 100,
-            to: 140,
-            fill: 0x6b,
-        })?;
+        self.core.prepare_volumes()?;
         let mode_n: u16 = match rcopy::parse_mode(mode)? {
             Mode::Sync => 2,
             Mode::Periodic { .. } => 3,
@@ -343,16 +324,7 @@ impl Driver for CimDriver {
                 side,
                 args,
                 contains,
-            } => match self.rcopy(*side, args) {
-                Ok(()) => Err(format!(
-                    "`{}` succeeded but must be refused",
-                    args.join(" ")
-                )),
-                Err(e) if e.contains(contains.as_str()) => Ok(()),
-                Err(e) => Err(format!(
-                    "refused with `{e}`, which does not mention `{contains}`"
-                )),
-            },
+            } => super::expect_refusal(self.rcopy(*side, args), args, contains),
             // Faults, host I/O, time and data checks come from outside.
             other => self.core.step(other),
         }

@@ -284,6 +284,24 @@ fn name_of<T: std::fmt::Display>(n: u16, f: fn(u16) -> Option<T>) -> String {
     }
 }
 
+/// An `expect-error` step's verdict on what the command returned.
+pub fn expect_refusal(
+    r: Result<(), String>,
+    args: &[String],
+    contains: &str,
+) -> Result<(), String> {
+    match r {
+        Ok(()) => Err(format!(
+            "`{}` succeeded but must be refused",
+            args.join(" ")
+        )),
+        Err(e) if e.contains(contains) => Ok(()),
+        Err(e) => Err(format!(
+            "refused with `{e}`, which does not mention `{contains}`"
+        )),
+    }
+}
+
 /// Replays one row.
 pub fn run_row(driver: &mut dyn Driver, table: &str, row: &Row) -> RowResult {
     let expected = format!(

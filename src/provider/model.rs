@@ -224,6 +224,16 @@ pub fn policy_names(g: &Group) -> Vec<&'static str> {
     v
 }
 
+/// SyncPolicy: the policy names as a string array.
+fn policy_value(g: &Group) -> Option<Value> {
+    Some(Value::Array(
+        policy_names(g)
+            .into_iter()
+            .map(|p| Some(Value::String(p.into())))
+            .collect(),
+    ))
+}
+
 fn mode_numbers(m: Mode) -> (u16, u16) {
     // (Mode: 2 Synchronous / 3 Asynchronous, CopyType: 3 Sync / 2 Async)
     if m.is_sync() {
@@ -300,16 +310,7 @@ fn sync_props(
         CimType::Uint32,
         Some(Value::Uint32(period_s(g.mode))),
     );
-    inst.set(
-        "SyncPolicy",
-        CimType::String,
-        Some(Value::Array(
-            policy_names(g)
-                .into_iter()
-                .map(|p| Some(Value::String(p.into())))
-                .collect(),
-        )),
-    );
+    inst.set("SyncPolicy", CimType::String, policy_value(g));
 }
 
 /// One value for a whole group: the common one, or `mixed`.
@@ -508,16 +509,7 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
                         CimType::Uint32,
                         Some(Value::Uint32(period_s(g.mode))),
                     )
-                    .with(
-                        "SyncPolicy",
-                        CimType::String,
-                        Some(Value::Array(
-                            policy_names(g)
-                                .into_iter()
-                                .map(|p| Some(Value::String(p.into())))
-                                .collect(),
-                        )),
-                    )
+                    .with("SyncPolicy", CimType::String, policy_value(g))
                     .with("Persistent", CimType::Boolean, Some(Value::Boolean(true)))
                     .with(
                         "DeleteOnEmptyElement",

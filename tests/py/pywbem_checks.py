@@ -11,29 +11,12 @@ import warnings
 import pywbem
 from pywbem import CIMError, CIMInstance, CIMInstanceName, Uint16, Uint32, WBEMConnection, WBEMServer
 
+from checklib import check, expect_error, summary  # noqa: E402
+
 warnings.simplefilter("error")  # a tolerated server issue is a failure here
 
 http_url, https_url, ca_cert, user, password = sys.argv[1:6]
 NS = "root/cimv2"
-passed = []
-
-
-def check(name, cond, detail=""):
-    if not cond:
-        raise AssertionError(f"{name}: {detail}")
-    passed.append(name)
-    print(f"ok  {name}")
-
-
-def expect_error(name, code, fn):
-    try:
-        fn()
-    except CIMError as e:
-        check(name, e.status_code == code, f"got {e.status_code} {e.status_description}")
-        return e
-    raise AssertionError(f"{name}: no error, expected {code}")
-
-
 conn = WBEMConnection(http_url, (user, password), default_namespace=NS)
 
 # Classes and qualifiers
@@ -198,4 +181,4 @@ try:
 except pywbem.AuthError:
     check("missing credentials are refused (401)", True)
 
-print(f"{len(passed)} checks passed")
+summary()
