@@ -9,7 +9,7 @@ import sys
 import warnings
 
 import pywbem
-from pywbem import CIMError, CIMInstance, CIMInstanceName, Uint16, Uint32, WBEMConnection, WBEMServer
+from pywbem import CIMInstance, CIMInstanceName, Uint16, Uint32, WBEMConnection, WBEMServer
 
 from checklib import check, expect_error, summary  # noqa: E402
 
