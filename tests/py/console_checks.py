@@ -191,6 +191,11 @@ elif phase == "failover":
             continue
         rc, out = b.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(10), Synchronization=sv, Force=False)
         wait_job(b, f"Failover {vol}", rc, out)
+        # The source end moved to B, and with it the association's keys.
+        upd = out.get("UpdatedSynchronization")
+        check(f"Failover {vol} returns UpdatedSynchronization with B as SystemElement",
+              upd is not None and upd["SystemElement"]["SystemName"] == "site-b" and upd["SyncedElement"]["SystemName"] == "site-a", dict(out))
+        check("the updated path is the pair's new name", b.GetInstance(upd)["CopyState"] == 10)
     for vol in ("vol0", "vol1"):
         inst = b.GetInstance(pair_of(b, "site-b", vol))
         check(f"{vol} on B: SyncState 12, CopyState 10, Primary-Rev, RoleReversed", (inst["SyncState"], inst["CopyState"], inst["Role"], inst["RoleReversed"]) == (12, 10, 3, True), dict(inst))
