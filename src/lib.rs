@@ -10,12 +10,15 @@
 //! * [`cim`]: the CIM-XML (WBEM) server, with no replication vocabulary.
 //! * [`provider`]: the SMI-S Replication Services provider, the only module
 //!   that uses both `cim` and `core`.
+//! * [`nbd`]: the NBD export (hosts read and write volumes).
+//! * [`rcopy`]: the 3PAR command vocabulary and its CIM-XML console.
 //! * [`cli`]: the subcommands of the `replicim` binary.
 
 pub mod cim;
 pub mod cli;
 pub mod conformance;
 pub mod core;
+pub mod nbd;
 pub mod provider;
 pub mod rcopy;
 pub mod sim;

@@ -6,7 +6,8 @@ mod cim_support; // test provider and in-process server
 mod conformance; // the state tables replayed at core level, and that the runner can fail
 mod core_rules; // behaviours the seeds state in prose (dr-transitions.md)
 mod delta; // delta accounting on a 64 MiB volume
-mod layering; // src/core does no I/O and reads no clock
+mod layering;
+mod nbd; // the NBD export with qemu-io, qemu-img and qemu-nbd // src/core does no I/O and reads no clock
 mod provider; // the SMI-S provider driven by a pywbem console, phase by phase
 mod sim_faults; // seeded random faults with invariants, replayable by REPLICIM_SEED
 mod store; // both block stores honour the contract; snapshot properties
