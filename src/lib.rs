@@ -10,6 +10,7 @@
 //! * [`cim`]: the CIM-XML (WBEM) server, with no replication vocabulary.
 //! * [`provider`]: the SMI-S Replication Services provider, the only module
 //!   that uses both `cim` and `core`.
+//! * [`link`]: the replication link protocol (frames, handshake, heartbeats), sans-IO.
 //! * [`nbd`]: the NBD export (hosts read and write volumes).
 //! * [`rcopy`]: the 3PAR command vocabulary and its CIM-XML console.
 //! * [`cli`]: the subcommands of the `replicim` binary.
@@ -18,6 +19,7 @@ pub mod cim;
 pub mod cli;
 pub mod conformance;
 pub mod core;
+pub mod link;
 pub mod nbd;
 pub mod provider;
 pub mod rcopy;

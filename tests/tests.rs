@@ -7,6 +7,7 @@ mod conformance; // the state tables replayed at core level, and that the runner
 mod core_rules; // behaviours the seeds state in prose (dr-transitions.md)
 mod delta; // delta accounting on a 64 MiB volume
 mod layering;
+mod link; // the replication link protocol, in memory and over a socket
 mod nbd; // the NBD export with qemu-io, qemu-img and qemu-nbd // src/core does no I/O and reads no clock
 mod provider; // the SMI-S provider driven by a pywbem console, phase by phase
 mod sim_faults; // seeded random faults with invariants, replayable by REPLICIM_SEED

@@ -6,12 +6,13 @@
 //! reorders. Every volume name in a message is the *receiver's* name for the
 //! volume, so no side needs the other's naming to act on a message.
 //!
-//! The core gives these no wire format; `link::frame` (later) owns one.
+//! The core gives these no wire format; `link` owns one (serde derives
+//! only say what the fields are).
 
 use super::types::{Block, Mode, Policies, Role, SyncStatus, WriteId};
 
 /// Why a block is being sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataTag {
     /// A synchronous host write; acknowledged to the host after the ack.
     Write(WriteId),
@@ -20,7 +21,7 @@ pub enum DataTag {
 }
 
 /// What one side tells the other about one pair in a [`Msg::Hello`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct PairHello {
     /// The receiver's name of the volume.
     pub vol: String,
@@ -34,7 +35,7 @@ pub struct PairHello {
 }
 
 /// What one side tells the other about one group in a [`Msg::Hello`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct GroupHello {
     pub group: String,
     pub role: Role,
@@ -45,7 +46,7 @@ pub struct GroupHello {
 }
 
 /// One message on the replication link.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Msg {
     /// First message after a link comes up, in both directions.
     Hello {
@@ -101,6 +102,7 @@ pub enum Msg {
         group: String,
         vol: String,
         block: u64,
+        #[serde(with = "block_bytes")]
         data: Box<Block>,
         tag: DataTag,
     },
@@ -198,5 +200,32 @@ impl Msg {
             | Msg::Reverse { group, .. }
             | Msg::ReverseDone { group, .. } => Some(group),
         }
+    }
+}
+
+/// A block as one byte string (serde has no impl for 4096-byte arrays).
+mod block_bytes {
+    use super::Block;
+    use crate::core::BLOCK_SIZE;
+
+    pub fn serialize<S: serde::Serializer>(b: &Block, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&b[..])
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<Block>, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Box<Block>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "{BLOCK_SIZE} bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Box<Block>, E> {
+                let b: Block = v
+                    .try_into()
+                    .map_err(|_| E::invalid_length(v.len(), &self))?;
+                Ok(Box::new(b))
+            }
+        }
+        d.deserialize_bytes(V)
     }
 }

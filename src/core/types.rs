@@ -26,12 +26,24 @@ pub struct SnapId(pub u64);
 
 /// Identifier of a host write, returned to the caller and echoed in the
 /// acknowledgement event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub struct WriteId(pub u64);
 
 /// Role of one side of a remote-copy group (3PAR vocabulary).
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::EnumIter,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::EnumIter,
 )]
 pub enum Role {
     /// Natural source.
@@ -70,7 +82,17 @@ impl Role {
 
 /// Per-volume synchronisation status as `showrcopy` prints it.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::EnumIter,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::EnumIter,
 )]
 pub enum SyncStatus {
     /// Remote copy for the volume has not started.
@@ -88,7 +110,7 @@ pub enum SyncStatus {
 }
 
 /// Replication mode of a group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
     /// A host write completes only after the peer applied it.
     Sync,
@@ -113,7 +135,9 @@ impl fmt::Display for Mode {
 }
 
 /// Group policies (3PAR `setrcopygroup pol`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash,
+)]
 pub struct Policies {
     /// Restart the group by itself when the link comes back, but only if the
     /// link failure stopped it (edge-triggered).

@@ -1,0 +1,244 @@
+//! The replication link protocol: frames survive any chunking, damage is
+//! caught by the checksum, the handshake accepts only configured peers,
+//! and silence brings the link down. One run goes over a real socket.
+
+use replicim::core::{DataTag, Msg, Tick, BLOCK_SIZE};
+use replicim::link::{
+    encode, Decoder, Event, Frame, LinkError, Session, Timing, MAX_FRAME, VERSION,
+};
+use replicim::sim::pattern_block;
+
+fn data_msg() -> Msg {
+    Msg::Data {
+        group: "rcg0".into(),
+        vol: "vol0".into(),
+        block: 42,
+        data: Box::new(pattern_block(0xa5, 7)),
+        tag: DataTag::Sync,
+    }
+}
+
+#[test]
+fn frames_decode_from_any_chunking() {
+    let frames = vec![
+        Frame::Heartbeat,
+        Frame::Message(data_msg()),
+        Frame::Message(Msg::Stop {
+            group: "rcg0".into(),
+        }),
+    ];
+    let mut bytes = Vec::new();
+    for f in &frames {
+        encode(f, &mut bytes);
+    }
+    // A 4 KiB block costs little more than itself on the wire.
+    let mut one = Vec::new();
+    encode(&Frame::Message(data_msg()), &mut one);
+    assert!(one.len() < BLOCK_SIZE + 40, "{} bytes", one.len());
+    for chunk in [1, 3, 1000, bytes.len()] {
+        let mut d = Decoder::default();
+        let mut got = Vec::new();
+        for c in bytes.chunks(chunk) {
+            d.push(c);
+            while let Some(f) = d.next_frame().unwrap() {
+                got.push(f);
+            }
+        }
+        assert_eq!(got, frames, "chunk size {chunk}");
+    }
+}
+
+#[test]
+fn a_damaged_block_is_caught_by_the_checksum() {
+    let mut bytes = Vec::new();
+    encode(&Frame::Message(data_msg()), &mut bytes);
+    bytes[2000] ^= 0x01;
+    let mut d = Decoder::default();
+    d.push(&bytes);
+    assert!(matches!(d.next_frame(), Err(LinkError::Checksum { .. })));
+}
+
+#[test]
+fn an_oversized_frame_is_refused_before_it_is_buffered() {
+    let mut d = Decoder::default();
+    d.push(&((MAX_FRAME as u32) + 100).to_be_bytes());
+    assert!(matches!(d.next_frame(), Err(LinkError::TooLarge(_))));
+}
+
+/// Moves bytes between two sessions until neither has anything to send.
+fn pump(a: &mut Session, b: &mut Session, now: Tick) -> (Vec<Event>, Vec<Event>) {
+    let (mut ea, mut eb) = (Vec::new(), Vec::new());
+    loop {
+        let (oa, ob) = (a.take_output(), b.take_output());
+        if oa.is_empty() && ob.is_empty() {
+            return (ea, eb);
+        }
+        eb.extend(b.handle_input(&oa, now));
+        ea.extend(a.handle_input(&ob, now));
+    }
+}
+
+fn up(ev: &[Event], peer: &str) -> bool {
+    ev.iter()
+        .any(|e| matches!(e, Event::Up { peer: p } if p == peer))
+}
+
+#[test]
+fn handshake_names_both_arrays_then_messages_flow() {
+    let t = Tick(0);
+    let mut a = Session::dial("site-a", "site-b", Timing::default(), t);
+    let mut b = Session::accept("site-b", &["site-a".into()], Timing::default(), t);
+    let (ea, eb) = pump(&mut a, &mut b, t);
+    assert!(up(&ea, "site-b") && up(&eb, "site-a"), "{ea:?} {eb:?}");
+    a.send_message(data_msg(), t).unwrap();
+    let (_, eb) = pump(&mut a, &mut b, t);
+    assert_eq!(eb, vec![Event::Message(data_msg())]);
+}
+
+fn refused(a_to: &str, b_accepts: &str, hello: Option<Frame>) -> (Vec<Event>, Vec<Event>) {
+    let t = Tick(0);
+    let mut a = Session::dial("site-a", a_to, Timing::default(), t);
+    let mut b = Session::accept("site-b", &[b_accepts.to_string()], Timing::default(), t);
+    if let Some(h) = hello {
+        a.take_output();
+        let mut bytes = Vec::new();
+        encode(&h, &mut bytes);
+        let eb = b.handle_input(&bytes, t);
+        let ea = a.handle_input(&b.take_output(), t);
+        return (ea, eb);
+    }
+    pump(&mut a, &mut b, t)
+}
+
+fn refusal(ev: &[Event]) -> String {
+    ev.iter()
+        .find_map(|e| match e {
+            Event::Down(LinkError::Refused(r)) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no refusal in {ev:?}"))
+}
+
+#[test]
+fn unknown_or_mistaken_peers_are_refused_with_a_reason() {
+    let (ea, eb) = refused("site-b", "site-c", None);
+    assert!(
+        refusal(&ea).contains("site-a is not a configured peer of site-b"),
+        "{ea:?}"
+    );
+    assert!(refusal(&eb).contains("not a configured peer"), "{eb:?}");
+    let (ea, _) = refused("site-z", "site-a", None);
+    assert!(
+        refusal(&ea).contains("this is site-b, not site-z"),
+        "{ea:?}"
+    );
+    let old = Frame::Hello {
+        magic: "replicim-link".into(),
+        version: VERSION + 1,
+        from: "site-a".into(),
+        to: "site-b".into(),
+    };
+    let (ea, _) = refused("site-b", "site-a", Some(old));
+    assert!(refusal(&ea).contains("protocol version"), "{ea:?}");
+    let alien = Frame::Hello {
+        magic: "http".into(),
+        version: VERSION,
+        from: "site-a".into(),
+        to: "site-b".into(),
+    };
+    let (ea, _) = refused("site-b", "site-a", Some(alien));
+    assert!(refusal(&ea).contains("not a replicim link"), "{ea:?}");
+}
+
+#[test]
+fn no_message_before_the_handshake() {
+    let mut b = Session::accept("site-b", &["site-a".into()], Timing::default(), Tick(0));
+    let mut bytes = Vec::new();
+    encode(&Frame::Message(data_msg()), &mut bytes);
+    let ev = b.handle_input(&bytes, Tick(0));
+    assert!(
+        matches!(&ev[..], [Event::Down(LinkError::Protocol(m))] if m.contains("before the handshake")),
+        "{ev:?}"
+    );
+    assert!(
+        b.take_output().is_empty(),
+        "data answered before the handshake"
+    );
+}
+
+#[test]
+fn heartbeats_keep_a_quiet_link_up_and_silence_brings_it_down() {
+    let timing = Timing {
+        heartbeat_ms: 100,
+        timeout_ms: 350,
+    };
+    let mut a = Session::dial("site-a", "site-b", timing, Tick(0));
+    let mut b = Session::accept("site-b", &["site-a".into()], timing, Tick(0));
+    pump(&mut a, &mut b, Tick(0));
+    // Both sides heartbeat; each hears the other, so nothing goes down.
+    let mut now = Tick(0);
+    for _ in 0..20 {
+        now = a.poll_timeout().unwrap().min(b.poll_timeout().unwrap());
+        assert!(a.handle_timeout(now).is_empty() && b.handle_timeout(now).is_empty());
+        let (ea, eb) = pump(&mut a, &mut b, now);
+        assert!(ea.is_empty() && eb.is_empty());
+    }
+    assert!(now.0 >= 1000 && a.is_up() && b.is_up());
+    // Now B goes silent: A declares the link down after the timeout.
+    let silent_from = now;
+    loop {
+        now = a.poll_timeout().unwrap();
+        let ev = a.handle_timeout(now);
+        a.take_output();
+        if let Some(Event::Down(e)) = ev.first() {
+            assert!(
+                matches!(e, LinkError::Timeout { peer, ms: 350 } if peer == "site-b"),
+                "{e}"
+            );
+            assert_eq!(now.0 - silent_from.0, 350);
+            break;
+        }
+    }
+    assert!(!a.is_up() && a.poll_timeout().is_none());
+}
+
+/// The same handshake and a block over a real TCP connection on loopback.
+#[test]
+fn a_block_crosses_a_real_socket_intact() {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut b = Session::accept("site-b", &["site-a".into()], Timing::default(), Tick(0));
+        let mut buf = [0u8; 8192];
+        let mut got = Vec::new();
+        while got.iter().all(|e| !matches!(e, Event::Message(_))) {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "dialer hung up early");
+            got.extend(b.handle_input(&buf[..n], Tick(0)));
+            s.write_all(&b.take_output()).unwrap();
+        }
+        got
+    });
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut a = Session::dial("site-a", "site-b", Timing::default(), Tick(0));
+    s.write_all(&a.take_output()).unwrap();
+    let mut buf = [0u8; 1024];
+    while !a.is_up() {
+        let n = s.read(&mut buf).unwrap();
+        a.handle_input(&buf[..n], Tick(0));
+    }
+    a.send_message(data_msg(), Tick(0)).unwrap();
+    s.write_all(&a.take_output()).unwrap();
+    let got = server.join().unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Event::Up {
+                peer: "site-a".into()
+            },
+            Event::Message(data_msg())
+        ]
+    );
+}
