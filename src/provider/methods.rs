@@ -583,8 +583,13 @@ fn create_local_group(rep: &Replication, p: &Params) -> Result<MethodResult, Cim
                 .and_then(Value::as_str)
                 .filter(|v| snap.volumes.iter().any(|(n, _)| n == v))
                 .ok_or_else(|| {
+                    let what = m
+                        .as_ref_path()
+                        .map_or("a value that is not a reference".to_string(), |p| {
+                            p.to_string()
+                        });
                     CimError::invalid_parameter(format!(
-                        "Members: {m:?} is not a volume of {}",
+                        "Members: {what} is not a volume of {}",
                         rep.array
                     ))
                 })?;
@@ -691,7 +696,13 @@ fn create_group_replica(rep: &Replication, p: &Params) -> Result<MethodResult, C
         .filter(|s| !s.is_empty())
         .unwrap_or(&source)
         .to_string();
-    let members = rep.local_groups.lock().expect("not poisoned")[&source].clone();
+    let members = rep
+        .local_groups
+        .lock()
+        .expect("not poisoned")
+        .get(&source)
+        .cloned()
+        .ok_or_else(|| CimError::invalid_parameter(format!("group {source} was just deleted")))?;
     if members.is_empty() {
         return Err(CimError::invalid_parameter(format!(
             "group {source} has no members: add volumes with CreateGroup's Members"

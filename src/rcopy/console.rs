@@ -185,9 +185,11 @@ impl Console {
                 (text(v, "DeviceID"), bytes)
             })
             .collect();
-        // The local volume of each pair, and the pair itself.
+        // Each pair by (local volume, peer array): a volume may mirror to
+        // several arrays, one group each.
         let me = self.array.clone();
-        let mut by_local: BTreeMap<String, (String, &Instance)> = BTreeMap::new();
+        type PairKey = (String, String);
+        let mut by_local: BTreeMap<PairKey, (String, &Instance)> = BTreeMap::new();
         for (_, p) in &pairs {
             let ends: Vec<&ObjectPath> = ["SystemElement", "SyncedElement"]
                 .iter()
@@ -203,7 +205,11 @@ impl Console {
                 |e: &ObjectPath| e.key("SystemName").and_then(Value::as_str) == Some(me.as_str());
             if let [a, b] = ends.as_slice() {
                 let (local, remote) = if mine(a) { (a, b) } else { (b, a) };
-                by_local.insert(name(local), (name(remote), p));
+                let peer = remote
+                    .key("SystemName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                by_local.insert((name(local), peer.to_string()), (name(remote), p));
             }
         }
         let mut out = Vec::new();
@@ -222,7 +228,8 @@ impl Console {
                 else {
                     continue;
                 };
-                let Some((remote, p)) = by_local.get(local) else {
+                let Some((remote, p)) = by_local.get(&(local.to_string(), text(g, "TargetSystem")))
+                else {
                     continue;
                 };
                 let last = match p.get("WhenSynced") {
