@@ -242,3 +242,144 @@ fn a_block_crosses_a_real_socket_intact() {
         ]
     );
 }
+
+mod tcp {
+    use super::data_msg;
+    use replicim::link::tcp::{self, Config, LinkEvent};
+    use replicim::link::Timing;
+    use std::collections::BTreeMap;
+    use std::sync::mpsc as smpsc;
+    use std::time::Duration;
+
+    fn config(me: &str, peer: &str, addr: &str) -> Config {
+        Config {
+            me: me.into(),
+            peers: BTreeMap::from([(peer.to_string(), addr.to_string())]),
+            timing: Timing {
+                heartbeat_ms: 50,
+                timeout_ms: 400,
+            },
+            backoff_min: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(200),
+        }
+    }
+
+    /// One array's link in its own runtime (so it can be killed), with
+    /// its events forwarded. Dropping the stop sender kills it.
+    fn array(
+        me: &str,
+        peer: &str,
+        listen: &str,
+        peer_addr: &str,
+    ) -> (
+        smpsc::Sender<()>,
+        smpsc::Receiver<LinkEvent>,
+        tokio::sync::mpsc::UnboundedSender<replicim::core::Msg>,
+    ) {
+        let (stop_tx, stop_rx) = smpsc::channel::<()>();
+        let (ev_tx, ev_rx) = smpsc::channel();
+        let (send_tx, mut send_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (me, peer, listen, peer_addr) = (
+            me.to_string(),
+            peer.to_string(),
+            listen.to_string(),
+            peer_addr.to_string(),
+        );
+        let (ready_tx, ready_rx) = smpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let l = tokio::net::TcpListener::bind(&listen).await.unwrap();
+                let _ = ready_tx.send(());
+                let mut link = tcp::start(config(&me, &peer, &peer_addr), l);
+                loop {
+                    if matches!(stop_rx.try_recv(), Err(smpsc::TryRecvError::Disconnected)) {
+                        break;
+                    }
+                    tokio::select! {
+                        e = link.events.recv() => { let _ = ev_tx.send(e.unwrap()); }
+                        m = send_rx.recv() => { if let Some(m) = m { link.send(&peer, m); } }
+                        _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                    }
+                }
+            });
+            rt.shutdown_background();
+        });
+        ready_rx.recv().unwrap();
+        (stop_tx, ev_rx, send_tx)
+    }
+
+    fn wait_for(
+        rx: &smpsc::Receiver<LinkEvent>,
+        what: &str,
+        f: impl Fn(&LinkEvent) -> bool,
+    ) -> LinkEvent {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(e) if f(&e) => return e,
+                Ok(_) => continue,
+                Err(_) => panic!("no {what} within 10 s"),
+            }
+        }
+    }
+
+    fn free_addr() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    }
+
+    #[test]
+    fn tcp_link_carries_blocks_and_comes_back_after_the_peer_restarts() {
+        let (addr_a, addr_b) = (free_addr(), free_addr());
+        let (stop_b, ev_b, _send_b) = array("site-b", "site-a", &addr_b, &addr_a);
+        let (_stop_a, ev_a, send_a) = array("site-a", "site-b", &addr_a, &addr_b);
+        wait_for(&ev_a, "Up on A", |e| *e == LinkEvent::Up("site-b".into()));
+        wait_for(&ev_b, "Up on B", |e| *e == LinkEvent::Up("site-a".into()));
+        send_a.send(data_msg()).unwrap();
+        wait_for(&ev_b, "the block on B", |e| {
+            *e == LinkEvent::Message("site-a".into(), data_msg())
+        });
+        // B dies: A sees the link go down by itself.
+        drop(stop_b);
+        wait_for(
+            &ev_a,
+            "Down on A",
+            |e| matches!(e, LinkEvent::Down(p, _) if p == "site-b"),
+        );
+        // B comes back on the same address: A redials and the link is up.
+        let (_stop_b, ev_b, _send_b) = array("site-b", "site-a", &addr_b, &addr_a);
+        wait_for(&ev_a, "Up on A again", |e| {
+            *e == LinkEvent::Up("site-b".into())
+        });
+        wait_for(&ev_b, "Up on B again", |e| {
+            *e == LinkEvent::Up("site-a".into())
+        });
+        send_a.send(data_msg()).unwrap();
+        wait_for(&ev_b, "a block after the restart", |e| {
+            matches!(e, LinkEvent::Message(..))
+        });
+    }
+
+    #[test]
+    fn an_unknown_array_is_refused_over_tcp_and_gets_no_data() {
+        let (addr_a, addr_b) = (free_addr(), free_addr());
+        // B expects site-c; site-a dials it and is refused, with the reason.
+        let (_stop_b, ev_b, _) = array("site-b", "site-c", &addr_b, &free_addr());
+        let (_stop_a, ev_a, _) = array("site-a", "site-b", &addr_a, &addr_b);
+        let e = wait_for(&ev_a, "Down on A", |e| matches!(e, LinkEvent::Down(..)));
+        assert!(
+            matches!(&e, LinkEvent::Down(p, why) if p == "site-b" && why.contains("site-a is not a configured peer of site-b")),
+            "{e:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(ev_b
+            .try_iter()
+            .all(|e| !matches!(e, LinkEvent::Up(_) | LinkEvent::Message(..))));
+    }
+}

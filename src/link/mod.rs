@@ -1,12 +1,14 @@
 //! The replication link's protocol, sans-IO: frames on a byte stream, a
 //! versioned handshake that names both arrays, heartbeats and the timeout
 //! that declares the link down. The TCP driver (connect, reconnect with
-//! backoff, feeding bytes in and out) comes with the two-process arrays.
+//! backoff, feeding bytes in and out) is [`tcp`].
 //!
 //! A frame is `len: u32 BE | payload | crc32(payload): u32 BE`, where
 //! `len` counts payload and checksum and the payload is a postcard-encoded
 //! [`Frame`]. A core message travels in one frame, so each replicated block
 //! is checksummed on its own.
+
+pub mod tcp;
 
 use serde::{Deserialize, Serialize};
 
