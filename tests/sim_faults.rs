@@ -33,9 +33,7 @@ use replicim::core::{
 };
 use replicim::sim::{pattern_block, Rng, Sim};
 
-const A: &str = "site-a";
-const B: &str = "site-b";
-const G: &str = "rcg0";
+use crate::util::{A, B, G};
 
 fn other(s: &str) -> &'static str {
     if s == A {
@@ -101,44 +99,15 @@ impl Run {
             fail_wrt_on_err: !periodic && rng.chance(25),
         };
         let nvols = 1 + rng.below(2) as usize;
-        let mut sim = Sim::new();
         let config = ArrayConfig {
             window: 1 + rng.below(8),
             promote_budget: 1 + rng.below(8) as usize,
             restore_timeout_ms: 200,
         };
-        sim.add_array(A, config);
-        sim.add_array(B, config);
-        sim.link_up(A, B).unwrap();
-        sim.settle(1000).unwrap();
         let vols: Vec<String> = (0..nvols).map(|i| format!("vol{i}")).collect();
         let blocks = 8 + rng.below(24);
-        for v in &vols {
-            sim.create_volume(A, v, blocks).unwrap();
-        }
-        sim.command(
-            A,
-            Command::CreateGroup {
-                group: G.into(),
-                peer: B.into(),
-                mode,
-                policies,
-            },
-        )
-        .unwrap();
-        sim.settle(1000).unwrap();
-        for v in &vols {
-            sim.command(
-                A,
-                Command::Admit {
-                    group: G.into(),
-                    vol: v.clone(),
-                    remote_vol: v.clone(),
-                },
-            )
-            .unwrap();
-            sim.settle(1000).unwrap();
-        }
+        let names: Vec<&str> = vols.iter().map(String::as_str).collect();
+        let sim = crate::util::pair_with(config, mode, policies, &names, blocks);
         let mut run = Run {
             seed,
             rng,

@@ -10,9 +10,20 @@ pub const G: &str = "rcg0";
 /// Two linked arrays with group rcg0 over the given volumes (created on A
 /// with `blocks` blocks each), not started.
 pub fn pair(mode: Mode, policies: Policies, vols: &[&str], blocks: u64) -> Sim {
+    pair_with(ArrayConfig::default(), mode, policies, vols, blocks)
+}
+
+/// [`pair`] with both arrays tuned by `config`.
+pub fn pair_with(
+    config: ArrayConfig,
+    mode: Mode,
+    policies: Policies,
+    vols: &[&str],
+    blocks: u64,
+) -> Sim {
     let mut sim = Sim::new();
-    sim.add_array(A, ArrayConfig::default());
-    sim.add_array(B, ArrayConfig::default());
+    sim.add_array(A, config);
+    sim.add_array(B, config);
     sim.link_up(A, B).unwrap();
     sim.settle(1000).unwrap();
     for v in vols {

@@ -624,6 +624,28 @@ impl Dispatcher {
 
     // ----- pull ---------------------------------------------------------------
 
+    /// Opens a pull enumeration of found instances: with their paths when
+    /// a `shape` is given, paths only otherwise.
+    fn open_found(
+        &self,
+        idm: (&str, &str),
+        ns: &str,
+        found: Vec<Found>,
+        shape: Option<Shape>,
+        opts: &OpenOpts,
+    ) -> Result<Reply, CimError> {
+        match shape {
+            Some(shape) => {
+                let items = found.into_iter().map(|(p, i)| (p, Some(i))).collect();
+                self.open(idm, ns, items, PullKind::WithPath, shape, opts)
+            }
+            None => {
+                let items = found.into_iter().map(|(p, _)| (p, None)).collect();
+                self.open(idm, ns, items, PullKind::Paths, Shape::default(), opts)
+            }
+        }
+    }
+
     fn open(
         &self,
         (id, method): (&str, &str),
@@ -773,6 +795,41 @@ impl Dispatcher {
             Ok(r) => r,
             Err(e) => error_reply(id, method, true, &e),
         }
+    }
+
+    /// Associators, References and their Names forms: class-level when the
+    /// object has no keys, else the related instances; objects when a
+    /// `shape` is given, paths otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn related(
+        &self,
+        id: &str,
+        method: &str,
+        n: &Namespace,
+        object: ObjectPath,
+        filter: AssocFilter,
+        shape: Option<Shape>,
+        associators: bool,
+        req: &str,
+    ) -> Result<Reply, CimError> {
+        let ns = n.name.as_str();
+        if object.keys.is_empty() {
+            let classes = self.class_assoc(n, object.class.as_str(), &filter, associators)?;
+            return Ok(match shape {
+                Some(s) => self.class_objects(id, method, ns, classes, &s),
+                None => self.class_paths(id, method, ns, classes),
+            });
+        }
+        let found = if associators {
+            self.associators(n, &object, &filter, req)?
+        } else {
+            self.references(n, &object, &filter, req)?
+        };
+        let host = self.host.clone();
+        Ok(match shape {
+            Some(s) => objects_with_path(id, method, found, s, host),
+            None => object_paths(id, method, found.into_iter().map(|f| f.0).collect(), host),
+        })
     }
 
     fn run(&self, id: &str, method: &str, ns_name: &str, op: Op) -> Result<Reply, CimError> {
@@ -936,41 +993,17 @@ impl Dispatcher {
                 object,
                 filter,
                 shape,
-            } => {
-                if object.keys.is_empty() {
-                    let classes = self.class_assoc(n, object.class.as_str(), &filter, true)?;
-                    return Ok(self.class_objects(id, method, ns, classes, &shape));
-                }
-                let found = self.associators(n, &object, &filter, req)?;
-                objects_with_path(id, method, found, shape, host)
-            }
+            } => self.related(id, method, n, object, filter, Some(shape), true, req)?,
             Op::AssociatorNames { object, filter } => {
-                if object.keys.is_empty() {
-                    let classes = self.class_assoc(n, object.class.as_str(), &filter, true)?;
-                    return Ok(self.class_paths(id, method, ns, classes));
-                }
-                let found = self.associators(n, &object, &filter, req)?;
-                object_paths(id, method, found.into_iter().map(|f| f.0).collect(), host)
+                self.related(id, method, n, object, filter, None, true, req)?
             }
             Op::References {
                 object,
                 filter,
                 shape,
-            } => {
-                if object.keys.is_empty() {
-                    let classes = self.class_assoc(n, object.class.as_str(), &filter, false)?;
-                    return Ok(self.class_objects(id, method, ns, classes, &shape));
-                }
-                let found = self.references(n, &object, &filter, req)?;
-                objects_with_path(id, method, found, shape, host)
-            }
+            } => self.related(id, method, n, object, filter, Some(shape), false, req)?,
             Op::ReferenceNames { object, filter } => {
-                if object.keys.is_empty() {
-                    let classes = self.class_assoc(n, object.class.as_str(), &filter, false)?;
-                    return Ok(self.class_paths(id, method, ns, classes));
-                }
-                let found = self.references(n, &object, &filter, req)?;
-                object_paths(id, method, found.into_iter().map(|f| f.0).collect(), host)
+                self.related(id, method, n, object, filter, None, false, req)?
             }
             Op::ExecQuery { language, query } => {
                 let found = self.query(n, req, &language, &query)?;
@@ -1050,26 +1083,12 @@ impl Dispatcher {
                             .retain(|p| c.property(p.name.as_str()).is_some());
                     }
                 }
-                self.open(
-                    (id, method),
-                    ns,
-                    found.into_iter().map(|(p, i)| (p, Some(i))).collect(),
-                    PullKind::WithPath,
-                    shape,
-                    &open,
-                )?
+                self.open_found((id, method), ns, found, Some(shape), &open)?
             }
             Op::OpenEnumerateInstancePaths { class, open } => {
                 self.class(n, class.as_str(), CimError::invalid_class)?;
                 let found = self.enumerate(n, class.as_str(), req)?;
-                self.open(
-                    (id, method),
-                    ns,
-                    found.into_iter().map(|(p, _)| (p, None)).collect(),
-                    PullKind::Paths,
-                    Shape::default(),
-                    &open,
-                )?
+                self.open_found((id, method), ns, found, None, &open)?
             }
             Op::OpenAssociatorInstances {
                 object,
@@ -1078,14 +1097,7 @@ impl Dispatcher {
                 open,
             } => {
                 let found = self.associators(n, &object, &filter, req)?;
-                self.open(
-                    (id, method),
-                    ns,
-                    found.into_iter().map(|(p, i)| (p, Some(i))).collect(),
-                    PullKind::WithPath,
-                    shape,
-                    &open,
-                )?
+                self.open_found((id, method), ns, found, Some(shape), &open)?
             }
             Op::OpenAssociatorInstancePaths {
                 object,
@@ -1093,14 +1105,7 @@ impl Dispatcher {
                 open,
             } => {
                 let found = self.associators(n, &object, &filter, req)?;
-                self.open(
-                    (id, method),
-                    ns,
-                    found.into_iter().map(|(p, _)| (p, None)).collect(),
-                    PullKind::Paths,
-                    Shape::default(),
-                    &open,
-                )?
+                self.open_found((id, method), ns, found, None, &open)?
             }
             Op::OpenReferenceInstances {
                 object,
@@ -1109,14 +1114,7 @@ impl Dispatcher {
                 open,
             } => {
                 let found = self.references(n, &object, &filter, req)?;
-                self.open(
-                    (id, method),
-                    ns,
-                    found.into_iter().map(|(p, i)| (p, Some(i))).collect(),
-                    PullKind::WithPath,
-                    shape,
-                    &open,
-                )?
+                self.open_found((id, method), ns, found, Some(shape), &open)?
             }
             Op::OpenReferenceInstancePaths {
                 object,
@@ -1124,14 +1122,7 @@ impl Dispatcher {
                 open,
             } => {
                 let found = self.references(n, &object, &filter, req)?;
-                self.open(
-                    (id, method),
-                    ns,
-                    found.into_iter().map(|(p, _)| (p, None)).collect(),
-                    PullKind::Paths,
-                    Shape::default(),
-                    &open,
-                )?
+                self.open_found((id, method), ns, found, None, &open)?
             }
             Op::OpenQueryInstances {
                 language,

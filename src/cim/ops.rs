@@ -261,6 +261,18 @@ impl Params {
         }
     }
 
+    /// EnumerationContext, which the pull operations require.
+    fn context(&mut self) -> Result<String, CimError> {
+        self.string("EnumerationContext")?
+            .ok_or_else(|| bad("EnumerationContext is required"))
+    }
+
+    /// MaxObjectCount, which the Pull operations require.
+    fn max_object_count(&mut self) -> Result<u32, CimError> {
+        self.u32("MaxObjectCount")?
+            .ok_or_else(|| bad("MaxObjectCount is required"))
+    }
+
     fn u32(&mut self, name: &str) -> Result<Option<u32>, CimError> {
         match self.string(name)? {
             None => Ok(None),
@@ -581,33 +593,19 @@ pub fn parse(method: &str, params: Vec<(String, Element)>) -> Result<Op, CimErro
             }
         }
         "pullinstances" => Op::PullInstances {
-            context: p
-                .string("EnumerationContext")?
-                .ok_or_else(|| bad("EnumerationContext is required"))?,
-            max_object_count: p
-                .u32("MaxObjectCount")?
-                .ok_or_else(|| bad("MaxObjectCount is required"))?,
+            context: p.context()?,
+            max_object_count: p.max_object_count()?,
         },
         "pullinstanceswithpath" => Op::PullInstancesWithPath {
-            context: p
-                .string("EnumerationContext")?
-                .ok_or_else(|| bad("EnumerationContext is required"))?,
-            max_object_count: p
-                .u32("MaxObjectCount")?
-                .ok_or_else(|| bad("MaxObjectCount is required"))?,
+            context: p.context()?,
+            max_object_count: p.max_object_count()?,
         },
         "pullinstancepaths" => Op::PullInstancePaths {
-            context: p
-                .string("EnumerationContext")?
-                .ok_or_else(|| bad("EnumerationContext is required"))?,
-            max_object_count: p
-                .u32("MaxObjectCount")?
-                .ok_or_else(|| bad("MaxObjectCount is required"))?,
+            context: p.context()?,
+            max_object_count: p.max_object_count()?,
         },
         "closeenumeration" => Op::CloseEnumeration {
-            context: p
-                .string("EnumerationContext")?
-                .ok_or_else(|| bad("EnumerationContext is required"))?,
+            context: p.context()?,
         },
         _ => {
             return Err(CimError::not_supported(format!(

@@ -159,24 +159,17 @@ impl Console {
         &mut self.client
     }
 
+    /// Every instance of `class` (and its subclasses) in the namespace.
+    fn all(&mut self, class: &str) -> Result<Vec<(ObjectPath, Instance)>, String> {
+        self.client.enumerate_instances(NS, class).map_err(cim)
+    }
+
     /// showrcopy: every group of the array with its volume pairs.
     pub fn show(&mut self) -> Result<Vec<GroupRow>, String> {
-        let groups = self
-            .client
-            .enumerate_instances(NS, "CIM_ReplicationGroup")
-            .map_err(cim)?;
-        let members = self
-            .client
-            .enumerate_instances(NS, "CIM_OrderedMemberOfCollection")
-            .map_err(cim)?;
-        let pairs = self
-            .client
-            .enumerate_instances(NS, "CIM_StorageSynchronized")
-            .map_err(cim)?;
-        let volumes = self
-            .client
-            .enumerate_instances(NS, "CIM_StorageVolume")
-            .map_err(cim)?;
+        let groups = self.all("CIM_ReplicationGroup")?;
+        let members = self.all("CIM_OrderedMemberOfCollection")?;
+        let pairs = self.all("CIM_StorageSynchronized")?;
+        let volumes = self.all("CIM_StorageVolume")?;
         let size: BTreeMap<String, u64> = volumes
             .iter()
             .map(|(_, v)| {
@@ -282,10 +275,7 @@ impl Console {
     }
 
     fn group(&mut self, name: &str) -> Result<(ObjectPath, Instance), String> {
-        let groups = self
-            .client
-            .enumerate_instances(NS, "CIM_ReplicationGroup")
-            .map_err(cim)?;
+        let groups = self.all("CIM_ReplicationGroup")?;
         groups
             .into_iter()
             .find(|(_, g)| text(g, "ElementName") == name)
@@ -317,10 +307,7 @@ impl Console {
     }
 
     fn volume(&mut self, vol: &str) -> Result<ObjectPath, String> {
-        let vols = self
-            .client
-            .enumerate_instances(NS, "CIM_StorageVolume")
-            .map_err(cim)?;
+        let vols = self.all("CIM_StorageVolume")?;
         vols.into_iter()
             .map(|(p, _)| p)
             .find(|p| p.key("DeviceID").and_then(Value::as_str) == Some(vol))
@@ -465,16 +452,17 @@ impl Console {
         group: &str,
         progress: &mut dyn FnMut(u16, u64),
     ) -> Result<(), String> {
+        // The group's size does not change while its job runs.
+        let total: u64 = self
+            .show()?
+            .into_iter()
+            .filter(|g| g.name == group)
+            .flat_map(|g| g.volumes)
+            .map(|v| v.bytes)
+            .sum();
         loop {
             let j = self.client.get_instance(job).map_err(cim)?;
             let pct = num(&j, "PercentComplete").unwrap_or(0).min(100) as u16;
-            let total: u64 = self
-                .show()?
-                .into_iter()
-                .filter(|g| g.name == group)
-                .flat_map(|g| g.volumes)
-                .map(|v| v.bytes)
-                .sum();
             progress(pct, total * u64::from(100 - pct) / 100);
             match num(&j, "JobState") {
                 Some(2) | Some(3) | Some(4) => std::thread::sleep(Duration::from_millis(100)),

@@ -668,21 +668,31 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Items separated by commas up to `close`, which it consumes; the
+    /// list may be empty.
+    fn list_until<T>(
+        &mut self,
+        close: char,
+        mut item: impl FnMut(&mut Self) -> Result<T, MofError>,
+    ) -> Result<Vec<T>, MofError> {
+        let mut items = Vec::new();
+        if !self.is_punct(close) {
+            loop {
+                items.push(item(self)?);
+                if !self.is_punct(',') {
+                    break;
+                }
+                self.advance()?;
+            }
+        }
+        self.punct(close)?;
+        Ok(items)
+    }
+
     fn literal(&mut self) -> Result<Lit, MofError> {
         if self.is_punct('{') {
             self.advance()?;
-            let mut items = Vec::new();
-            if !self.is_punct('}') {
-                loop {
-                    items.push(self.literal()?);
-                    if self.is_punct(',') {
-                        self.advance()?;
-                        continue;
-                    }
-                    break;
-                }
-            }
-            self.punct('}')?;
+            let items = self.list_until('}', Self::literal)?;
             return Ok(Lit::Array(items));
         }
         if self.is_punct('$') {
@@ -751,18 +761,7 @@ impl<'a> Parser<'a> {
             let fname = self.ident("a property or method name")?;
             if self.is_punct('(') {
                 self.advance()?;
-                let mut params = Vec::new();
-                if !self.is_punct(')') {
-                    loop {
-                        params.push(self.parameter()?);
-                        if self.is_punct(',') {
-                            self.advance()?;
-                            continue;
-                        }
-                        break;
-                    }
-                }
-                self.punct(')')?;
+                let params = self.list_until(')', Self::parameter)?;
                 self.punct(';')?;
                 methods.push(MethodSpec {
                     qualifiers: quals,

@@ -278,6 +278,23 @@ pub fn qualifier_decl(out: &mut Vec<u8>, q: &QualifierDecl) {
     out.extend_from_slice(b"</QUALIFIER.DECLARATION>");
 }
 
+/// NAME, then REFERENCECLASS or TYPE, then ARRAYSIZE (given for arrays):
+/// the attributes a property and a parameter share.
+fn typed_name(out: &mut Vec<u8>, name: &str, ty: &CimType, array_size: Option<Option<u32>>) {
+    attr(out, "NAME", name);
+    match ty {
+        CimType::Reference(c) => {
+            if let Some(c) = c {
+                attr(out, "REFERENCECLASS", c.as_str());
+            }
+        }
+        t => attr(out, "TYPE", t.xml_name()),
+    }
+    if let Some(Some(n)) = array_size {
+        attr(out, "ARRAYSIZE", &n.to_string());
+    }
+}
+
 /// PROPERTY, PROPERTY.ARRAY or PROPERTY.REFERENCE.
 pub fn property(out: &mut Vec<u8>, p: &Property, shape: &Shape<'_>) {
     let (tag, closing): (&[u8], &[u8]) = match (&p.ty, p.is_array) {
@@ -286,20 +303,8 @@ pub fn property(out: &mut Vec<u8>, p: &Property, shape: &Shape<'_>) {
         _ => (b"<PROPERTY", b"</PROPERTY>"),
     };
     out.extend_from_slice(tag);
-    attr(out, "NAME", p.name.as_str());
-    match &p.ty {
-        CimType::Reference(c) => {
-            if let Some(c) = c {
-                attr(out, "REFERENCECLASS", c.as_str());
-            }
-        }
-        t => attr(out, "TYPE", t.xml_name()),
-    }
-    if p.is_array {
-        if let Some(n) = p.array_size {
-            attr(out, "ARRAYSIZE", &n.to_string());
-        }
-    }
+    let size = p.is_array.then_some(p.array_size);
+    typed_name(out, p.name.as_str(), &p.ty, size);
     if shape.include_class_origin {
         if let Some(o) = &p.class_origin {
             attr(out, "CLASSORIGIN", o.as_str());
@@ -364,20 +369,8 @@ fn method(out: &mut Vec<u8>, m: &Method, shape: &Shape<'_>) {
             _ => (b"<PARAMETER", b"</PARAMETER>"),
         };
         out.extend_from_slice(tag);
-        attr(out, "NAME", p.name.as_str());
-        match &p.ty {
-            CimType::Reference(c) => {
-                if let Some(c) = c {
-                    attr(out, "REFERENCECLASS", c.as_str());
-                }
-            }
-            t => attr(out, "TYPE", t.xml_name()),
-        }
-        if p.is_array {
-            if let Some(n) = p.array_size {
-                attr(out, "ARRAYSIZE", &n.to_string());
-            }
-        }
+        let size = p.is_array.then_some(p.array_size);
+        typed_name(out, p.name.as_str(), &p.ty, size);
         out.push(b'>');
         if shape.include_qualifiers {
             for q in &p.qualifiers {
