@@ -323,16 +323,26 @@ fn main() {
     }
     // EnumerateInstances of 1,000 (same server).
     let e = rt.block_on(load(&cim.addr, &enum_i.0, &enum_i.1, 1, secs));
-    let mbs = |r: &(u64, u64, Duration)| r.1 as f64 / 1e6 / r.2.as_secs_f64();
-    rows.push((
-        "EnumerateInstances of 1,000, 1 connection".into(),
-        format!(
-            "{:.1} req/s, {:.0} MB/s of XML",
-            e.0 as f64 / e.2.as_secs_f64(),
-            mbs(&e)
-        ),
-        format!("reply {:.2} MB", e.1 as f64 / e.0.max(1) as f64 / 1e6),
-        "-".into(),
+    // One throughput row: requests/s, MB/s of XML, reply size.
+    let throughput = |what: String, r: &(u64, u64, Duration), precision: usize| {
+        (
+            what,
+            format!(
+                "{:.1} req/s, {:.0} MB/s of XML",
+                r.0 as f64 / r.2.as_secs_f64(),
+                r.1 as f64 / 1e6 / r.2.as_secs_f64()
+            ),
+            format!(
+                "reply {:.precision$} MB",
+                r.1 as f64 / r.0.max(1) as f64 / 1e6
+            ),
+            "-".to_string(),
+        )
+    };
+    rows.push(throughput(
+        "EnumerateInstances of 1,000, 1 connection".to_string(),
+        &e,
+        2,
     ));
     drop(cim);
     drop(bare);
@@ -342,27 +352,17 @@ fn main() {
     let rss_idle = cim.peak_rss_mb();
     for conns in [1, 4] {
         let e = rt.block_on(load(&cim.addr, &enum_i.0, &enum_i.1, conns, secs));
-        rows.push((
+        rows.push(throughput(
             format!("EnumerateInstances of 10,000, {conns} connection(s)"),
-            format!(
-                "{:.1} req/s, {:.0} MB/s of XML",
-                e.0 as f64 / e.2.as_secs_f64(),
-                mbs(&e)
-            ),
-            format!("reply {:.1} MB", e.1 as f64 / e.0.max(1) as f64 / 1e6),
-            "-".into(),
+            &e,
+            1,
         ));
     }
     let n = rt.block_on(load(&cim.addr, &enum_n.0, &enum_n.1, 1, secs));
-    rows.push((
-        "EnumerateInstanceNames of 10,000, 1 connection".into(),
-        format!(
-            "{:.1} req/s, {:.0} MB/s of XML",
-            n.0 as f64 / n.2.as_secs_f64(),
-            mbs(&n)
-        ),
-        format!("reply {:.1} MB", n.1 as f64 / n.0.max(1) as f64 / 1e6),
-        "-".into(),
+    rows.push(throughput(
+        "EnumerateInstanceNames of 10,000, 1 connection".to_string(),
+        &n,
+        1,
     ));
     rows.push((
         "server peak RSS while serving 10,000 instances".into(),
