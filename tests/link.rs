@@ -265,14 +265,14 @@ mod tcp {
     }
 
     /// One array's link in its own runtime (so it can be killed), with
-    /// its events forwarded. Dropping the stop sender kills it.
+    /// its events forwarded. Dropping the returned [`Stop`] kills it.
     fn array(
         me: &str,
         peer: &str,
         listen: &str,
         peer_addr: &str,
     ) -> (
-        smpsc::Sender<()>,
+        Stop,
         smpsc::Receiver<LinkEvent>,
         tokio::sync::mpsc::UnboundedSender<replicim::core::Msg>,
     ) {
@@ -286,14 +286,26 @@ mod tcp {
             peer_addr.to_string(),
         );
         let (ready_tx, ready_rx) = smpsc::channel();
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let l = tokio::net::TcpListener::bind(&listen).await.unwrap();
+                // A restarted array may find its port still closing.
+                let mut tries = 0;
+                let l = loop {
+                    match tokio::net::TcpListener::bind(&listen).await {
+                        Ok(l) => break l,
+                        Err(e) if tries < 60 => {
+                            tries += 1;
+                            tracing::debug!("bind {listen}: {e}; retrying");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => panic!("cannot listen on {listen}: {e}"),
+                    }
+                };
                 let _ = ready_tx.send(());
                 let mut link = tcp::start(config(&me, &peer, &peer_addr), l);
                 loop {
@@ -307,10 +319,31 @@ mod tcp {
                     }
                 }
             });
-            rt.shutdown_background();
+            // Wait for the tasks to drop, so the sockets are closed when
+            // the thread ends.
+            rt.shutdown_timeout(Duration::from_secs(2));
         });
         ready_rx.recv().unwrap();
-        (stop_tx, ev_rx, send_tx)
+        let stop = Stop {
+            tx: Some(stop_tx),
+            thread: Some(thread),
+        };
+        (stop, ev_rx, send_tx)
+    }
+
+    /// Dropping it kills the array's link and waits until it is gone.
+    struct Stop {
+        tx: Option<smpsc::Sender<()>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            drop(self.tx.take());
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
     }
 
     fn wait_for(
