@@ -171,7 +171,7 @@ pub enum WriteTicket {
 }
 
 /// Byte counters (payload bytes of blocks sent on the link).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Blocks of synchronous host writes.
     pub write_bytes_sent: u64,
@@ -204,7 +204,7 @@ struct Run {
 }
 
 /// One volume pair of a group, seen from this array.
-#[derive(Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct Pair {
     pub local: String,
     pub remote: String,
@@ -232,6 +232,7 @@ pub struct Pair {
     pub last_sync: Option<Tick>,
     /// When the pair was admitted.
     pub established: Tick,
+    #[serde(skip)]
     run: Option<Run>,
 }
 
@@ -266,7 +267,7 @@ impl Pair {
 }
 
 /// One remote-copy group, seen from this array.
-#[derive(Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct Group {
     pub name: String,
     pub peer: String,
@@ -288,13 +289,18 @@ pub struct Group {
     reverse_pending: Option<u64>,
     // Volatile (dropped by a crash).
     /// The peer's last Hello for this group since the link came up.
+    #[serde(skip)]
     peer_hello: Option<GroupHello>,
     /// The link came up after a failure stop: the next Hello may restart.
+    #[serde(skip)]
     auto_recover_armed: bool,
     /// A recover handshake is under way (`Some(full)`).
+    #[serde(skip)]
     recovering: Option<bool>,
+    #[serde(skip)]
     restore_deadline: Option<Tick>,
     /// Periodic restore: host writes are quiesced while a final cycle runs.
+    #[serde(skip)]
     restore_after_cycle: bool,
 }
 
@@ -365,6 +371,28 @@ pub struct Array<S: BlockStore> {
 
 type R<T> = Result<T, VolumeError>;
 
+/// The scalars and the volume table of an array's durable state; with the
+/// snapshots and the groups it is everything [`Array::crash`] keeps.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub name: String,
+    pub vols: BTreeMap<String, super::volumes::VolMeta>,
+    pub next_snap: u64,
+    pub next_write: u64,
+    pub gen_counter: u64,
+    pub point_counter: u64,
+    pub counters: Counters,
+    pub now: Tick,
+}
+
+/// An array's durable state, owned (what a shell loads at start).
+#[derive(Clone, Debug)]
+pub struct Durable {
+    pub head: Head,
+    pub snaps: BTreeMap<SnapId, super::volumes::SnapMeta>,
+    pub groups: BTreeMap<String, Group>,
+}
+
 impl<S: BlockStore> Array<S> {
     pub fn new(name: &str, store: S, config: ArrayConfig) -> Self {
         Array {
@@ -383,6 +411,45 @@ impl<S: BlockStore> Array<S> {
             events: VecDeque::new(),
             pending: BTreeMap::new(),
         }
+    }
+
+    /// The durable state, borrowed: the head (small, copied), every
+    /// snapshot and every group. A shell persists these after each batch of
+    /// inputs, before it releases the batch's outputs.
+    pub fn durable(
+        &self,
+    ) -> (
+        Head,
+        &BTreeMap<SnapId, super::volumes::SnapMeta>,
+        &BTreeMap<String, Group>,
+    ) {
+        let (vols, next_snap, snaps) = self.vols.parts();
+        let head = Head {
+            name: self.name.clone(),
+            vols: vols.clone(),
+            next_snap,
+            next_write: self.next_write,
+            gen_counter: self.gen_counter,
+            point_counter: self.point_counter,
+            counters: self.counters,
+            now: self.now,
+        };
+        (head, snaps, &self.groups)
+    }
+
+    /// An array rebuilt from its durable state over the store that holds its
+    /// blocks, as it is after [`Array::crash`]: call [`Array::restart`] next.
+    pub fn from_durable(store: S, config: ArrayConfig, d: Durable) -> Self {
+        let mut a = Array::new(&d.head.name, store, config);
+        a.vols = Volumes::from_parts(d.head.vols, d.head.next_snap, d.snaps);
+        a.groups = d.groups;
+        a.next_write = d.head.next_write;
+        a.gen_counter = d.head.gen_counter;
+        a.point_counter = d.head.point_counter;
+        a.counters = d.head.counters;
+        a.now = d.head.now;
+        a.crash();
+        a
     }
 
     // ----- getters -------------------------------------------------------

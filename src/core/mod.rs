@@ -24,10 +24,11 @@ mod view;
 mod volumes;
 
 pub use array::{
-    Array, ArrayConfig, Command, Counters, Event, Group, Pair, WriteTicket, MAX_MIRRORS,
+    Array, ArrayConfig, Command, Counters, Durable, Event, Group, Head, Pair, WriteTicket,
+    MAX_MIRRORS,
 };
 pub use error::{CommandError, WriteError};
-pub use msg::{DataTag, GroupHello, Msg, PairHello};
+pub use msg::{block_bytes, DataTag, GroupHello, Msg, PairHello};
 pub use store::{BlockStore, StoreError};
 pub use types::*;
 pub use view::{derive, CopyState, PairFacts, PairView, ProgressStatus, SyncState};

@@ -204,7 +204,7 @@ impl Msg {
 }
 
 /// A block as one byte string (serde has no impl for 4096-byte arrays).
-mod block_bytes {
+pub mod block_bytes {
     use super::Block;
     use crate::core::BLOCK_SIZE;
 

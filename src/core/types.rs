@@ -11,7 +11,19 @@ pub type Block = [u8; BLOCK_SIZE];
 
 /// Virtual time in milliseconds. The core never reads a clock: every input
 /// that depends on time carries a `Tick`, and inputs must be monotonic.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+)]
 pub struct Tick(pub u64);
 
 impl Tick {
@@ -21,7 +33,9 @@ impl Tick {
 }
 
 /// Snapshot identifier, unique within one array for its whole life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub struct SnapId(pub u64);
 
 /// Identifier of a host write, returned to the caller and echoed in the
@@ -161,7 +175,7 @@ impl fmt::Display for Policies {
 
 /// Why a group is stopped. Decides Inactive (operator) versus Broken, and
 /// whether `auto_recover` may restart it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StopCause {
     /// Never started.
     NotStarted,
@@ -193,7 +207,7 @@ impl StopCause {
 }
 
 /// A long operation that is still running on one side of a group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GroupOp {
     /// `failover` issued here; snapshot promotion still running.
     FailingOver,

@@ -24,7 +24,17 @@ use super::types::{GroupOp, Mode, Role, StopCause, SyncStatus, Tick};
 
 /// CIM_Synchronized.CopyState (DMTF ValueMap numbers).
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::EnumIter,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::EnumIter,
 )]
 #[repr(u16)]
 pub enum CopyState {

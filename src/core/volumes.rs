@@ -20,7 +20,7 @@ use super::store::{BlockStore, StoreError};
 use super::types::{Block, SnapId, BLOCK_SIZE};
 
 /// Metadata of one snapshot.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct SnapMeta {
     pub vol: String,
     /// The replication generation this snapshot stands for (the common point
@@ -31,14 +31,14 @@ pub struct SnapMeta {
 }
 
 /// Metadata of one volume.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct VolMeta {
     pub blocks: u64,
     pub snaps: Vec<SnapId>,
 }
 
 /// All volumes and snapshots of one array.
-#[derive(Clone, Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default)]
 pub struct Volumes {
     vols: BTreeMap<String, VolMeta>,
     snaps: BTreeMap<SnapId, SnapMeta>,
@@ -65,6 +65,25 @@ pub enum VolumeError {
 }
 
 impl Volumes {
+    /// The volume table and snapshot counter, and the snapshots, apart:
+    /// a shell persists each snapshot under its own key.
+    pub fn parts(&self) -> (&BTreeMap<String, VolMeta>, u64, &BTreeMap<SnapId, SnapMeta>) {
+        (&self.vols, self.next_snap, &self.snaps)
+    }
+
+    /// Rebuilds the table from [`Volumes::parts`].
+    pub fn from_parts(
+        vols: BTreeMap<String, VolMeta>,
+        next_snap: u64,
+        snaps: BTreeMap<SnapId, SnapMeta>,
+    ) -> Volumes {
+        Volumes {
+            vols,
+            snaps,
+            next_snap,
+        }
+    }
+
     pub fn exists(&self, vol: &str) -> bool {
         self.vols.contains_key(vol)
     }

@@ -9,6 +9,8 @@
 //!   Reads and writes are positional (`pread`/`pwrite`), so no seek state is
 //!   shared.
 
+pub mod journal;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -209,6 +211,58 @@ impl FileStore {
 
     fn save_path(&self, snap: SnapId) -> PathBuf {
         self.dir.join("snaps").join(format!("{}.cow", snap.0))
+    }
+
+    /// Creates a volume unless one of that name exists (replaying a log).
+    pub fn ensure_volume(&mut self, vol: &str, blocks: u64) -> Result<(), StoreError> {
+        if self.vols.contains_key(vol) {
+            return Ok(());
+        }
+        self.create_volume(vol, blocks)
+    }
+
+    /// Writes a save-area slot at its place (replaying a log: idempotent).
+    pub fn save_put_at(&mut self, snap: SnapId, slot: u64, data: &Block) -> Result<(), StoreError> {
+        let name = format!("snapshot {}", snap.0);
+        let (file, len) = self
+            .saves
+            .get_mut(&snap)
+            .ok_or_else(|| StoreError::new(&name, "no save area"))?;
+        file.write_all_at(data, slot * BLOCK_SIZE as u64)
+            .map_err(|e| io_err(&name, e))?;
+        *len = (*len).max(slot + 1);
+        Ok(())
+    }
+
+    /// Size in blocks of a volume.
+    pub fn volume_blocks(&self, vol: &str) -> Option<u64> {
+        self.vols.get(vol).map(|(_, n)| *n)
+    }
+
+    /// Slots written in a save area.
+    pub fn save_len(&self, snap: SnapId) -> Option<u64> {
+        self.saves.get(&snap).map(|(_, n)| *n)
+    }
+
+    /// Names of the volume files present.
+    pub fn volume_names(&self) -> Vec<String> {
+        self.vols.keys().cloned().collect()
+    }
+
+    /// Save areas present.
+    pub fn save_ids(&self) -> Vec<SnapId> {
+        self.saves.keys().copied().collect()
+    }
+
+    /// Makes the directory entries (created, renamed, removed files) durable.
+    pub fn sync_dirs(&self) -> Result<(), StoreError> {
+        for sub in ["volumes", "snaps"] {
+            let d = self.dir.join(sub);
+            File::open(&d)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io_err(d.display().to_string(), e))?;
+        }
+        Ok(())
     }
 
     fn vol(&self, vol: &str) -> Result<&(File, u64), StoreError> {
