@@ -1,10 +1,28 @@
-//! `replicim serve --config FILE`: one array's CIM-XML listeners.
+//! `replicim serve --config FILE`: one array — its CIM-XML listeners, its
+//! NBD export, its replication link and its data directory.
 //!
 //! The configuration is TOML:
 //!
 //! ```toml
 //! name = "site-a"                  # the array; also the HOST in object paths
 //! data_dir = "/var/lib/replicim/site-a"
+//!
+//! [nbd]
+//! listen = "127.0.0.1:10809"       # every volume is an export of its name
+//!
+//! [link]
+//! listen = "127.0.0.1:7001"        # replication link from peers
+//! # heartbeat_ms = 500
+//! # timeout_ms = 3000              # silence that declares the link down
+//!
+//! [[peer]]
+//! name = "site-b"
+//! link = "127.0.0.1:17001"         # its link listener
+//! cim = "127.0.0.1:15988"          # where consoles reach it (object paths)
+//!
+//! [[volume]]                       # created at first start if missing
+//! name = "vol0"
+//! size_mib = 64
 //!
 //! [cim]
 //! http = ["127.0.0.1:5988"]        # CIM-XML over HTTP
@@ -28,6 +46,11 @@ use crate::cim::interop::{profile_path, Interop};
 use crate::cim::repo::INTEROP;
 use crate::cim::schema::{self, IMPLEMENTATION};
 use crate::cim::server::{self, ServerConfig, State};
+use crate::core::{ArrayConfig, BLOCK_SIZE};
+use crate::link;
+use crate::nbd;
+use crate::node::{self, NodeBackend, VolumeCatalog};
+use crate::provider::{Hosts, Replication};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +59,75 @@ pub struct Config {
     pub data_dir: PathBuf,
     #[serde(default)]
     pub cim: CimConfig,
+    pub nbd: Option<NbdConfig>,
+    pub link: Option<LinkConfig>,
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<PeerConfig>,
+    #[serde(default, rename = "volume")]
+    pub volumes: Vec<VolumeConfig>,
+    #[serde(default)]
+    pub array: ArrayTuning,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NbdConfig {
+    pub listen: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    pub listen: String,
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_ms: u64,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_heartbeat() -> u64 {
+    500
+}
+fn default_timeout() -> u64 {
+    3000
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub name: String,
+    /// The peer's link listener.
+    pub link: String,
+    /// The peer's CIM-XML address (host:port) as consoles reach it.
+    pub cim: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeConfig {
+    pub name: String,
+    pub size_mib: u64,
+}
+
+/// Core tunables a site may change.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArrayTuning {
+    /// Sync blocks in flight per pair (default 1024: 4 MiB).
+    #[serde(default = "default_window")]
+    pub window: u64,
+}
+
+fn default_window() -> u64 {
+    1024
+}
+
+impl Default for ArrayTuning {
+    fn default() -> Self {
+        ArrayTuning {
+            window: default_window(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -85,7 +177,32 @@ impl Default for CimConfig {
 impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let cfg: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        cfg.check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Checks what TOML types cannot: names, sizes, peers.
+    pub fn check(&self) -> Result<(), String> {
+        if self.peers.iter().any(|p| p.name == self.name) {
+            return Err(format!("peer {} is this array itself", self.name));
+        }
+        if !self.peers.is_empty() && self.link.is_none() {
+            return Err("peers need a [link] listen address".into());
+        }
+        for v in &self.volumes {
+            if v.size_mib == 0 || v.size_mib > 1 << 20 {
+                return Err(format!(
+                    "volume {}: size_mib must be 1..=1048576 (1 TiB)",
+                    v.name
+                ));
+            }
+        }
+        if self.array.window == 0 || self.array.window > 1 << 16 {
+            return Err("array.window must be 1..=65536 blocks".into());
+        }
+        Ok(())
     }
 }
 
@@ -142,7 +259,33 @@ pub fn password(cfg: &Config) -> Result<String, String> {
     Ok(pw)
 }
 
-/// Runs the listeners until SIGINT or SIGTERM.
+/// The array's node configuration from the serve configuration.
+pub fn node_config(cfg: &Config) -> crate::node::NodeConfig {
+    crate::node::NodeConfig {
+        name: cfg.name.clone(),
+        dir: crate::node::array_dir(&cfg.data_dir),
+        volumes: cfg
+            .volumes
+            .iter()
+            .map(|v| (v.name.clone(), v.size_mib * (1 << 20) / BLOCK_SIZE as u64))
+            .collect(),
+        array: ArrayConfig {
+            window: cfg.array.window,
+            ..ArrayConfig::default()
+        },
+    }
+}
+
+async fn bind(addr: &str, what: &str) -> Result<tokio::net::TcpListener, String> {
+    let sa: SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("{what} address {addr}: {e}"))?;
+    tokio::net::TcpListener::bind(sa)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+}
+
+/// Runs the array and its listeners until SIGINT or SIGTERM.
 pub async fn serve(cfg: Config) -> Result<(), String> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
@@ -158,8 +301,72 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     } else {
         None
     };
+
+    // The array: its link first (the node forwards its events), then the
+    // node, which replays the journal before anything listens.
+    let link_cfg = link::tcp::Config {
+        me: cfg.name.clone(),
+        peers: cfg
+            .peers
+            .iter()
+            .map(|p| (p.name.clone(), p.link.clone()))
+            .collect(),
+        timing: cfg
+            .link
+            .as_ref()
+            .map_or_else(link::Timing::default, |l| link::Timing {
+                heartbeat_ms: l.heartbeat_ms,
+                timeout_ms: l.timeout_ms,
+            }),
+        backoff_min: std::time::Duration::from_millis(100),
+        backoff_max: std::time::Duration::from_secs(2),
+    };
+    let link = match &cfg.link {
+        Some(l) => {
+            let listener = bind(&l.listen, "link").await?;
+            tracing::info!(address = %l.listen, "replication link listening");
+            link::tcp::start(link_cfg, listener)
+        }
+        None => link::tcp::idle(),
+    };
+    let node_cfg = node_config(&cfg);
+    let (node, thread) = node::start(&node_cfg, link)?;
+    if let Some(stats) = node.stats() {
+        tracing::info!(
+            array = %cfg.name,
+            replayed = stats.recovery.replayed,
+            torn_bytes = stats.recovery.torn_bytes,
+            "array open"
+        );
+    }
+
+    // The provider: this array and where consoles reach its peers.
+    let my_cim = cfg
+        .cim
+        .http
+        .first()
+        .or(cfg.cim.https.first())
+        .cloned()
+        .unwrap_or_else(|| host.clone());
+    let mut hosts: Hosts = cfg
+        .peers
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.cim.clone().unwrap_or_else(|| p.name.clone()),
+            )
+        })
+        .collect();
+    hosts.insert(cfg.name.clone(), my_cim);
+    let backend = Arc::new(NodeBackend { node: node.clone() });
+    let rep = Arc::new(Replication::new(backend, &cfg.name, hosts));
+    rep.register_profiles(&cim.interop);
+    let mut dispatcher = cim.dispatcher;
+    dispatcher.register(rep)?;
+
     let state = Arc::new(State {
-        dispatcher: Arc::new(cim.dispatcher),
+        dispatcher: Arc::new(dispatcher),
         config: ServerConfig {
             credentials,
             max_body: cfg.cim.max_body,
@@ -185,18 +392,25 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         .map(|a| (a, None))
         .chain(cfg.cim.https.iter().map(|a| (a, tls.clone())));
     for (addr, tls) in listeners {
-        let sa: SocketAddr = addr
-            .parse()
-            .map_err(|e| format!("listen address {addr}: {e}"))?;
-        let l = tokio::net::TcpListener::bind(sa)
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let l = bind(addr, "CIM-XML").await?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(address = %l.local_addr().map_err(|e| e.to_string())?, scheme, "CIM-XML listening");
         let mut stop = stop_tx.subscribe();
         let state = state.clone();
         tasks.push(tokio::spawn(async move {
             server::run(l, tls, state, async move {
+                let _ = stop.recv().await;
+            })
+            .await
+        }));
+    }
+    if let Some(n) = &cfg.nbd {
+        let l = bind(&n.listen, "NBD").await?;
+        tracing::info!(address = %n.listen, "NBD listening");
+        let mut stop = stop_tx.subscribe();
+        let catalog = Arc::new(VolumeCatalog { node: node.clone() });
+        tasks.push(tokio::spawn(async move {
+            nbd::server::run(l, catalog, async move {
                 let _ = stop.recv().await;
             })
             .await
@@ -213,6 +427,8 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     for t in tasks {
         let _ = t.await;
     }
+    node.stop();
+    let _ = crate::rt::blocking(|| thread.join());
     tracing::info!("stopped");
     Ok(())
 }

@@ -108,6 +108,15 @@ pub fn start(cfg: Config, listener: TcpListener) -> Link {
     Link { outboxes, events }
 }
 
+/// A link with no peers (an array that replicates nowhere).
+pub fn idle() -> Link {
+    let (_, events) = mpsc::unbounded_channel();
+    Link {
+        outboxes: BTreeMap::new(),
+        events,
+    }
+}
+
 fn tick(epoch: Instant) -> Tick {
     Tick(epoch.elapsed().as_millis() as u64)
 }

@@ -43,6 +43,21 @@ pub trait Device: Send + Sync {
 /// The exports by name.
 pub type Exports = BTreeMap<String, Arc<dyn Device>>;
 
+/// Where the server finds exports; an array's volumes come and go.
+pub trait Catalog: Send + Sync {
+    fn names(&self) -> Vec<String>;
+    fn get(&self, name: &str) -> Option<Arc<dyn Device>>;
+}
+
+impl Catalog for Exports {
+    fn names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
+    fn get(&self, name: &str) -> Option<Arc<dyn Device>> {
+        BTreeMap::get(self, name).cloned()
+    }
+}
+
 /// One volume of a block store, served as it is.
 pub struct StoreDevice<S: BlockStore> {
     store: Arc<Mutex<S>>,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Device, Errno, Exports};
+use super::{Catalog, Device, Errno};
+use crate::rt::blocking;
 
 const NBDMAGIC: &[u8; 8] = b"NBDMAGIC";
 const IHAVEOPT: u64 = 0x4948_4156_454F_5054; // "IHAVEOPT"
@@ -57,7 +58,7 @@ type Io = std::io::Result<()>;
 /// Serves `exports` on `listener` until `shutdown` resolves.
 pub async fn run(
     listener: TcpListener,
-    exports: Arc<Exports>,
+    exports: Arc<dyn Catalog>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     tokio::pin!(shutdown);
@@ -75,7 +76,7 @@ pub async fn run(
                 };
                 let exports = exports.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve(stream, &exports).await {
+                    if let Err(e) = serve(stream, exports.as_ref()).await {
                         tracing::debug!(%peer, "nbd connection ended: {e}");
                     }
                 });
@@ -84,7 +85,7 @@ pub async fn run(
     }
 }
 
-async fn serve(stream: TcpStream, exports: &Exports) -> Io {
+async fn serve(stream: TcpStream, exports: &dyn Catalog) -> Io {
     stream.set_nodelay(true)?;
     let (r, w) = stream.into_split();
     let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
@@ -123,7 +124,7 @@ fn flags_of(dev: &dyn Device) -> u16 {
 async fn negotiate<R, W>(
     r: &mut R,
     w: &mut W,
-    exports: &Exports,
+    exports: &dyn Catalog,
     no_zeroes: bool,
 ) -> std::io::Result<Option<Arc<dyn Device>>>
 where
@@ -148,7 +149,7 @@ where
                 return Ok(None);
             }
             OPT_LIST => {
-                for name in exports.keys() {
+                for name in exports.names() {
                     let mut d = (name.len() as u32).to_be_bytes().to_vec();
                     d.extend_from_slice(name.as_bytes());
                     opt_reply(w, opt, REP_SERVER, &d).await?;
@@ -182,7 +183,7 @@ where
                     continue;
                 };
                 let Some(dev) = exports.get(&name) else {
-                    let known: Vec<&str> = exports.keys().map(String::as_str).collect();
+                    let known = exports.names();
                     let msg = format!("no export named {name:?}; exports: {}", known.join(", "));
                     opt_reply(w, opt, REP_ERR_UNKNOWN, msg.as_bytes()).await?;
                     w.flush().await?;
@@ -251,12 +252,14 @@ where
                 let res = if !in_range {
                     Err(Errno::NoSpc)
                 } else {
-                    dev.write(offset, &buf).and_then(|()| {
-                        if flags & CMD_FLAG_FUA != 0 {
-                            dev.flush()
-                        } else {
-                            Ok(())
-                        }
+                    blocking(|| {
+                        dev.write(offset, &buf).and_then(|()| {
+                            if flags & CMD_FLAG_FUA != 0 {
+                                dev.flush()
+                            } else {
+                                Ok(())
+                            }
+                        })
                     })
                 };
                 simple_reply(w, res.err(), handle).await?;
@@ -266,7 +269,7 @@ where
                     simple_reply(w, Some(Errno::Inval), handle).await?;
                 } else {
                     buf.resize(len as usize, 0);
-                    match dev.read(offset, &mut buf) {
+                    match blocking(|| dev.read(offset, &mut buf)) {
                         Ok(()) => {
                             simple_reply(w, None, handle).await?;
                             w.write_all(&buf).await?;
@@ -275,10 +278,10 @@ where
                     }
                 }
             }
-            CMD_FLUSH => simple_reply(w, dev.flush().err(), handle).await?,
+            CMD_FLUSH => simple_reply(w, blocking(|| dev.flush()).err(), handle).await?,
             CMD_TRIM => {
                 let res = if in_range {
-                    dev.trim(offset, u64::from(len))
+                    blocking(|| dev.trim(offset, u64::from(len)))
                 } else {
                     Err(Errno::Inval)
                 };
