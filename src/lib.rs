@@ -19,6 +19,7 @@ pub mod cim;
 pub mod cli;
 pub mod conformance;
 pub mod core;
+pub mod lab;
 pub mod link;
 pub mod nbd;
 pub mod node;

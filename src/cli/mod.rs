@@ -5,6 +5,7 @@
 //! `rcopy` (the admin client). The two-process lab (`lab`) comes with its
 //! issue; until then it is absent rather than stubbed.
 
+pub mod lab;
 pub mod rcopy;
 pub mod serve;
 
@@ -34,6 +35,9 @@ pub enum Cmd {
     },
     /// A storage admin's remote-copy client (3PAR vocabulary) over CIM-XML.
     Rcopy(rcopy::Args),
+    /// Two arrays as two processes behind a fault switch, with rcg0; or,
+    /// with a subcommand, a fault for the lab running in --dir.
+    Lab(lab::Args),
     /// Replay the state tables (conformance/*.toml) and compare every column.
     Conformance {
         /// core: the sans-IO core in process; cim: two arrays behind CIM-XML
@@ -79,6 +83,7 @@ pub fn main_with(cli: Cli) -> i32 {
             }
         }
         Cmd::Rcopy(args) => rcopy::main(args),
+        Cmd::Lab(args) => lab::main(args),
         Cmd::Conformance { level } => match level {
             Level::Core => replay(&mut CoreDriver::new()),
             Level::Cim => match conformance::cim_driver::CimDriver::start() {

@@ -447,7 +447,22 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
             )
             .with("Started", CimType::Boolean, Some(Value::Boolean(true)))
             .with("EnabledState", CimType::Uint16, u16v(2))
-            .with("OperationalStatus", CimType::Uint16, u16s(&[2]))],
+            .with("OperationalStatus", CimType::Uint16, u16s(&[2]))
+            .with(
+                "WriteBytesSent",
+                CimType::Uint64,
+                Some(Value::Uint64(snap.counters.write_bytes_sent)),
+            )
+            .with(
+                "SyncBytesSent",
+                CimType::Uint64,
+                Some(Value::Uint64(snap.counters.sync_bytes_sent)),
+            )
+            .with(
+                "BytesApplied",
+                CimType::Uint64,
+                Some(Value::Uint64(snap.counters.bytes_applied)),
+            )],
         "CIM_HostedService" => vec![assoc(
             "CIM_HostedService",
             ("Antecedent", cs),

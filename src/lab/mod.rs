@@ -1,0 +1,538 @@
+//! The lab: two arrays, site-a and site-b, each a `replicim serve` child
+//! process, joined through a fault switch, with remote-copy group `rcg0`
+//! provisioned over CIM-XML.
+//!
+//! * [`Lab`] is the supervisor as a library: it writes both arrays'
+//!   configurations into its directory, runs the switch, starts, kills and
+//!   restarts the children, and provisions `rcg0` with the rcopy console
+//!   (so through the provider's own CIM methods). The CLI, the conformance
+//!   lab level and the cross-process tests all use it.
+//! * [`switch`] is the fault switch: a TCP relay between the arrays' link
+//!   ports that can black-hole traffic (`link down`: nothing is forwarded and
+//!   no connection is closed, so each array must notice the silence itself)
+//!   and limit bandwidth (`link throttle`).
+//! * [`control`]: the supervisor listens on `DIR/lab.sock`; `replicim lab
+//!   kill|start|link ...` are one-line requests to it.
+
+pub mod control;
+pub mod switch;
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::cim::client::Client;
+use crate::rcopy::console::{Console, Wait};
+
+/// Group the lab provisions.
+pub const GROUP: &str = "rcg0";
+/// Volumes of the group, on site-a, mirrored to site-b.
+pub const VOLUMES: [&str; 2] = ["vol0", "vol1"];
+/// Size of each volume.
+pub const VOLUME_MIB: u64 = 64;
+pub const USER: &str = "admin";
+
+/// One of the two arrays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Site {
+    A,
+    B,
+}
+
+impl Site {
+    pub fn name(self) -> &'static str {
+        match self {
+            Site::A => "site-a",
+            Site::B => "site-b",
+        }
+    }
+    pub fn other(self) -> Site {
+        match self {
+            Site::A => Site::B,
+            Site::B => Site::A,
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+    pub fn parse(s: &str) -> Result<Site, String> {
+        match s {
+            "A" | "a" | "site-a" => Ok(Site::A),
+            "B" | "b" | "site-b" => Ok(Site::B),
+            _ => Err(format!("{s}: the arrays are A (site-a) and B (site-b)")),
+        }
+    }
+}
+
+/// The ports of one array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SitePorts {
+    pub http: u16,
+    pub https: u16,
+    pub nbd: u16,
+    /// The array's own link listener.
+    pub link: u16,
+    /// The switch port that relays to `link` (where the peer dials).
+    pub switch: u16,
+}
+
+/// Every port of the lab, on 127.0.0.1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    pub a: SitePorts,
+    pub b: SitePorts,
+}
+
+impl Default for Ports {
+    /// The endpoints of the interface: CIM-XML 5988/5989 and 15988/15989,
+    /// NBD 10809 and 10810; links 7001/17001 behind switch ports 7002/17002.
+    fn default() -> Self {
+        Ports {
+            a: SitePorts {
+                http: 5988,
+                https: 5989,
+                nbd: 10809,
+                link: 7001,
+                switch: 7002,
+            },
+            b: SitePorts {
+                http: 15988,
+                https: 15989,
+                nbd: 10810,
+                link: 17001,
+                switch: 17002,
+            },
+        }
+    }
+}
+
+impl Ports {
+    /// Ten ports the system has free now (for tests that run side by side).
+    pub fn free() -> Ports {
+        let mut held = Vec::new();
+        let mut next = || {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+            let p = l.local_addr().expect("addr").port();
+            held.push(l);
+            p
+        };
+        let mut site = || SitePorts {
+            http: next(),
+            https: next(),
+            nbd: next(),
+            link: next(),
+            switch: next(),
+        };
+        let (a, b) = (site(), site());
+        Ports { a, b }
+    }
+
+    pub fn of(&self, s: Site) -> SitePorts {
+        match s {
+            Site::A => self.a,
+            Site::B => self.b,
+        }
+    }
+}
+
+/// How to run a lab.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub dir: PathBuf,
+    pub password: Option<String>,
+    pub ports: Ports,
+    /// The `replicim` binary the arrays run.
+    pub exe: PathBuf,
+    /// Link heartbeat and silence timeout (ms) of both arrays.
+    pub heartbeat_ms: u64,
+    pub timeout_ms: u64,
+}
+
+impl Options {
+    pub fn new(dir: &Path, exe: &Path) -> Options {
+        Options {
+            dir: dir.to_path_buf(),
+            password: None,
+            ports: Ports::default(),
+            exe: exe.to_path_buf(),
+            heartbeat_ms: 500,
+            timeout_ms: 3000,
+        }
+    }
+}
+
+/// The default lab directory: `$TMPDIR/replicim-lab`.
+pub fn default_dir() -> PathBuf {
+    std::env::temp_dir().join("replicim-lab")
+}
+
+/// A running lab.
+pub struct Lab {
+    pub opts: Options,
+    pub password: String,
+    children: Mutex<[Option<Child>; 2]>,
+    pub switch: Arc<switch::Switch>,
+    /// Runs the switch (and the control socket in the CLI).
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Lab {
+    /// Writes the configurations (reusing DIR's state), starts the switch
+    /// and both arrays, and waits until both answer CIM-XML.
+    pub fn start(opts: Options) -> Result<Lab, String> {
+        fs::create_dir_all(&opts.dir).map_err(|e| format!("{}: {e}", opts.dir.display()))?;
+        let password = lab_password(&opts)?;
+        for s in [Site::A, Site::B] {
+            let path = config_path(&opts.dir, s);
+            fs::write(&path, config_text(&opts, s))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let switch = Arc::new(switch::Switch::default());
+        for s in [Site::A, Site::B] {
+            let p = opts.ports.of(s);
+            let listener = rt
+                .block_on(tokio::net::TcpListener::bind(("127.0.0.1", p.switch)))
+                .map_err(|e| format!("switch port {}: {e}", p.switch))?;
+            rt.spawn(switch::relay(
+                listener,
+                format!("127.0.0.1:{}", p.link),
+                switch.clone(),
+            ));
+        }
+        let lab = Lab {
+            opts,
+            password,
+            children: Mutex::new([None, None]),
+            switch,
+            rt,
+        };
+        lab.start_site(Site::A)?;
+        lab.start_site(Site::B)?;
+        Ok(lab)
+    }
+
+    /// Starts an array's process from its data directory and waits until it
+    /// answers CIM-XML.
+    pub fn start_site(&self, s: Site) -> Result<(), String> {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = children[s.index()].as_mut() {
+            if c.try_wait().map_err(|e| e.to_string())?.is_none() {
+                return Err(format!("{} is already running", s.name()));
+            }
+        }
+        let log_path = self.opts.dir.join(format!("{}.log", s.name()));
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let child = Process::new(&self.opts.exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(config_path(&self.opts.dir, s))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.opts.exe.display()))?;
+        children[s.index()] = Some(child);
+        drop(children);
+        self.wait_ready(s, Duration::from_secs(60))
+    }
+
+    fn wait_ready(&self, s: Site, limit: Duration) -> Result<(), String> {
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.exited(s) {
+                return Err(format!(
+                    "{} exited ({status}) while starting; see {}",
+                    s.name(),
+                    self.opts.dir.join(format!("{}.log", s.name())).display()
+                ));
+            }
+            if Console::connect(self.client(s)).is_ok() {
+                return Ok(());
+            }
+            if t0.elapsed() > limit {
+                return Err(format!("{} did not answer CIM-XML in {limit:?}", s.name()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn exited(&self, s: Site) -> Option<std::process::ExitStatus> {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        children[s.index()].as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// SIGKILLs an array's process (an array failure) and reaps it.
+    pub fn kill(&self, s: Site) -> Result<(), String> {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mut c) = children[s.index()].take() else {
+            return Err(format!("{} is not running", s.name()));
+        };
+        if c.try_wait().map_err(|e| e.to_string())?.is_some() {
+            return Err(format!("{} is not running", s.name()));
+        }
+        c.kill().map_err(|e| e.to_string())?;
+        c.wait().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Whether an array's process is alive.
+    pub fn running(&self, s: Site) -> bool {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        children[s.index()]
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Cuts (false) or restores (true) the link at the switch.
+    pub fn link(&self, up: bool) {
+        self.switch.set_up(up);
+    }
+
+    /// Limits the link to `rate` bytes per second in each direction (None:
+    /// unlimited).
+    pub fn throttle(&self, rate: Option<u64>) {
+        self.switch.set_rate(rate);
+    }
+
+    /// A CIM-XML client of an array (HTTP, with the lab's credentials).
+    pub fn client(&self, s: Site) -> Client {
+        let addr = format!("127.0.0.1:{}", self.opts.ports.of(s).http);
+        Client::new(&addr, Some((USER, &self.password)))
+    }
+
+    pub fn console(&self, s: Site) -> Result<Console, String> {
+        Console::connect(self.client(s))
+    }
+
+    /// The NBD URL of a volume, as qemu writes it.
+    pub fn nbd_url(&self, s: Site, vol: &str) -> String {
+        format!("nbd://127.0.0.1:{}/{vol}", self.opts.ports.of(s).nbd)
+    }
+
+    /// Creates `rcg0` (synchronous) on site-a with vol0 and vol1 mirrored to
+    /// site-b, starts it and waits until it is synced; a group that exists
+    /// already is left as it is. Returns whether it created the group.
+    pub fn provision(&self) -> Result<bool, String> {
+        self.wait_link(Site::A, true, Duration::from_secs(30))?;
+        let mut c = self.console(Site::A)?;
+        if c.show()?.iter().any(|g| g.name == GROUP) {
+            return Ok(false);
+        }
+        let b = Site::B.name();
+        let mut none = |_: u16, _: u64| {};
+        let lines = [
+            format!("creatercopygroup {GROUP} {b} sync"),
+            format!("admitrcopyvv {} {GROUP} {b}:{}", VOLUMES[0], VOLUMES[0]),
+            format!("admitrcopyvv {} {GROUP} {b}:{}", VOLUMES[1], VOLUMES[1]),
+            format!("startrcopygroup {GROUP}"),
+        ];
+        for line in &lines {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let cmd = crate::rcopy::parse(&words)?;
+            c.run(&cmd, Wait::Yes, &mut none)
+                .map_err(|e| format!("{line}: {e}"))?;
+        }
+        Ok(true)
+    }
+
+    /// Whether `s` reports its link to the other array up, over CIM-XML
+    /// (RCM_RemoteReplicationCollection.ConnectivityStatus 2).
+    pub fn link_reported(&self, s: Site) -> Result<bool, String> {
+        let peer = s.other().name();
+        let links = self
+            .client(s)
+            .enumerate_instances(crate::provider::NS, "RCM_RemoteReplicationCollection")
+            .map_err(|e| e.to_string())?;
+        Ok(links.iter().any(|(_, i)| {
+            i.get("ElementName").and_then(|v| v.as_str()) == Some(peer)
+                && i.get("ConnectivityStatus") == Some(&crate::cim::model::Value::Uint16(2))
+        }))
+    }
+
+    /// Waits until `s` reports its link `up` (or down).
+    pub fn wait_link(&self, s: Site, up: bool, limit: Duration) -> Result<(), String> {
+        let t0 = Instant::now();
+        while self.link_reported(s)? != up {
+            if t0.elapsed() > limit {
+                return Err(format!(
+                    "{} did not see the link {} within {limit:?}",
+                    s.name(),
+                    if up { "up" } else { "down" }
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Stops both arrays with SIGTERM (a clean shutdown) and waits.
+    pub fn stop(&self) {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        for c in children.iter_mut().flatten() {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                // SAFETY: kill(2) with our own child's pid and a valid signal.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+        }
+        for c in children.iter_mut() {
+            if let Some(mut ch) = c.take() {
+                let t0 = Instant::now();
+                while matches!(ch.try_wait(), Ok(None)) && t0.elapsed() < Duration::from_secs(10) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = ch.kill();
+                let _ = ch.wait();
+            }
+        }
+    }
+
+    /// The text the supervisor prints once the lab is up.
+    pub fn banner(&self) -> String {
+        let mut out = String::new();
+        let pw = &self.password;
+        for s in [Site::A, Site::B] {
+            let p = self.opts.ports.of(s);
+            out += &format!(
+                "{} ({}): CIM-XML http://127.0.0.1:{}  https://127.0.0.1:{}  NBD nbd://127.0.0.1:{}/vol0 and /vol1\n",
+                if s == Site::A { "A" } else { "B" },
+                s.name(),
+                p.http,
+                p.https,
+                p.nbd
+            );
+        }
+        let a = self.opts.ports.a;
+        let b = self.opts.ports.b;
+        let dir = self.opts.dir.display();
+        out += &format!(
+            "credentials: user {USER}, password {pw} (also in {dir}/credentials)\n\
+             namespaces: root/cimv2, interop root/interop\n\
+             group {GROUP}: synchronous, vol0 and vol1 ({VOLUME_MIB} MiB each), site-a -> site-b\n\
+             \n\
+             try:\n\
+             \x20 replicim rcopy --url http://127.0.0.1:{} --user {USER} --password {pw} showrcopy\n\
+             \x20 pywbemcli -s http://127.0.0.1:{} -u {USER} -p {pw} -n root/cimv2 instance enumerate CIM_StorageSynchronized --di\n\
+             \x20 wbemcli ein 'http://{USER}:{pw}@127.0.0.1:{}/root/cimv2:CIM_StorageVolume'\n\
+             \x20 qemu-io -f raw nbd://127.0.0.1:{}/vol0 -c 'write -P 0xab 0 1M'\n\
+             \x20 qemu-io -f raw nbd://127.0.0.1:{}/vol0 -c 'read -P 0xab 0 1M'\n\
+             \x20 replicim lab kill A --dir {dir}     (then: rcopy --url http://127.0.0.1:{} ... setrcopygroup failover {GROUP})\n\
+             \x20 replicim lab start A --dir {dir}\n\
+             \x20 replicim lab link down|up --dir {dir};  replicim lab link throttle 1000000|off --dir {dir}\n\
+             logs: {dir}/site-a.log, {dir}/site-b.log\n\
+             Ctrl-C stops both arrays.\n",
+            a.http, a.http, a.http, a.nbd, b.nbd, b.http
+        );
+        out
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config_path(dir: &Path, s: Site) -> PathBuf {
+    dir.join(format!("{}.toml", s.name()))
+}
+
+/// The password: given, else the one in DIR/credentials, else a new one.
+fn lab_password(opts: &Options) -> Result<String, String> {
+    let path = opts.dir.join("credentials");
+    let pw = match &opts.password {
+        Some(p) => p.clone(),
+        None => match fs::read_to_string(&path) {
+            Ok(text) => text
+                .lines()
+                .find_map(|l| l.strip_prefix("password="))
+                .map(|p| p.trim().to_string())
+                .ok_or_else(|| format!("{}: no password= line", path.display()))?,
+            Err(_) => {
+                let mut seed = [0u8; 12];
+                fs::File::open("/dev/urandom")
+                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+                    .map_err(|e| format!("/dev/urandom: {e}"))?;
+                seed.iter().map(|b| format!("{b:02x}")).collect()
+            }
+        },
+    };
+    let mut f = fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    writeln!(f, "user={USER}\npassword={pw}").map_err(|e| e.to_string())?;
+    let pfile = opts.dir.join("password");
+    fs::write(&pfile, &pw).map_err(|e| format!("{}: {e}", pfile.display()))?;
+    Ok(pw)
+}
+
+fn config_text(opts: &Options, s: Site) -> String {
+    let me = opts.ports.of(s);
+    let peer = opts.ports.of(s.other());
+    let dir = opts.dir.display();
+    let mut t = format!(
+        "# Written by `replicim lab`; rewritten at each lab start.\n\
+         name = \"{name}\"\n\
+         data_dir = \"{dir}/{name}\"\n\
+         \n\
+         [cim]\n\
+         http = [\"127.0.0.1:{http}\"]\n\
+         https = [\"127.0.0.1:{https}\"]\n\
+         user = \"{USER}\"\n\
+         password_file = \"{dir}/password\"\n\
+         \n\
+         [nbd]\n\
+         listen = \"127.0.0.1:{nbd}\"\n\
+         \n\
+         [link]\n\
+         listen = \"127.0.0.1:{link}\"\n\
+         heartbeat_ms = {hb}\n\
+         timeout_ms = {to}\n\
+         \n\
+         [[peer]]\n\
+         name = \"{peer_name}\"\n\
+         link = \"127.0.0.1:{peer_switch}\"\n\
+         cim = \"127.0.0.1:{peer_http}\"\n",
+        name = s.name(),
+        http = me.http,
+        https = me.https,
+        nbd = me.nbd,
+        link = me.link,
+        hb = opts.heartbeat_ms,
+        to = opts.timeout_ms,
+        peer_name = s.other().name(),
+        peer_switch = peer.switch,
+        peer_http = peer.http,
+    );
+    if s == Site::A {
+        for v in VOLUMES {
+            t += &format!("\n[[volume]]\nname = \"{v}\"\nsize_mib = {VOLUME_MIB}\n");
+        }
+    }
+    t
+}
+
+/// Whether something listens on a 127.0.0.1 port.
+pub fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
