@@ -525,3 +525,26 @@ fn reverse_swaps_the_direction_of_a_stopped_group() {
     assert_eq!(read(&mut sim, A, "vol0", 2), data);
     assert!(same_data(&mut sim, "vol0"));
 }
+
+/// A group made on empty volumes (the usual case for new volumes): the
+/// initial sync moves nothing, yet it is a completed sync, so after a
+/// failover `recover` resyncs from it.
+#[test]
+fn an_initial_sync_of_empty_volumes_is_a_common_base() {
+    let mut sim = pair(SYNC, NONE, &["vol0"], 32);
+    start(&mut sim, A);
+    settle(&mut sim);
+    assert_eq!(status(&sim, B, "vol0"), SyncStatus::Synced);
+    sim.crash(A).unwrap();
+    settle(&mut sim);
+    cmd(&mut sim, B, "setrcopygroup failover rcg0").unwrap();
+    settle(&mut sim);
+    sim.write(B, "vol0", 3, &pattern_block(0xc1, 1)).unwrap();
+    sim.restart(A).unwrap();
+    sim.link_up(A, B).unwrap();
+    settle(&mut sim);
+    cmd(&mut sim, B, "setrcopygroup recover rcg0").unwrap();
+    settle(&mut sim);
+    assert_eq!(status(&sim, B, "vol0"), SyncStatus::Synced);
+    assert!(same_data(&mut sim, "vol0"));
+}

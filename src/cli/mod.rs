@@ -94,8 +94,20 @@ pub fn main_with(cli: Cli) -> i32 {
                 }
             },
             Level::Lab => {
-                eprintln!("replicim conformance: level lab is not built yet; --level core and --level cim exist today (see README)");
-                2
+                let exe = match std::env::current_exe() {
+                    Ok(e) => e,
+                    Err(e) => {
+                        eprintln!("replicim conformance: cannot find my own binary: {e}");
+                        return 2;
+                    }
+                };
+                let root = std::env::temp_dir()
+                    .join(format!("replicim-conformance-{}", std::process::id()));
+                let mut d = conformance::lab_driver::LabDriver::new(root.clone(), exe);
+                let code = replay(&mut d);
+                drop(d);
+                let _ = std::fs::remove_dir_all(root);
+                code
             }
         },
     }

@@ -173,12 +173,6 @@ impl CimDriver {
         provider::model_paths::rs_path(site(side), &self.host(side))
     }
 
-    /// The GroupSynchronized of `group` on `side`, found with References
-    /// from the side's ReplicationGroup.
-    fn group_sync(&mut self, side: Side, group: &str) -> Result<ObjectPath, String> {
-        self.console(side).group_sync(group).map(|(p, _)| p)
-    }
-
     /// One rcopy command as the CIM calls an SMI-S console would make,
     /// without waiting for the job it may start.
     fn rcopy(&mut self, side: Side, args: &[String]) -> Result<(), String> {
@@ -235,54 +229,61 @@ impl CimDriver {
 
     fn observe_one(&mut self, side: Side, vol: &str) -> Result<Observed, String> {
         let host = self.host(side);
-        let vp = provider::model_paths::vol_path(site(side), &host, vol);
-        let refs = self
-            .client(side)
-            .references(&vp, "CIM_StorageSynchronized")
-            .map_err(|e| e.to_string())?;
-        let (path, _) = refs
-            .into_iter()
-            .next()
-            .ok_or_else(|| format!("{vol} on {} has no StorageSynchronized", site(side)))?;
-        let inst = self
-            .client(side)
-            .get_instance(&path)
-            .map_err(|e| e.to_string())?;
-        let num = |n: &str| {
-            inst.get(n)
-                .and_then(Value::as_u64)
-                .map(|v| v as u16)
-                .ok_or_else(|| format!("{vol}: {n} is missing"))
-        };
-        let role = match num("Role")? {
-            1 => "Primary",
-            2 => "Secondary",
-            3 => "Primary-Rev",
-            4 => "Secondary-Rev",
-            n => return Err(format!("{vol}: Role {n}")),
-        };
-        let status = match num("SyncStatus")? {
-            1 => "New",
-            2 => "Syncing",
-            3 => "Synced",
-            4 => "NotSynced",
-            5 => "Stopped",
-            6 => "Stale",
-            n => return Err(format!("{vol}: SyncStatus {n}")),
-        };
-        Ok(Observed {
-            vol: vol.to_string(),
-            role: role.into(),
-            status: status.into(),
-            copy_state: num("CopyState")?,
-            sync_state: num("SyncState")?,
-            progress: num("ProgressStatus")?,
-            role_reversed: inst
-                .get("RoleReversed")
-                .and_then(Value::as_bool)
-                .ok_or("RoleReversed is missing")?,
-        })
+        observe_pair(self.client(side), site(side), &host, vol)
     }
+}
+
+/// One pair of `vol` on `array` (reached at `host`), read over CIM-XML:
+/// its StorageSynchronized found by References from the volume.
+pub fn observe_pair(
+    client: &mut Client,
+    array: &str,
+    host: &str,
+    vol: &str,
+) -> Result<Observed, String> {
+    let vp = provider::model_paths::vol_path(array, host, vol);
+    let refs = client
+        .references(&vp, "CIM_StorageSynchronized")
+        .map_err(|e| e.to_string())?;
+    let (path, _) = refs
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{vol} on {array} has no StorageSynchronized"))?;
+    let inst = client.get_instance(&path).map_err(|e| e.to_string())?;
+    let num = |n: &str| {
+        inst.get(n)
+            .and_then(Value::as_u64)
+            .map(|v| v as u16)
+            .ok_or_else(|| format!("{vol}: {n} is missing"))
+    };
+    let role = match num("Role")? {
+        1 => "Primary",
+        2 => "Secondary",
+        3 => "Primary-Rev",
+        4 => "Secondary-Rev",
+        n => return Err(format!("{vol}: Role {n}")),
+    };
+    let status = match num("SyncStatus")? {
+        1 => "New",
+        2 => "Syncing",
+        3 => "Synced",
+        4 => "NotSynced",
+        5 => "Stopped",
+        6 => "Stale",
+        n => return Err(format!("{vol}: SyncStatus {n}")),
+    };
+    Ok(Observed {
+        vol: vol.to_string(),
+        role: role.into(),
+        status: status.into(),
+        copy_state: num("CopyState")?,
+        sync_state: num("SyncState")?,
+        progress: num("ProgressStatus")?,
+        role_reversed: inst
+            .get("RoleReversed")
+            .and_then(Value::as_bool)
+            .ok_or("RoleReversed is missing")?,
+    })
 }
 
 /// See [`CimDriver::wall_clock`].
@@ -331,29 +332,39 @@ impl Driver for CimDriver {
     }
 
     fn observe(&mut self, side: Side) -> Result<Vec<Observed>, String> {
-        let mut out = Vec::new();
-        for v in VOLUMES {
-            out.push(self.observe_one(side, v)?);
-        }
-        // The group's own association agrees with its pairs.
-        let gs = self.group_sync(side, GROUP)?;
-        let g = self
-            .client(side)
-            .get_instance(&gs)
-            .map_err(|e| e.to_string())?;
-        for (n, pick) in [("CopyState", 0usize), ("ProgressStatus", 2)] {
-            let want = [out[0].copy_state, out[0].sync_state, out[0].progress][pick];
-            let got = g.get(n).and_then(Value::as_u64).map(|v| v as u16);
-            if out
-                .iter()
-                .all(|o| [o.copy_state, o.sync_state, o.progress][pick] == want)
-                && got != Some(want)
-            {
-                return Err(format!(
-                    "GroupSynchronized {n} is {got:?}, its pairs show {want}"
-                ));
-            }
-        }
-        Ok(out)
+        let host = self.host(side);
+        observe_group(self.console(side), site(side), &host)
     }
+}
+
+/// Every pair of rcg0 on `array`, and a check that the group's own
+/// GroupSynchronized agrees with its pairs.
+pub fn observe_group(
+    console: &mut Console,
+    array: &str,
+    host: &str,
+) -> Result<Vec<Observed>, String> {
+    let mut out = Vec::new();
+    for v in VOLUMES {
+        out.push(observe_pair(console.client(), array, host, v)?);
+    }
+    let (gs, _) = console.group_sync(GROUP)?;
+    let g = console
+        .client()
+        .get_instance(&gs)
+        .map_err(|e| e.to_string())?;
+    for (n, pick) in [("CopyState", 0usize), ("ProgressStatus", 2)] {
+        let want = [out[0].copy_state, out[0].sync_state, out[0].progress][pick];
+        let got = g.get(n).and_then(Value::as_u64).map(|v| v as u16);
+        if out
+            .iter()
+            .all(|o| [o.copy_state, o.sync_state, o.progress][pick] == want)
+            && got != Some(want)
+        {
+            return Err(format!(
+                "GroupSynchronized {n} is {got:?}, its pairs show {want}"
+            ));
+        }
+    }
+    Ok(out)
 }

@@ -10,6 +10,9 @@ use crate::rcopy;
 use crate::sim::{pattern_block, Sim};
 
 /// Names of the two arrays, as in the lab.
+/// What every setup writes on site-a before the group exists: (volume,
+/// first block, end block, fill).
+pub const PREPARED: [(&str, u64, u64, u8); 2] = [("vol0", 0, 48, 0x5a), ("vol1", 100, 140, 0x6b)];
 pub const SITE_A: &str = "site-a";
 pub const SITE_B: &str = "site-b";
 /// The group every scenario uses.
@@ -111,15 +114,15 @@ impl CoreDriver {
         r
     }
 
-    /// Creates vol0 and vol1 on site-a with some data, so that the initial
-    /// sync of a setup moves real bytes.
+    /// Creates vol0 and vol1 on site-a with the [`PREPARED`] data, so that
+    /// the initial sync of a setup moves real bytes.
     pub fn prepare_volumes(&mut self) -> Result<(), String> {
         for v in VOLUMES {
             self.sim()
                 .create_volume(SITE_A, v, VOLUME_BLOCKS)
                 .map_err(|e| e.to_string())?;
         }
-        for (vol, from, to, fill) in [("vol0", 0, 48, 0x5a), ("vol1", 100, 140, 0x6b)] {
+        for (vol, from, to, fill) in PREPARED {
             self.step(&Step::Write {
                 side: Side::A,
                 vol: vol.into(),

@@ -11,6 +11,7 @@
 
 pub mod cim_driver;
 pub mod core_driver;
+pub mod lab_driver;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -265,6 +266,10 @@ pub trait Driver {
     fn step(&mut self, step: &Step) -> Result<(), String>;
     /// Every pair of group rcg0 as `side` reports it.
     fn observe(&mut self, side: Side) -> Result<Vec<Observed>, String>;
+    /// Why this level cannot reach a row, if it cannot.
+    fn unreachable(&self, _row: &Row) -> Option<String> {
+        None
+    }
 }
 
 /// The outcome of one row.
@@ -316,7 +321,7 @@ pub fn run_row(driver: &mut dyn Driver, table: &str, row: &Row) -> RowResult {
         "{table:<6} row {:<3} {}  {:<62}",
         row.id, row.array, expected
     );
-    if let Some(why) = &row.unreachable {
+    if let Some(why) = row.unreachable.clone().or_else(|| driver.unreachable(row)) {
         return RowResult {
             table: table.into(),
             id: row.id.clone(),

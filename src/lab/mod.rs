@@ -15,6 +15,7 @@
 //!   kill|start|link ...` are one-line requests to it.
 
 pub mod control;
+pub mod qemu;
 pub mod switch;
 
 use std::fs;
@@ -349,7 +350,33 @@ impl Lab {
             c.run(&cmd, Wait::Yes, &mut none)
                 .map_err(|e| format!("{line}: {e}"))?;
         }
+        self.wait_synced(Site::A, Duration::from_secs(120))?;
         Ok(true)
+    }
+
+    /// Waits until every pair of every group on `s` shows Synced.
+    pub fn wait_synced(&self, s: Site, limit: Duration) -> Result<(), String> {
+        let t0 = Instant::now();
+        loop {
+            let groups = self.console(s)?.show()?;
+            let pending: Vec<String> = groups
+                .iter()
+                .flat_map(|g| g.volumes.iter())
+                .filter(|v| v.sync_status != "Synced")
+                .map(|v| format!("{} is {}", v.local_vv, v.sync_status))
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if t0.elapsed() > limit {
+                return Err(format!(
+                    "{} not synced within {limit:?}: {}",
+                    s.name(),
+                    pending.join(", ")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Whether `s` reports its link to the other array up, over CIM-XML

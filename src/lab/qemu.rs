@@ -1,0 +1,62 @@
+//! The real host clients of the lab: qemu-io and qemu-img over NBD.
+
+use std::path::Path;
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+/// Runs `qemu-io -f raw URL -c CMD...`; an error names the command and
+/// what qemu-io said (a refused write shows "Operation not permitted").
+pub fn io(url: &str, cmds: &[String]) -> Result<String, String> {
+    let mut c = Command::new("qemu-io");
+    c.args(["-f", "raw", url]);
+    for cmd in cmds {
+        c.args(["-c", cmd]);
+    }
+    let out = c
+        .output()
+        .map_err(|e| format!("cannot run qemu-io (install qemu-utils): {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() || text.contains("failed") || text.contains("Pattern verification") {
+        return Err(format!("qemu-io {url} {cmds:?}: {}", text.trim()));
+    }
+    Ok(text)
+}
+
+/// Whether two images hold the same bytes (`qemu-img compare`).
+pub fn same(url_a: &str, url_b: &str) -> Result<bool, String> {
+    let out = Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "raw", url_a, url_b])
+        .output()
+        .map_err(|e| format!("cannot run qemu-img (install qemu-utils): {e}"))?;
+    match out.status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => Err(format!(
+            "qemu-img compare {url_a} {url_b}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+/// SHA-256 of a whole image, read through qemu-img into `scratch`.
+pub fn sha256(url: &str, scratch: &Path) -> Result<[u8; 32], String> {
+    let out = Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "raw", url])
+        .arg(scratch)
+        .output()
+        .map_err(|e| format!("cannot run qemu-img (install qemu-utils): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "qemu-img convert {url}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let bytes = std::fs::read(scratch).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(scratch);
+    Ok(Sha256::digest(&bytes).into())
+}
