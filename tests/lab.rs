@@ -1,0 +1,392 @@
+//! Two array processes (`replicim serve`) behind the lab's fault switch:
+//! the DR table with real SIGKILLs and qemu-io, link failures with the
+//! link's byte counters, a periodic cycle cut by a kill, seeded kill -9
+//! crash points, and the `replicim lab` command line itself.
+//!
+//! Every test prints what it measured; a crash-point run prints its seed
+//! (`REPLICIM_CRASH_SEED=N` replays it, `REPLICIM_CRASH_POINTS=N` sets how
+//! many kill points).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use replicim::cim::model::Value;
+use replicim::conformance::cim_driver::observe_group;
+use replicim::conformance::Observed;
+use replicim::lab::{qemu, Lab, Options, Ports, Site};
+use replicim::rcopy::{self, console::Wait};
+use replicim::sim::Rng;
+
+const BS: u64 = 4096;
+const EXE: &str = env!("CARGO_BIN_EXE_replicim");
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A lab in its own directory on free ports; heartbeats every 100 ms, link
+/// declared down after 600 ms of silence.
+pub struct TestLab {
+    pub lab: Lab,
+    _dir: tempfile::TempDir,
+}
+
+pub fn lab_up(provision: bool) -> TestLab {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(dir.path(), Path::new(EXE));
+    opts.ports = Ports::free();
+    opts.password = Some("lab-test".into());
+    opts.heartbeat_ms = 100;
+    opts.timeout_ms = 600;
+    let lab = Lab::start(opts).unwrap_or_else(|e| panic!("lab start: {e}"));
+    if provision {
+        lab.provision().unwrap_or_else(|e| panic!("provision: {e}"));
+    }
+    TestLab { lab, _dir: dir }
+}
+
+/// An rcopy command through CIM-XML, waiting for the job it starts.
+pub fn rcopy(lab: &Lab, s: Site, line: &str) -> Result<(), String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let cmd = rcopy::parse(&words)?;
+    lab.console(s)?.run(&cmd, Wait::Yes, &mut |_, _| {})
+}
+
+pub fn observe(lab: &Lab, s: Site) -> Result<Vec<Observed>, String> {
+    let host = format!("127.0.0.1:{}", lab.opts.ports.of(s).http);
+    observe_group(&mut lab.console(s)?, s.name(), &host)
+}
+
+/// (role, status, CopyState, SyncState, ProgressStatus, RoleReversed) of
+/// every pair of rcg0 on `s`.
+type Tuple = (&'static str, &'static str, u16, u16, u16, bool);
+
+/// Waits until every pair on `s` shows `want`; panics with what it saw.
+pub fn expect(lab: &Lab, s: Site, want: Tuple, what: &str) {
+    let t0 = Instant::now();
+    let mut last: String;
+    loop {
+        match observe(lab, s) {
+            Ok(seen) => {
+                let ok = seen.iter().all(|o| {
+                    (
+                        o.role.as_str(),
+                        o.status.as_str(),
+                        o.copy_state,
+                        o.sync_state,
+                        o.progress,
+                        o.role_reversed,
+                    ) == want
+                });
+                if ok && !seen.is_empty() {
+                    println!("  {what}: {} shows {want:?}", s.name());
+                    return;
+                }
+                last = format!("{seen:?}");
+            }
+            Err(e) => last = e,
+        }
+        if t0.elapsed() > WAIT {
+            panic!("{what}: {} never showed {want:?}; last: {last}", s.name());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The link byte counters an array exposes on RCM_ReplicationService:
+/// (WriteBytesSent, SyncBytesSent, BytesApplied).
+pub fn counters(lab: &Lab, s: Site) -> (u64, u64, u64) {
+    let inst = lab
+        .client(s)
+        .enumerate_instances(replicim::provider::NS, "RCM_ReplicationService")
+        .unwrap()
+        .pop()
+        .unwrap()
+        .1;
+    let n = |k: &str| match inst.get(k) {
+        Some(Value::Uint64(v)) => *v,
+        other => panic!("{k}: {other:?}"),
+    };
+    (n("WriteBytesSent"), n("SyncBytesSent"), n("BytesApplied"))
+}
+
+/// Host writes and what was acknowledged: (volume, block) -> fill.
+#[derive(Default)]
+pub struct Acked(pub BTreeMap<(String, u64), u8>);
+
+impl Acked {
+    /// qemu-io writes of whole blocks; every "wrote" line is an ack.
+    pub fn write(&mut self, lab: &Lab, s: Site, vol: &str, writes: &[(u64, u64, u8)]) {
+        let cmds: Vec<String> = writes
+            .iter()
+            .map(|(b, n, f)| format!("write -P {f} {} {}", b * BS, n * BS))
+            .collect();
+        qemu::io(&lab.nbd_url(s, vol), &cmds).unwrap_or_else(|e| panic!("{e}"));
+        for (b, n, f) in writes {
+            for x in *b..b + n {
+                self.0.insert((vol.to_string(), x), *f);
+            }
+        }
+    }
+
+    /// Every acknowledged write reads back on `s` (qemu-io read -P).
+    pub fn check(&self, lab: &Lab, s: Site) -> usize {
+        let mut by_vol: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for ((v, b), f) in &self.0 {
+            by_vol
+                .entry(v)
+                .or_default()
+                .push(format!("read -P {f} {} {BS}", b * BS));
+        }
+        let mut n = 0;
+        for (v, cmds) in by_vol {
+            for chunk in cmds.chunks(400) {
+                qemu::io(&lab.nbd_url(s, v), chunk)
+                    .unwrap_or_else(|e| panic!("acknowledged write lost on {}: {e}", s.name()));
+                n += chunk.len();
+            }
+        }
+        n
+    }
+}
+
+/// Both arrays hold the same bytes in both volumes (qemu-img compare, and
+/// SHA-256 of each whole volume read over NBD).
+pub fn same(lab: &Lab) {
+    for v in ["vol0", "vol1"] {
+        let (a, b) = (lab.nbd_url(Site::A, v), lab.nbd_url(Site::B, v));
+        assert!(qemu::same(&a, &b).unwrap(), "{v} differs between A and B");
+        let scratch = lab.opts.dir.join("sum.img");
+        let (ha, hb) = (
+            qemu::sha256(&a, &scratch).unwrap(),
+            qemu::sha256(&b, &scratch).unwrap(),
+        );
+        assert_eq!(ha, hb, "{v}: checksums differ");
+    }
+}
+
+const SYNCED_P: Tuple = ("Primary", "Synced", 4, 6, 2, false);
+const SYNCED_S: Tuple = ("Secondary", "Synced", 4, 6, 2, false);
+
+/// The DR scenario, with the tables' rows checked at every step:
+/// writes on A, kill A, failover on B, every acknowledged write on B,
+/// writes on B, A back, a recover cut by the link (rows 8 and 10), recover
+/// (rows 5-7, 9), checksums equal, restore (row 15), writes on A seen on B.
+#[test]
+fn dr_table_with_real_kills_and_qemu_io() {
+    let t = lab_up(true);
+    let lab = &t.lab;
+    let mut rng = Rng::new(0x5eed_0d12);
+    let mut acked = Acked::default();
+    for (i, vol) in ["vol0", "vol1", "vol0", "vol1"].iter().enumerate() {
+        let writes: Vec<(u64, u64, u8)> = (0..12)
+            .map(|_| (rng.below(16000), 1 + rng.below(16), 0x10 + i as u8))
+            .collect();
+        acked.write(lab, Site::A, vol, &writes);
+    }
+    expect(lab, Site::A, SYNCED_P, "writes replicated");
+    expect(lab, Site::B, SYNCED_S, "writes replicated");
+
+    lab.kill(Site::A).unwrap();
+    expect(
+        lab,
+        Site::B,
+        ("Secondary", "Stopped", 5, 12, 2, false),
+        "row 1",
+    );
+
+    rcopy(lab, Site::B, "setrcopygroup failover rcg0").unwrap();
+    expect(
+        lab,
+        Site::B,
+        ("Primary-Rev", "Stopped", 10, 12, 2, true),
+        "row 3a",
+    );
+    let n = acked.check(lab, Site::B);
+    println!("  {n} acknowledged blocks read back on B after the failover");
+
+    // New data on B, enough that a throttled recover takes a while.
+    for vol in ["vol0", "vol1"] {
+        let writes: Vec<(u64, u64, u8)> = (0..8)
+            .map(|i| (2000 + i * 700 + rng.below(100), 32, 0x60))
+            .collect();
+        acked.write(lab, Site::B, vol, &writes);
+    }
+
+    lab.start_site(Site::A).unwrap();
+    expect(
+        lab,
+        Site::A,
+        ("Secondary-Rev", "Stopped", 5, 12, 2, true),
+        "row 4",
+    );
+    expect(
+        lab,
+        Site::B,
+        ("Primary-Rev", "Stopped", 5, 12, 2, true),
+        "row 3b",
+    );
+
+    // A recover cut short: throttle, start it, cut the link while it runs.
+    lab.throttle(Some(64 * 1024));
+    let console_b = std::thread::spawn({
+        let port = lab.opts.ports.b.http;
+        move || {
+            let c = replicim::cim::client::Client::new(
+                &format!("127.0.0.1:{port}"),
+                Some(("admin", "lab-test")),
+            );
+            let mut console = replicim::rcopy::console::Console::connect(c).unwrap();
+            let cmd = rcopy::parse(&["setrcopygroup", "recover", "rcg0"]).unwrap();
+            console.run(&cmd, Wait::Yes, &mut |_, _| {})
+        }
+    });
+    expect(
+        lab,
+        Site::B,
+        ("Primary-Rev", "Syncing", 3, 10, 8, true),
+        "row 5",
+    );
+    expect(
+        lab,
+        Site::A,
+        ("Secondary-Rev", "Syncing", 3, 10, 8, true),
+        "row 6",
+    );
+    lab.link(false);
+    let r = console_b.join().unwrap();
+    assert!(
+        r.is_err(),
+        "a recover cut by the link must fail its job: {r:?}"
+    );
+    println!("  recover job failed as it should: {}", r.unwrap_err());
+    expect(
+        lab,
+        Site::B,
+        ("Primary-Rev", "Stopped", 10, 12, 2, true),
+        "row 8",
+    );
+    expect(
+        lab,
+        Site::A,
+        ("Secondary-Rev", "Stopped", 10, 12, 2, true),
+        "row 10",
+    );
+    lab.throttle(None);
+    lab.link(true);
+    lab.wait_link(Site::B, true, WAIT).unwrap();
+
+    let before = counters(lab, Site::B).1;
+    rcopy(lab, Site::B, "setrcopygroup recover rcg0").unwrap();
+    expect(
+        lab,
+        Site::B,
+        ("Primary-Rev", "Synced", 4, 6, 2, true),
+        "row 7",
+    );
+    expect(
+        lab,
+        Site::A,
+        ("Secondary-Rev", "Synced", 4, 6, 2, true),
+        "row 9",
+    );
+    println!("  recover sent {} bytes", counters(lab, Site::B).1 - before);
+    same(lab);
+
+    rcopy(lab, Site::B, "setrcopygroup restore rcg0").unwrap();
+    expect(lab, Site::A, SYNCED_P, "row 15");
+    expect(lab, Site::B, SYNCED_S, "after restore");
+    acked.write(lab, Site::A, "vol1", &[(7, 3, 0x77)]);
+    qemu::io(
+        &lab.nbd_url(Site::B, "vol1"),
+        &[format!("read -P 0x77 {} {}", 7 * BS, 3 * BS)],
+    )
+    .unwrap();
+    // B is a secondary again: its volumes refuse host writes.
+    let refused = qemu::io(&lab.nbd_url(Site::B, "vol0"), &["write 0 4096".into()]);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("Operation not permitted")),
+        "{refused:?}"
+    );
+    let n = acked.check(lab, Site::A);
+    println!("  {n} acknowledged blocks read back on A at the end");
+    same(lab);
+}
+
+/// Link down while A keeps writing: the group stops, A keeps snapshots of
+/// the synced volumes, and the resync after the link is back sends exactly
+/// the changed blocks — by startrcopygroup, then by auto_recover.
+#[test]
+fn link_failure_resyncs_only_the_changed_blocks() {
+    let t = lab_up(true);
+    let lab = &t.lab;
+    let mut rng = Rng::new(0x11_4c);
+    let mut acked = Acked::default();
+    acked.write(lab, Site::A, "vol0", &[(0, 256, 0x01)]);
+    acked.write(lab, Site::A, "vol1", &[(0, 256, 0x02)]);
+    expect(lab, Site::B, SYNCED_S, "baseline");
+    let snaps = |lab: &Lab| {
+        std::fs::read_dir(lab.opts.dir.join("site-a/array/data/snaps"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    for (round, auto) in [(0u8, false), (1, true)] {
+        if auto {
+            rcopy(lab, Site::A, "setrcopygroup pol auto_recover rcg0").unwrap();
+        }
+        let (_, sync0, _) = counters(lab, Site::A);
+        assert_eq!(snaps(lab), 0, "no snapshot while synced");
+        lab.link(false);
+        // Writes go on; the first ones wait until A declares the link down.
+        let mut changed = std::collections::BTreeSet::new();
+        for vol in ["vol0", "vol1"] {
+            let writes: Vec<(u64, u64, u8)> = (0..40)
+                .map(|_| (rng.below(16384), 1, 0x30 + round))
+                .collect();
+            for (b, _, _) in &writes {
+                changed.insert((vol, *b));
+            }
+            acked.write(lab, Site::A, vol, &writes);
+        }
+        expect(
+            lab,
+            Site::A,
+            ("Primary", "Stopped", 5, 12, 2, false),
+            "link down",
+        );
+        let kept = snaps(lab);
+        assert_eq!(kept, 2, "A keeps one snapshot per synced volume");
+        println!("  link down: group stopped, {kept} snapshots kept on A");
+        lab.link(true);
+        if !auto {
+            lab.wait_link(Site::A, true, WAIT).unwrap();
+            rcopy(lab, Site::A, "startrcopygroup rcg0").unwrap();
+        }
+        expect(lab, Site::A, SYNCED_P, "resynced");
+        let (_, sync1, _) = counters(lab, Site::A);
+        let sent = sync1 - sync0;
+        let bytes = changed.len() as u64 * BS;
+        println!(
+            "  {}: resync sent {sent} bytes for {} changed blocks ({bytes} bytes)",
+            if auto {
+                "auto_recover"
+            } else {
+                "startrcopygroup"
+            },
+            changed.len()
+        );
+        assert_eq!(
+            sent, bytes,
+            "the resync must send exactly the changed blocks"
+        );
+        // The base is dropped at the sync's end; its file goes with the
+        // next commit (at most IDLE_COMMIT later).
+        let t0 = Instant::now();
+        while snaps(lab) != 0 {
+            assert!(t0.elapsed() < WAIT, "the resync base is never dropped");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        same(lab);
+    }
+    acked.check(lab, Site::B);
+}
