@@ -415,4 +415,52 @@ mod tcp {
             .try_iter()
             .all(|e| !matches!(e, LinkEvent::Up(_) | LinkEvent::Message(..))));
     }
+
+    /// A dialling array that restarts can reach its peer before the peer
+    /// has noticed the old connection die (a black-holed link hides the
+    /// death until the heartbeat timeout). The new connection replaces the
+    /// old one: the peer reports Down then Up, in that order, and its
+    /// messages go to the new connection (found by the lab's kill points,
+    /// where a stale Down after the new Up left a group waiting forever).
+    #[test]
+    fn a_new_connection_from_a_restarted_peer_replaces_the_old_one() {
+        let (addr_a1, addr_a2, addr_b) = (free_addr(), free_addr(), free_addr());
+        // A1 reaches B through the lab's switch, so its death can be hidden.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let sw = std::sync::Arc::new(replicim::lab::switch::Switch::default());
+        let l = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let via = l.local_addr().unwrap().to_string();
+        rt.spawn(replicim::lab::switch::relay(l, addr_b.clone(), sw.clone()));
+        let (_stop_b, ev_b, send_b) = array("site-b", "site-a", &addr_b, &addr_a1);
+        let (stop_a1, _, _) = array("site-a", "site-b", &addr_a1, &via);
+        wait_for(&ev_b, "Up on B", |e| *e == LinkEvent::Up("site-a".into()));
+        // The cable is pulled and A1 dies: B cannot tell yet. A restarted
+        // site-a dials B directly before B's heartbeat timeout.
+        sw.set_up(false);
+        drop(stop_a1);
+        let (_stop_a2, ev_a2, _) = array("site-a", "site-b", &addr_a2, &addr_b);
+        wait_for(&ev_a2, "Up on A2", |e| *e == LinkEvent::Up("site-b".into()));
+        let down = wait_for(&ev_b, "Down on B", |e| matches!(e, LinkEvent::Down(..)));
+        assert!(
+            matches!(&down, LinkEvent::Down(p, why) if p == "site-a" && why.contains("replaced")),
+            "{down:?}"
+        );
+        wait_for(&ev_b, "Up on B after the Down", |e| {
+            *e == LinkEvent::Up("site-a".into())
+        });
+        send_b.send(data_msg()).unwrap();
+        wait_for(&ev_a2, "the block on the new connection", |e| {
+            *e == LinkEvent::Message("site-b".into(), data_msg())
+        });
+        // Past the old connection's heartbeat timeout, B reports nothing
+        // more about it.
+        std::thread::sleep(Duration::from_millis(800));
+        let late: Vec<LinkEvent> = ev_b.try_iter().collect();
+        assert!(
+            late.iter().all(|e| !matches!(e, LinkEvent::Down(..))),
+            "a stale Down after the new Up: {late:?}"
+        );
+    }
 }

@@ -258,10 +258,14 @@ impl Lab {
         let t0 = Instant::now();
         loop {
             if let Some(status) = self.exited(s) {
+                let log = self.opts.dir.join(format!("{}.log", s.name()));
+                let text = fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(3).collect();
                 return Err(format!(
-                    "{} exited ({status}) while starting; see {}",
+                    "{} exited ({status}) while starting; the end of {}: {}",
                     s.name(),
-                    self.opts.dir.join(format!("{}.log", s.name())).display()
+                    log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
                 ));
             }
             if Console::connect(self.client(s)).is_ok() {

@@ -8,6 +8,16 @@ use sha2::{Digest, Sha256};
 /// Runs `qemu-io -f raw URL -c CMD...`; an error names the command and
 /// what qemu-io said (a refused write shows "Operation not permitted").
 pub fn io(url: &str, cmds: &[String]) -> Result<String, String> {
+    let (ok, text) = io_output(url, cmds)?;
+    if !ok {
+        return Err(format!("qemu-io {url} {cmds:?}: {}", text.trim()));
+    }
+    Ok(text)
+}
+
+/// Runs qemu-io and returns (every command succeeded, its output), so a
+/// caller can see which writes were acknowledged before a failure.
+pub fn io_output(url: &str, cmds: &[String]) -> Result<(bool, String), String> {
     let mut c = Command::new("qemu-io");
     c.args(["-f", "raw", url]);
     for cmd in cmds {
@@ -21,10 +31,19 @@ pub fn io(url: &str, cmds: &[String]) -> Result<String, String> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    if !out.status.success() || text.contains("failed") || text.contains("Pattern verification") {
-        return Err(format!("qemu-io {url} {cmds:?}: {}", text.trim()));
-    }
-    Ok(text)
+    let ok =
+        out.status.success() && !text.contains("failed") && !text.contains("Pattern verification");
+    Ok((ok, text))
+}
+
+/// Offsets of the writes qemu-io reports done ("wrote N/N bytes at offset
+/// X"), in order.
+pub fn wrote_offsets(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("wrote "))
+        .filter_map(|l| l.split(" at offset ").nth(1))
+        .filter_map(|o| o.trim().parse().ok())
+        .collect()
 }
 
 /// Whether two images hold the same bytes (`qemu-img compare`).

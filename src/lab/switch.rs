@@ -147,5 +147,12 @@ async fn pump(
         }
         sw.delivered.fetch_add(n as u64, Ordering::Relaxed);
     }
+    // A pulled cable carries no FIN either: while down, the other end is
+    // left to find out by itself.
+    while !sw.is_up() {
+        if epoch.changed().await.is_err() {
+            break;
+        }
+    }
     let _ = w.shutdown().await;
 }

@@ -49,10 +49,74 @@ impl Link {
     }
 }
 
+type Outbox = Arc<Mutex<mpsc::UnboundedReceiver<Msg>>>;
+
+/// What every connection task of one link shares.
+struct Shared {
+    me: String,
+    timing: super::Timing,
+    epoch: Instant,
+    ev_tx: mpsc::UnboundedSender<LinkEvent>,
+    outboxes: BTreeMap<String, Outbox>,
+    /// Per peer: the connection that is up now (by number). A peer that
+    /// restarts can dial again before this side has noticed the old
+    /// connection die; the new one then replaces it: this side reports
+    /// Down then Up, in that order, and the old task ends silently without
+    /// touching the outbox.
+    live: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// Bumped whenever a connection replaces another.
+    replaced: tokio::sync::watch::Sender<u64>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    fn now(&self) -> Tick {
+        tick(self.epoch)
+    }
+
+    /// Connection `id` is up with `peer`: it becomes the live one.
+    fn up(&self, peer: &str, id: u64) -> Option<Outbox> {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if live.insert(peer.to_string(), id).is_some() {
+            let why = "replaced by a new connection from the peer";
+            tracing::info!(%peer, "link down: {why}");
+            let _ = self
+                .ev_tx
+                .send(LinkEvent::Down(peer.to_string(), why.into()));
+            self.replaced.send_modify(|n| *n += 1);
+        }
+        let _ = self.ev_tx.send(LinkEvent::Up(peer.to_string()));
+        self.outboxes.get(peer).cloned()
+    }
+
+    fn is_live(&self, peer: &str, id: u64) -> bool {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.get(peer) == Some(&id)
+    }
+
+    /// Connection `id` with `peer` ended: if it was the live one, the link
+    /// is down and what was queued for it is dropped.
+    async fn down(&self, peer: &str, id: u64, why: &str) {
+        {
+            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            if live.get(peer) != Some(&id) {
+                return;
+            }
+            live.remove(peer);
+            let _ = self
+                .ev_tx
+                .send(LinkEvent::Down(peer.to_string(), why.into()));
+        }
+        if let Some(o) = self.outboxes.get(peer) {
+            let mut o = o.lock().await;
+            while o.try_recv().is_ok() {}
+        }
+    }
+}
+
 /// Starts the link on `listener`; it runs until the runtime stops.
 pub fn start(cfg: Config, listener: TcpListener) -> Link {
     let (ev_tx, events) = mpsc::unbounded_channel();
-    let epoch = Instant::now();
     let mut outboxes = BTreeMap::new();
     let mut inboxes = BTreeMap::new();
     for peer in cfg.peers.keys() {
@@ -60,26 +124,35 @@ pub fn start(cfg: Config, listener: TcpListener) -> Link {
         outboxes.insert(peer.clone(), tx);
         inboxes.insert(peer.clone(), Arc::new(Mutex::new(rx)));
     }
-    let cfg = Arc::new(cfg);
+    let shared = Arc::new(Shared {
+        me: cfg.me.clone(),
+        timing: cfg.timing,
+        epoch: Instant::now(),
+        ev_tx,
+        outboxes: inboxes,
+        live: std::sync::Mutex::new(BTreeMap::new()),
+        replaced: tokio::sync::watch::channel(0).0,
+        next: std::sync::atomic::AtomicU64::new(1),
+    });
     // Dial the peers whose names sort after ours.
     for (peer, addr) in cfg.peers.iter().filter(|(p, _)| **p > cfg.me) {
-        let (cfg, ev_tx, outbox) = (cfg.clone(), ev_tx.clone(), inboxes[peer].clone());
+        let shared = shared.clone();
         let (peer, addr) = (peer.clone(), addr.clone());
+        let (min, max) = (cfg.backoff_min, cfg.backoff_max);
         tokio::spawn(async move {
-            let mut backoff = cfg.backoff_min;
+            let mut backoff = min;
             loop {
                 match TcpStream::connect(&addr).await {
                     Ok(s) => {
-                        let now = tick(epoch);
-                        let session = Session::dial(&cfg.me, &peer, cfg.timing, now);
-                        if drive(s, session, &peer, epoch, &outbox, &ev_tx).await {
-                            backoff = cfg.backoff_min;
+                        let session = Session::dial(&shared.me, &peer, shared.timing, shared.now());
+                        if connection(s, session, &peer, &shared).await {
+                            backoff = min;
                         }
                     }
                     Err(e) => tracing::debug!(%peer, "link: cannot reach {addr}: {e}"),
                 }
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(cfg.backoff_max);
+                backoff = (backoff * 2).min(max);
             }
         });
     }
@@ -91,17 +164,11 @@ pub fn start(cfg: Config, listener: TcpListener) -> Link {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            let (cfg, ev_tx, inboxes, accepted) = (
-                cfg.clone(),
-                ev_tx.clone(),
-                inboxes.clone(),
-                accepted.clone(),
-            );
+            let (shared, accepted) = (shared.clone(), accepted.clone());
             tokio::spawn(async move {
-                let session = Session::accept(&cfg.me, &accepted, cfg.timing, tick(epoch));
-                // The outbox is known once the handshake names the peer.
-                let peer = format!("{from}");
-                drive_accepted(s, session, &peer, epoch, &inboxes, &ev_tx).await;
+                let session = Session::accept(&shared.me, &accepted, shared.timing, shared.now());
+                // The peer is known once the handshake names it.
+                connection(s, session, &format!("{from}"), &shared).await;
             });
         }
     });
@@ -121,122 +188,89 @@ fn tick(epoch: Instant) -> Tick {
     Tick(epoch.elapsed().as_millis() as u64)
 }
 
-async fn drive_accepted(
-    s: TcpStream,
-    session: Session,
-    addr: &str,
-    epoch: Instant,
-    inboxes: &BTreeMap<String, Arc<Mutex<mpsc::UnboundedReceiver<Msg>>>>,
-    ev_tx: &mpsc::UnboundedSender<LinkEvent>,
-) {
-    // Until the Hello arrives there is no outbox; drive with an empty one
-    // that is swapped in by `drive` through the session's peer name.
-    let (_tx, rx) = mpsc::unbounded_channel();
-    let none = Arc::new(Mutex::new(rx));
-    drive_inner(s, session, addr, epoch, ev_tx, |peer| {
-        inboxes.get(peer).cloned().unwrap_or_else(|| none.clone())
-    })
-    .await;
-}
-
-async fn drive(
-    s: TcpStream,
-    session: Session,
-    peer: &str,
-    epoch: Instant,
-    outbox: &Arc<Mutex<mpsc::UnboundedReceiver<Msg>>>,
-    ev_tx: &mpsc::UnboundedSender<LinkEvent>,
-) -> bool {
-    drive_inner(s, session, peer, epoch, ev_tx, |_| outbox.clone()).await
-}
-
-/// Runs one connection until its session goes down; true if it was up.
-/// What was queued for the peer and not sent is dropped with the
-/// connection: the link loses what is in flight, never reorders it.
-async fn drive_inner(
-    s: TcpStream,
-    session: Session,
-    label: &str,
-    epoch: Instant,
-    ev_tx: &mpsc::UnboundedSender<LinkEvent>,
-    outbox_of: impl Fn(&str) -> Arc<Mutex<mpsc::UnboundedReceiver<Msg>>>,
-) -> bool {
-    let mut used = None;
-    let up = connection(s, session, label, epoch, ev_tx, |p| {
-        let o = outbox_of(p);
-        used = Some(o.clone());
-        o
-    })
-    .await;
-    if let Some(o) = used {
-        let mut o = o.lock().await;
-        while o.try_recv().is_ok() {}
-    }
-    up
-}
-
-async fn connection(
-    mut s: TcpStream,
-    mut session: Session,
-    label: &str,
-    epoch: Instant,
-    ev_tx: &mpsc::UnboundedSender<LinkEvent>,
-    mut outbox_of: impl FnMut(&str) -> Arc<Mutex<mpsc::UnboundedReceiver<Msg>>>,
-) -> bool {
+/// Runs one connection until its session goes down or a newer connection
+/// with the same peer replaces it; true if it was up. What was queued for
+/// the peer and not sent is dropped with the connection: the link loses
+/// what is in flight, never reorders it.
+async fn connection(mut s: TcpStream, mut session: Session, label: &str, sh: &Shared) -> bool {
     let _ = s.set_nodelay(true);
+    let id = sh.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut replaced = sh.replaced.subscribe();
     let mut buf = vec![0u8; 64 * 1024];
-    let mut was_up = false;
-    let mut outbox: Option<Arc<Mutex<mpsc::UnboundedReceiver<Msg>>>> = None;
-    loop {
+    let mut up: Option<String> = None;
+    let mut outbox: Option<Outbox> = None;
+    // The session's own verdict (a refusal, a timeout), as opposed to the
+    // socket closing.
+    let mut verdict = false;
+    let why = loop {
         let out = session.take_output();
         if !out.is_empty() && s.write_all(&out).await.is_err() {
-            break;
+            break "write failed".to_string();
         }
         let Some(deadline) = session.poll_timeout() else {
-            break;
+            break "session closed".to_string();
         };
-        let wait = Duration::from_millis(deadline.0.saturating_sub(tick(epoch).0));
+        let wait = Duration::from_millis(deadline.0.saturating_sub(sh.now().0));
         let mut events = Vec::new();
         let ob = outbox.clone();
         tokio::select! {
-            r = s.read(&mut buf) => match r {
-                Ok(0) | Err(_) => {
-                    let peer = session.peer().unwrap_or(label).to_string();
-                    if was_up {
-                        let _ = ev_tx.send(LinkEvent::Down(peer, "connection closed".into()));
+            biased;
+            _ = replaced.changed() => {
+                if let Some(p) = &up {
+                    if !sh.is_live(p, id) {
+                        return true; // a newer connection took over
                     }
-                    return was_up;
                 }
-                Ok(n) => events = session.handle_input(&buf[..n], tick(epoch)),
+            }
+            r = s.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break "connection closed".to_string(),
+                Ok(n) => events = session.handle_input(&buf[..n], sh.now()),
             },
-            _ = tokio::time::sleep(wait) => events = session.handle_timeout(tick(epoch)),
+            _ = tokio::time::sleep(wait) => events = session.handle_timeout(sh.now()),
             m = async { match &ob { Some(o) => o.lock().await.recv().await, None => std::future::pending().await } } => {
                 if let Some(m) = m {
-                    let _ = session.send_message(m, tick(epoch));
+                    let _ = session.send_message(m, sh.now());
                 }
             }
         }
+        let mut down = None;
         for e in events {
             match e {
                 Event::Up { peer } => {
-                    was_up = true;
-                    outbox = Some(outbox_of(&peer));
-                    let _ = ev_tx.send(LinkEvent::Up(peer));
+                    outbox = sh.up(&peer, id);
+                    up = Some(peer);
                 }
                 Event::Message(m) => {
                     let peer = session.peer().unwrap_or(label).to_string();
-                    let _ = ev_tx.send(LinkEvent::Message(peer, m));
+                    let _ = sh.ev_tx.send(LinkEvent::Message(peer, m));
                 }
                 Event::Down(err) => {
                     let out = session.take_output();
                     let _ = s.write_all(&out).await;
-                    let peer = session.peer().unwrap_or(label).to_string();
-                    tracing::info!(%peer, "link down: {err}");
-                    let _ = ev_tx.send(LinkEvent::Down(peer, err.to_string()));
-                    return was_up;
+                    down = Some(err.to_string());
+                    verdict = true;
+                    break;
                 }
             }
         }
+        if let Some(d) = down {
+            break d;
+        }
+    };
+    match &up {
+        Some(peer) => {
+            tracing::info!(%peer, "link down: {why}");
+            sh.down(peer, id, &why).await;
+            true
+        }
+        None => {
+            if verdict {
+                // Refused during the handshake: the array learns why.
+                let peer = session.peer().unwrap_or(label).to_string();
+                tracing::warn!(%peer, "link refused: {why}");
+                let _ = sh.ev_tx.send(LinkEvent::Down(peer, why));
+            }
+            false
+        }
     }
-    was_up
 }

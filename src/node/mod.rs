@@ -246,6 +246,35 @@ fn durable_of(meta: &BTreeMap<String, Vec<u8>>) -> Result<Option<Durable>, Strin
     }))
 }
 
+/// Every volume and snapshot the metadata names has its file, of the size
+/// the metadata expects: otherwise the directory is damaged and the array
+/// must not start on it.
+fn check_files(j: &Journal, d: &Durable) -> Result<(), String> {
+    for (vol, m) in &d.head.vols {
+        if j.volume_blocks(vol) != Some(m.blocks) {
+            return Err(format!(
+                "volume {vol}: the metadata says {} blocks, the file has {:?}; \
+                 the data directory is damaged (restore it from a backup or resync from the peer)",
+                m.blocks,
+                j.volume_blocks(vol)
+            ));
+        }
+    }
+    for (id, s) in &d.snaps {
+        let need = s.saved.values().max().map_or(0, |m| m + 1);
+        if j.save_slots(*id).is_none_or(|n| n < need) {
+            return Err(format!(
+                "snapshot {} of {}: its save area has {:?} slots, the metadata uses {need}; \
+                 the data directory is damaged",
+                id.0,
+                s.vol,
+                j.save_slots(*id)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Opens (or creates) the array in `cfg.dir`: replays the journal, loads
 /// the metadata, removes files no committed batch made, creates the
 /// configured volumes that do not exist, and restarts the core (every group
@@ -274,6 +303,9 @@ pub fn open(cfg: &NodeConfig) -> Result<(Array<Journal>, Recovery), String> {
         },
     );
     journal.retain(&vols, &snaps).map_err(|e| e.to_string())?;
+    if let Some(d) = &durable {
+        check_files(&journal, d)?;
+    }
     let fresh = durable.is_none();
     let mut array = match durable {
         Some(d) => Array::from_durable(journal, cfg.array, d),
