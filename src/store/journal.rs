@@ -547,6 +547,44 @@ pub fn volume_file(dir: &Path, vol: &str) -> PathBuf {
     dir.join("data").join("volumes").join(format!("{vol}.img"))
 }
 
+/// One line per record of the log in `dir` (sequence, changes, metadata
+/// keys), for an operator or a developer reading a journal after a crash.
+pub fn describe_log(dir: &Path) -> Result<Vec<String>, StoreError> {
+    let path = dir.join("wal.log");
+    let log = fs::read(&path).map_err(|e| err(path.display().to_string(), e))?;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some((rec, used)) = next_record(&log[at..]) {
+        at += used;
+        let writes = rec
+            .ops
+            .iter()
+            .filter(|o| matches!(o, Op::Write { .. }))
+            .count();
+        let others: Vec<String> = rec
+            .ops
+            .iter()
+            .filter(|o| !matches!(o, Op::Write { .. }))
+            .map(Op::kind)
+            .collect();
+        let keys: Vec<String> = rec
+            .meta
+            .iter()
+            .map(|(k, v)| format!("{}{k}", if v.is_some() { "" } else { "-" }))
+            .collect();
+        out.push(format!(
+            "record {}: {writes} block writes; {}; metadata {}",
+            rec.seq,
+            others.join(", "),
+            keys.join(" ")
+        ));
+    }
+    if at < log.len() {
+        out.push(format!("torn tail: {} bytes", log.len() - at));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -651,42 +689,4 @@ mod tests {
         j.save_get(SnapId(3), 0, &mut out).unwrap();
         assert_eq!(out, block(7));
     }
-}
-
-/// One line per record of the log in `dir` (sequence, changes, metadata
-/// keys), for an operator or a developer reading a journal after a crash.
-pub fn describe_log(dir: &Path) -> Result<Vec<String>, StoreError> {
-    let path = dir.join("wal.log");
-    let log = fs::read(&path).map_err(|e| err(path.display().to_string(), e))?;
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some((rec, used)) = next_record(&log[at..]) {
-        at += used;
-        let writes = rec
-            .ops
-            .iter()
-            .filter(|o| matches!(o, Op::Write { .. }))
-            .count();
-        let others: Vec<String> = rec
-            .ops
-            .iter()
-            .filter(|o| !matches!(o, Op::Write { .. }))
-            .map(Op::kind)
-            .collect();
-        let keys: Vec<String> = rec
-            .meta
-            .iter()
-            .map(|(k, v)| format!("{}{k}", if v.is_some() { "" } else { "-" }))
-            .collect();
-        out.push(format!(
-            "record {}: {writes} block writes; {}; metadata {}",
-            rec.seq,
-            others.join(", "),
-            keys.join(" ")
-        ));
-    }
-    if at < log.len() {
-        out.push(format!("torn tail: {} bytes", log.len() - at));
-    }
-    Ok(out)
 }
