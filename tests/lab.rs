@@ -661,3 +661,121 @@ fn record(acked: &mut Acked, vol: &str, cmds: &[(u64, u8)], out: &str) {
         acked.0.insert((vol.to_string(), *b), *f);
     }
 }
+
+/// `replicim lab` as a user runs it: the default endpoints, the banner,
+/// the fault subcommands against the running lab, Ctrl-C, and a second run
+/// on the same directory that reuses the state. (Uses the interface's
+/// default ports, so nothing else may hold them while it runs.)
+#[test]
+fn the_lab_command_line_runs_faults_and_stops_cleanly() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let run_lab = || {
+        let mut child = Command::new(EXE)
+            .args(["lab", "--dir", &d, "--password", "pw-lab"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut banner = String::new();
+        let t0 = Instant::now();
+        while !banner.contains("Ctrl-C stops both arrays.") {
+            let mut line = String::new();
+            assert!(out.read_line(&mut line).unwrap() > 0, "lab ended: {banner}");
+            banner += &line;
+            assert!(t0.elapsed() < Duration::from_secs(120), "{banner}");
+        }
+        (child, out, banner)
+    };
+    let ctl = |args: &[&str]| -> String {
+        let o = Command::new(EXE)
+            .arg("lab")
+            .args(args)
+            .args(["--dir", &d])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "lab {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let interrupt = |mut child: std::process::Child, mut out: std::io::BufReader<_>| {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let status = child.wait().unwrap();
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+        assert!(status.success(), "lab exit {status:?}: {rest}");
+        assert!(rest.contains("stopped; state kept"), "{rest}");
+    };
+
+    let (child, out, banner) = run_lab();
+    println!("{banner}");
+    for want in [
+        "http://127.0.0.1:5988",
+        "https://127.0.0.1:5989",
+        "nbd://127.0.0.1:10809",
+        "http://127.0.0.1:15988",
+        "nbd://127.0.0.1:10810",
+        "password pw-lab",
+        "created rcg0",
+    ] {
+        assert!(banner.contains(want), "banner lacks {want}");
+    }
+    qemu::io("nbd://127.0.0.1:10809/vol0", &["write -P 0x5c 0 1M".into()]).unwrap();
+    qemu::io("nbd://127.0.0.1:10810/vol0", &["read -P 0x5c 0 1M".into()]).unwrap();
+    assert_eq!(ctl(&["status"]), "site-a running, site-b running, link up");
+    ctl(&["link", "down"]);
+    assert!(ctl(&["status"]).ends_with("link down"));
+    // A keeps writing: the first write waits out the link timeout.
+    qemu::io(
+        "nbd://127.0.0.1:10809/vol1",
+        &["write -P 0x6d 0 64k".into()],
+    )
+    .unwrap();
+    ctl(&["link", "up"]);
+    ctl(&["link", "throttle", "100000"]);
+    assert!(ctl(&["status"]).contains("throttled to 100000 bytes/s"));
+    ctl(&["link", "throttle", "off"]);
+    ctl(&["kill", "A"]);
+    assert!(ctl(&["status"]).starts_with("site-a down"));
+    ctl(&["start", "A"]);
+    assert!(ctl(&["status"]).starts_with("site-a running"));
+    let bad = Command::new(EXE)
+        .args(["lab", "kill", "C", "--dir", &d])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("A (site-a) and B (site-b)"));
+    interrupt(child, out);
+    assert!(!replicim::lab::listening(5988) && !replicim::lab::listening(15988));
+    let gone = Command::new(EXE)
+        .args(["lab", "status", "--dir", &d])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no lab is running"));
+
+    // The same directory again: the state is reused, the data is there.
+    let (child, out, banner) = run_lab();
+    assert!(
+        banner.contains("rcg0 exists already") && banner.contains("restarted it"),
+        "{banner}"
+    );
+    qemu::io(
+        "nbd://127.0.0.1:10809/vol0",
+        &["write -P 0x7e 8M 64k".into()],
+    )
+    .unwrap();
+    qemu::io(
+        "nbd://127.0.0.1:10810/vol0",
+        &["read -P 0x7e 8M 64k".into()],
+    )
+    .unwrap();
+    qemu::io("nbd://127.0.0.1:10809/vol0", &["read -P 0x5c 0 1M".into()]).unwrap();
+    qemu::io("nbd://127.0.0.1:10809/vol1", &["read -P 0x6d 0 64k".into()]).unwrap();
+    interrupt(child, out);
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 
-use crate::lab::{self, control, Lab, Options};
+use crate::lab::{self, control, Lab, Options, Provisioned};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -97,9 +97,16 @@ fn supervise(dir: PathBuf, password: Option<String>) -> i32 {
         }
     };
     match lab.provision() {
-        Ok(true) => println!("created {} and waited until it was synced", lab::GROUP),
-        Ok(false) => println!(
-            "{} exists already (state reused from {})",
+        Ok(Provisioned::Created) => {
+            println!("created {} and waited until it was synced", lab::GROUP)
+        }
+        Ok(Provisioned::Restarted) => println!(
+            "{} exists already (state reused from {}); restarted it and waited until it was synced",
+            lab::GROUP,
+            dir.display()
+        ),
+        Ok(Provisioned::Reused(role, status)) => println!(
+            "{} exists already (state reused from {}); site-a is {role}, {status}: left as it is",
             lab::GROUP,
             dir.display()
         ),

@@ -37,6 +37,16 @@ pub const VOLUMES: [&str; 2] = ["vol0", "vol1"];
 pub const VOLUME_MIB: u64 = 64;
 pub const USER: &str = "admin";
 
+/// What [`Lab::provision`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Provisioned {
+    Created,
+    /// It existed, stopped on site-a as Primary, and was started again.
+    Restarted,
+    /// It existed and was left alone: site-a's role and status.
+    Reused(String, String),
+}
+
 /// One of the two arrays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Site {
@@ -332,13 +342,20 @@ impl Lab {
     }
 
     /// Creates `rcg0` (synchronous) on site-a with vol0 and vol1 mirrored to
-    /// site-b, starts it and waits until it is synced; a group that exists
-    /// already is left as it is. Returns whether it created the group.
-    pub fn provision(&self) -> Result<bool, String> {
+    /// site-b, starts it and waits until it is synced. A group that exists
+    /// already (a lab run again on its directory) is restarted if it is
+    /// stopped on its natural primary, else left as it is.
+    pub fn provision(&self) -> Result<Provisioned, String> {
         self.wait_link(Site::A, true, Duration::from_secs(30))?;
         let mut c = self.console(Site::A)?;
-        if c.show()?.iter().any(|g| g.name == GROUP) {
-            return Ok(false);
+        if let Some(g) = c.show()?.into_iter().find(|g| g.name == GROUP) {
+            if g.role == "Primary" && g.status == "Stopped" {
+                let cmd = crate::rcopy::parse(&["startrcopygroup", GROUP])?;
+                c.run(&cmd, Wait::Yes, &mut |_, _| {})?;
+                self.wait_synced(Site::A, Duration::from_secs(120))?;
+                return Ok(Provisioned::Restarted);
+            }
+            return Ok(Provisioned::Reused(g.role, g.status));
         }
         let b = Site::B.name();
         let mut none = |_: u16, _: u64| {};
@@ -355,7 +372,7 @@ impl Lab {
                 .map_err(|e| format!("{line}: {e}"))?;
         }
         self.wait_synced(Site::A, Duration::from_secs(120))?;
-        Ok(true)
+        Ok(Provisioned::Created)
     }
 
     /// Waits until every pair of every group on `s` shows Synced.
