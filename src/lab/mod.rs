@@ -161,6 +161,8 @@ pub struct Options {
     /// Link heartbeat and silence timeout (ms) of both arrays.
     pub heartbeat_ms: u64,
     pub timeout_ms: u64,
+    /// Volumes site-a creates at its first start: (name, MiB).
+    pub volumes: Vec<(String, u64)>,
 }
 
 impl Options {
@@ -172,6 +174,10 @@ impl Options {
             exe: exe.to_path_buf(),
             heartbeat_ms: 500,
             timeout_ms: 3000,
+            volumes: VOLUMES
+                .iter()
+                .map(|v| (v.to_string(), VOLUME_MIB))
+                .collect(),
         }
     }
 }
@@ -569,8 +575,8 @@ fn config_text(opts: &Options, s: Site) -> String {
         peer_http = peer.http,
     );
     if s == Site::A {
-        for v in VOLUMES {
-            t += &format!("\n[[volume]]\nname = \"{v}\"\nsize_mib = {VOLUME_MIB}\n");
+        for (v, mib) in &opts.volumes {
+            t += &format!("\n[[volume]]\nname = \"{v}\"\nsize_mib = {mib}\n");
         }
     }
     t
