@@ -321,16 +321,19 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         backoff_min: std::time::Duration::from_millis(100),
         backoff_max: std::time::Duration::from_secs(2),
     };
-    let link = match &cfg.link {
+    let listener = match &cfg.link {
         Some(l) => {
             let listener = bind(&l.listen, "link").await?;
             tracing::info!(address = %l.listen, "replication link listening");
-            link::tcp::start(link_cfg, listener)
+            Some(listener)
         }
-        None => link::tcp::idle(),
+        None => None,
     };
     let node_cfg = node_config(&cfg);
-    let (node, thread) = node::start(&node_cfg, link)?;
+    let (node, thread) = node::start(&node_cfg, |sink| match listener {
+        Some(l) => link::tcp::start_with(link_cfg, l, sink),
+        None => link::tcp::idle(),
+    })?;
     if let Some(stats) = node.stats() {
         tracing::info!(
             array = %cfg.name,

@@ -452,6 +452,31 @@ impl<S: BlockStore> Array<S> {
         a
     }
 
+    /// Marks blocks of the volume that this array sends to `peer` as
+    /// `remote` as changed: the next sync of that pair sends them whatever
+    /// the snapshots say. A shell calls it at start for blocks whose writes
+    /// it may have sent to the peer before they were durable here (its
+    /// activity log), so both sides end up with this side's data. Returns
+    /// how many pairs it marked.
+    pub fn mark_changed(
+        &mut self,
+        peer: &str,
+        remote: &str,
+        blocks: impl Iterator<Item = u64> + Clone,
+    ) -> usize {
+        let mut n = 0;
+        for g in self.groups.values_mut() {
+            if g.peer != peer || !g.role.is_source() {
+                continue;
+            }
+            for p in g.pairs.iter_mut().filter(|p| p.remote == remote) {
+                p.extra.extend(blocks.clone().filter(|b| *b < p.blocks));
+                n += 1;
+            }
+        }
+        n
+    }
+
     // ----- getters -------------------------------------------------------
 
     pub fn name(&self) -> &str {
@@ -1499,7 +1524,10 @@ impl<S: BlockStore> Array<S> {
                     self.refuse(g, reason);
                     return Ok(());
                 }
-                self.vols.write(&mut self.store, &vol, block, &data)?;
+                match tag {
+                    DataTag::Sync => self.vols.write_run(&mut self.store, &vol, block, &data)?,
+                    DataTag::Write(_) => self.vols.write(&mut self.store, &vol, block, &data)?,
+                }
                 self.counters.bytes_applied += BLOCK_SIZE as u64;
                 let remote = g
                     .pairs

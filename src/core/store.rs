@@ -43,6 +43,14 @@ pub trait BlockStore {
     fn delete_volume(&mut self, vol: &str) -> Result<(), StoreError>;
     fn read_block(&mut self, vol: &str, block: u64, out: &mut Block) -> Result<(), StoreError>;
     fn write_block(&mut self, vol: &str, block: u64, data: &Block) -> Result<(), StoreError>;
+    /// A block of a sync run landing on a volume that has no snapshot. If
+    /// the run does not complete, the pair is not synced and the whole run
+    /// is sent again, so a store may skip its log for these blocks, as long
+    /// as they are durable before any later change of the array's metadata
+    /// other than counters (for example the generation the run completes).
+    fn write_block_bulk(&mut self, vol: &str, block: u64, data: &Block) -> Result<(), StoreError> {
+        self.write_block(vol, block, data)
+    }
     /// Blocks that may hold non-zero data, in ascending order. A store may
     /// answer every block; the core uses it to skip holes in a full sync to a
     /// fresh (all-zero) target.

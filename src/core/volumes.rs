@@ -207,6 +207,22 @@ impl Volumes {
         Ok(())
     }
 
+    /// A block of a sync run applied on the target: through the store's
+    /// bulk path when no snapshot of the volume needs its old data.
+    pub fn write_run(
+        &mut self,
+        store: &mut dyn BlockStore,
+        vol: &str,
+        block: u64,
+        data: &Block,
+    ) -> Result<(), VolumeError> {
+        if self.check(vol, block)?.snaps.is_empty() {
+            Ok(store.write_block_bulk(vol, block, data)?)
+        } else {
+            self.write(store, vol, block, data)
+        }
+    }
+
     /// Takes a snapshot of `vol`. O(1): no data is copied.
     pub fn snapshot(
         &mut self,

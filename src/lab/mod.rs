@@ -163,6 +163,10 @@ pub struct Options {
     pub timeout_ms: u64,
     /// Volumes site-a creates at its first start: (name, MiB).
     pub volumes: Vec<(String, u64)>,
+    /// The arrays dial each other directly instead of through the switch
+    /// (benchmarks of the path a real deployment has; `link` and
+    /// `throttle` then have no effect).
+    pub direct_link: bool,
 }
 
 impl Options {
@@ -178,6 +182,7 @@ impl Options {
                 .iter()
                 .map(|v| (v.to_string(), VOLUME_MIB))
                 .collect(),
+            direct_link: false,
         }
     }
 }
@@ -571,7 +576,11 @@ fn config_text(opts: &Options, s: Site) -> String {
         hb = opts.heartbeat_ms,
         to = opts.timeout_ms,
         peer_name = s.other().name(),
-        peer_switch = peer.switch,
+        peer_switch = if opts.direct_link {
+            peer.link
+        } else {
+            peer.switch
+        },
         peer_http = peer.http,
     );
     if s == Site::A {

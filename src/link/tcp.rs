@@ -51,12 +51,15 @@ impl Link {
 
 type Outbox = Arc<Mutex<mpsc::UnboundedReceiver<Msg>>>;
 
+/// Most queued messages framed into one socket write.
+const BATCH_FRAMES: usize = 256;
+
 /// What every connection task of one link shares.
 struct Shared {
     me: String,
     timing: super::Timing,
     epoch: Instant,
-    ev_tx: mpsc::UnboundedSender<LinkEvent>,
+    sink: Sink,
     outboxes: BTreeMap<String, Outbox>,
     /// Per peer: the connection that is up now (by number). A peer that
     /// restarts can dial again before this side has noticed the old
@@ -70,6 +73,10 @@ struct Shared {
 }
 
 impl Shared {
+    fn emit(&self, e: LinkEvent) {
+        (self.sink)(e)
+    }
+
     fn now(&self) -> Tick {
         tick(self.epoch)
     }
@@ -80,12 +87,10 @@ impl Shared {
         if live.insert(peer.to_string(), id).is_some() {
             let why = "replaced by a new connection from the peer";
             tracing::info!(%peer, "link down: {why}");
-            let _ = self
-                .ev_tx
-                .send(LinkEvent::Down(peer.to_string(), why.into()));
+            self.emit(LinkEvent::Down(peer.to_string(), why.into()));
             self.replaced.send_modify(|n| *n += 1);
         }
-        let _ = self.ev_tx.send(LinkEvent::Up(peer.to_string()));
+        self.emit(LinkEvent::Up(peer.to_string()));
         self.outboxes.get(peer).cloned()
     }
 
@@ -103,9 +108,7 @@ impl Shared {
                 return;
             }
             live.remove(peer);
-            let _ = self
-                .ev_tx
-                .send(LinkEvent::Down(peer.to_string(), why.into()));
+            self.emit(LinkEvent::Down(peer.to_string(), why.into()));
         }
         if let Some(o) = self.outboxes.get(peer) {
             let mut o = o.lock().await;
@@ -114,9 +117,28 @@ impl Shared {
     }
 }
 
-/// Starts the link on `listener`; it runs until the runtime stops.
+/// Where the link delivers its events, from its own tasks.
+pub type Sink = Arc<dyn Fn(LinkEvent) + Send + Sync>;
+
+/// Starts the link on `listener`, its events in [`Link::events`]; it runs
+/// until the runtime stops.
 pub fn start(cfg: Config, listener: TcpListener) -> Link {
     let (ev_tx, events) = mpsc::unbounded_channel();
+    let mut link = start_with(
+        cfg,
+        listener,
+        Arc::new(move |e| {
+            let _ = ev_tx.send(e);
+        }),
+    );
+    link.events = events;
+    link
+}
+
+/// Starts the link on `listener`, handing each event to `sink` as it
+/// happens (an array's loop takes them straight into its input queue).
+pub fn start_with(cfg: Config, listener: TcpListener, sink: Sink) -> Link {
+    let (_, events) = mpsc::unbounded_channel();
     let mut outboxes = BTreeMap::new();
     let mut inboxes = BTreeMap::new();
     for peer in cfg.peers.keys() {
@@ -128,7 +150,7 @@ pub fn start(cfg: Config, listener: TcpListener) -> Link {
         me: cfg.me.clone(),
         timing: cfg.timing,
         epoch: Instant::now(),
-        ev_tx,
+        sink,
         outboxes: inboxes,
         live: std::sync::Mutex::new(BTreeMap::new()),
         replaced: tokio::sync::watch::channel(0).0,
@@ -230,6 +252,19 @@ async fn connection(mut s: TcpStream, mut session: Session, label: &str, sh: &Sh
             m = async { match &ob { Some(o) => o.lock().await.recv().await, None => std::future::pending().await } } => {
                 if let Some(m) = m {
                     let _ = session.send_message(m, sh.now());
+                    // Take what else is queued, so one write carries many
+                    // frames (a sync run queues a window of blocks at once).
+                    if let Some(o) = &ob {
+                        let mut o = o.lock().await;
+                        for _ in 0..BATCH_FRAMES {
+                            match o.try_recv() {
+                                Ok(m) => {
+                                    let _ = session.send_message(m, sh.now());
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -242,7 +277,7 @@ async fn connection(mut s: TcpStream, mut session: Session, label: &str, sh: &Sh
                 }
                 Event::Message(m) => {
                     let peer = session.peer().unwrap_or(label).to_string();
-                    let _ = sh.ev_tx.send(LinkEvent::Message(peer, m));
+                    sh.emit(LinkEvent::Message(peer, m));
                 }
                 Event::Down(err) => {
                     let out = session.take_output();
@@ -268,7 +303,7 @@ async fn connection(mut s: TcpStream, mut session: Session, label: &str, sh: &Sh
                 // Refused during the handshake: the array learns why.
                 let peer = session.peer().unwrap_or(label).to_string();
                 tracing::warn!(%peer, "link refused: {why}");
-                let _ = sh.ev_tx.send(LinkEvent::Down(peer, why));
+                sh.emit(LinkEvent::Down(peer, why));
             }
             false
         }

@@ -32,8 +32,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::core::{
-    Array, ArrayConfig, Block, Command, CommandError, Durable, Event, Group, Head, SnapId,
-    SnapMeta, Tick, WriteError, WriteId, WriteTicket, BLOCK_SIZE,
+    Array, ArrayConfig, Block, Command, CommandError, DataTag, Durable, Event, Group, Head, Msg,
+    SnapId, SnapMeta, Tick, WriteError, WriteId, WriteTicket, BLOCK_SIZE,
 };
 use crate::link::tcp::{Link, LinkEvent};
 use crate::nbd::{Device, Errno};
@@ -193,12 +193,69 @@ fn group_key(name: &str) -> String {
     format!("group/{name}")
 }
 
-/// The array's durable state as journal metadata keys.
-fn meta_of(a: &Array<Journal>) -> Vec<(String, Vec<u8>)> {
+const AL: &str = "activity-log";
+
+/// Blocks per activity-log extent (4 MiB).
+pub const AL_EXTENT_BLOCKS: u64 = 1024;
+/// Most extents the activity log holds (1 GiB of hot data): at a restart
+/// after a crash, at most this much is resent beyond the snapshots' delta.
+pub const AL_MAX: usize = 256;
+
+/// An extent a synchronous write went to: (peer, the peer's volume name,
+/// extent number).
+type Extent = (String, String, u64);
+
+/// The activity log (as DRBD's): the extents whose synchronous writes may
+/// be sent to the peer *before* they are durable here, which takes the
+/// local log sync off the write's critical path. A write to an extent not
+/// in the committed log waits for the commit that adds its extent. After a
+/// crash every logged extent is resent whole (`Array::mark_changed`), so a
+/// block the peer got and this array lost cannot make the two differ.
+#[derive(Default)]
+struct ActivityLog {
+    /// As of the last commit.
+    committed: std::collections::BTreeSet<Extent>,
+    /// What the next commit persists, with the batch that last used each.
+    current: BTreeMap<Extent, u64>,
+}
+
+impl ActivityLog {
+    /// Notes a write to `e` in `batch`; true if it may be sent now.
+    fn touch(&mut self, e: Extent, batch: u64) -> bool {
+        let ok = self.committed.contains(&e);
+        self.current.insert(e, batch);
+        ok
+    }
+
+    /// Drops the least recently used extents beyond [`AL_MAX`], never one
+    /// used in `batch` (its writes are not committed yet).
+    fn trim(&mut self, batch: u64) {
+        while self.current.len() > AL_MAX {
+            let Some(old) = self
+                .current
+                .iter()
+                .filter(|(_, b)| **b < batch)
+                .min_by_key(|(_, b)| **b)
+                .map(|(e, _)| e.clone())
+            else {
+                break;
+            };
+            self.current.remove(&old);
+        }
+    }
+
+    fn keys(&self) -> Vec<Extent> {
+        self.current.keys().cloned().collect()
+    }
+}
+
+/// The array's durable state (and the activity log) as journal metadata.
+fn meta_of(a: &Array<Journal>, al: &[Extent]) -> Vec<(String, Vec<u8>)> {
     let (head, snaps, groups) = a.durable();
     let enc = |v: &dyn erased::Ser| v.bytes();
-    let mut out = Vec::with_capacity(1 + snaps.len() + groups.len());
+    let mut out = Vec::with_capacity(2 + snaps.len() + groups.len());
     out.push((HEAD.to_string(), enc(&head)));
+    out.push((AL.to_string(), enc(&al)));
     for (id, s) in snaps {
         out.push((snap_key(*id), enc(s)));
     }
@@ -282,6 +339,9 @@ fn check_files(j: &Journal, d: &Durable) -> Result<(), String> {
 pub fn open(cfg: &NodeConfig) -> Result<(Array<Journal>, Recovery), String> {
     let (mut journal, recovery) =
         Journal::open(&cfg.dir).map_err(|e| format!("{}: {e}", cfg.dir.display()))?;
+    // Counters and the activity log may change with bulk blocks unsynced;
+    // a group or snapshot change (a run completing) may not.
+    journal.set_barrier(|k| k != HEAD && k != AL);
     let durable = durable_of(journal.meta())?;
     if let Some(d) = &durable {
         if d.head.name != cfg.name {
@@ -307,10 +367,28 @@ pub fn open(cfg: &NodeConfig) -> Result<(Array<Journal>, Recovery), String> {
         check_files(&journal, d)?;
     }
     let fresh = durable.is_none();
+    let logged: Vec<Extent> = journal
+        .meta()
+        .get(AL)
+        .map(|v| postcard::from_bytes(v).map_err(|e| format!("activity log: {e}")))
+        .transpose()?
+        .unwrap_or_default();
     let mut array = match durable {
         Some(d) => Array::from_durable(journal, cfg.array, d),
         None => Array::new(&cfg.name, journal, cfg.array),
     };
+    // Writes in logged extents may have reached the peer without being
+    // durable here: resend those extents whole at the next sync.
+    for (peer, remote, extent) in &logged {
+        let from = extent * AL_EXTENT_BLOCKS;
+        array.mark_changed(peer, remote, from..from + AL_EXTENT_BLOCKS);
+    }
+    if !logged.is_empty() {
+        tracing::info!(
+            extents = logged.len(),
+            "activity log: those extents resend whole at the next sync"
+        );
+    }
     let now = clock(array.now());
     for (vol, blocks) in &cfg.volumes {
         if !array.volumes().exists(vol) {
@@ -328,31 +406,24 @@ pub fn open(cfg: &NodeConfig) -> Result<(Array<Journal>, Recovery), String> {
     // array talks to anyone.
     while array.poll_transmit().is_some() {}
     while array.poll_event().is_some() {}
-    let meta = meta_of(&array);
+    let meta = meta_of(&array, &[]);
     array.store_mut().commit(meta).map_err(|e| e.to_string())?;
     Ok((array, recovery))
 }
 
-/// Starts the array's loop on its own thread. `link` carries messages to
-/// and from peers; its events are forwarded into the loop by a task on the
-/// current tokio runtime.
+/// Starts the array's loop on its own thread. `make_link` starts the link
+/// to the peers with the sink that puts its events straight into the
+/// loop's input queue (no task in between).
 pub fn start(
     cfg: &NodeConfig,
-    mut link: Link,
+    make_link: impl FnOnce(crate::link::tcp::Sink) -> Link,
 ) -> Result<(NodeHandle, std::thread::JoinHandle<()>), String> {
     let (array, recovery) = open(cfg)?;
     let (tx, rx) = mpsc::channel();
-    let (dummy_tx, dummy) = tokio::sync::mpsc::unbounded_channel();
-    drop(dummy_tx);
-    let mut events = std::mem::replace(&mut link.events, dummy);
     let fwd = tx.clone();
-    tokio::spawn(async move {
-        while let Some(ev) = events.recv().await {
-            if fwd.send(Input::Link(ev)).is_err() {
-                break;
-            }
-        }
-    });
+    let link = make_link(std::sync::Arc::new(move |ev| {
+        let _ = fwd.send(Input::Link(ev));
+    }));
     let name = cfg.name.clone();
     let thread = std::thread::Builder::new()
         .name(format!("array-{name}"))
@@ -382,6 +453,7 @@ struct Loop {
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
     /// Something changed since the last commit.
     dirty: bool,
+    al: ActivityLog,
     last_commit: std::time::Instant,
 }
 
@@ -400,6 +472,7 @@ impl Loop {
             next_req: 0,
             after_commit: Vec::new(),
             dirty: false,
+            al: ActivityLog::default(),
             last_commit: std::time::Instant::now(),
         }
     }
@@ -449,12 +522,36 @@ impl Loop {
                 self.dirty = true;
             }
             self.drain_events();
-            let msgs: Vec<(String, crate::core::Msg)> =
+            let msgs: Vec<(String, Msg)> =
                 std::iter::from_fn(|| self.array.poll_transmit()).collect();
             let must = !msgs.is_empty() || !self.after_commit.is_empty();
+            // Synchronous writes to logged extents go to the peer now, while
+            // this batch is made durable; the rest (and everything after the
+            // first message that must wait, to keep the order) after.
+            let mut late = Vec::new();
+            for (peer, m) in msgs {
+                let early = match &m {
+                    Msg::Data {
+                        vol,
+                        block,
+                        tag: DataTag::Write(_),
+                        ..
+                    } => {
+                        let e = (peer.clone(), vol.clone(), block / AL_EXTENT_BLOCKS);
+                        self.al.touch(e, self.batch) && late.is_empty()
+                    }
+                    _ => false,
+                };
+                if early {
+                    self.link.send(&peer, m);
+                } else {
+                    late.push((peer, m));
+                }
+            }
+            self.al.trim(self.batch);
             if must || (self.dirty && self.last_commit.elapsed() >= IDLE_COMMIT) || stop {
                 self.commit()?;
-                for (peer, m) in msgs {
+                for (peer, m) in late {
                     self.link.send(&peer, m);
                 }
                 for f in self.after_commit.drain(..) {
@@ -468,11 +565,13 @@ impl Loop {
     }
 
     fn commit(&mut self) -> Result<(), String> {
-        let meta = meta_of(&self.array);
+        let al = self.al.keys();
+        let meta = meta_of(&self.array, &al);
         self.array
             .store_mut()
             .commit(meta)
             .map_err(|e| format!("commit failed: {e}"))?;
+        self.al.committed = al.into_iter().collect();
         self.dirty = false;
         self.last_commit = std::time::Instant::now();
         Ok(())

@@ -20,7 +20,15 @@
 //!   happened: recovery stops there and truncates it;
 //! * a checkpoint (every [`CHECKPOINT_BYTES`] of log, and after recovery)
 //!   syncs the files, writes all metadata to `meta.bin` by rename, and
-//!   empties the log.
+//!   starts the log again at its beginning.
+//!
+//! The log file is written full of zeros once ([`CHECKPOINT_BYTES`]) and
+//! then overwritten in place: syncing an overwrite of allocated, initialised
+//! blocks need not update the file's size or extents, which halves the cost
+//! of each commit's `fdatasync` on this machine (146 µs against 295 µs for
+//! an append). Records carry consecutive sequence numbers, so replay stops
+//! at the first record that is not the next one — a torn record, zeros, or
+//! an older record the new ones have not overwritten yet.
 //!
 //! The shell releases a batch's outputs (acks to hosts, messages to the
 //! peer) only after `commit` returned, so nothing acknowledged or announced
@@ -44,7 +52,7 @@ use super::FileStore;
 use crate::core::{block_bytes, Block, BlockStore, SnapId, StoreError};
 
 /// Log size that triggers a checkpoint.
-pub const CHECKPOINT_BYTES: u64 = 256 << 20;
+pub const CHECKPOINT_BYTES: u64 = 64 << 20;
 
 /// Largest record accepted when reading the log back (a guard against a
 /// corrupt length, not a limit a real batch reaches).
@@ -141,6 +149,10 @@ pub struct Journal {
     puts: HashMap<(SnapId, u64), usize>,
     /// Slots in each save area, counting the batch's.
     save_len: HashMap<SnapId, u64>,
+    /// Volumes with bulk blocks written to their files and not yet synced.
+    bulk_dirty: std::collections::BTreeSet<String>,
+    /// Metadata keys whose change needs the bulk blocks durable first.
+    barrier: fn(&str) -> bool,
     stats: JournalStats,
 }
 
@@ -179,10 +191,15 @@ impl Journal {
         let mut at = 0usize;
         let mut recovery = Recovery::default();
         while let Some((rec, used)) = next_record(&log[at..]) {
-            at += used;
-            if rec.seq <= ckpt.seq {
+            if rec.seq <= ckpt.seq && seq == ckpt.seq {
+                // Before the checkpoint and not yet overwritten.
+                at += used;
                 continue;
             }
+            if rec.seq != seq + 1 {
+                break;
+            }
+            at += used;
             for op in &rec.ops {
                 apply(&mut files, op, true).map_err(|e| {
                     err(
@@ -200,7 +217,19 @@ impl Journal {
             seq = rec.seq;
             recovery.replayed += 1;
         }
-        recovery.torn_bytes = (log.len() - at) as u64;
+        // What follows the last record replayed: a torn record, old records
+        // or the zeros of a fresh log (reported only when not zeros).
+        recovery.torn_bytes = log[at..]
+            .iter()
+            .rposition(|b| *b != 0)
+            .map_or(0, |p| p as u64 + 1);
+        if log.len() < CHECKPOINT_BYTES as usize {
+            // A new log (or one from an older layout): zeros, then synced.
+            wal.set_len(0)
+                .and_then(|()| wal.write_all_at(&vec![0u8; CHECKPOINT_BYTES as usize], 0))
+                .and_then(|()| wal.sync_all())
+                .map_err(|e| err(wal_path.display().to_string(), e))?;
+        }
         let mut j = Journal {
             dir: dir.to_path_buf(),
             files,
@@ -212,10 +241,19 @@ impl Journal {
             writes: HashMap::new(),
             puts: HashMap::new(),
             save_len: HashMap::new(),
+            bulk_dirty: std::collections::BTreeSet::new(),
+            barrier: |_| true,
             stats: JournalStats::default(),
         };
         j.checkpoint()?;
         Ok((j, recovery))
+    }
+
+    /// Names the metadata keys that may change while bulk blocks are not yet
+    /// durable (counters, say); a commit changing any other key syncs them
+    /// first. Default: every key is a barrier.
+    pub fn set_barrier(&mut self, barrier: fn(&str) -> bool) {
+        self.barrier = barrier;
     }
 
     /// Metadata as of the last commit.
@@ -283,6 +321,11 @@ impl Journal {
         if changes.is_empty() && self.ops.is_empty() {
             return Ok(false);
         }
+        if !self.bulk_dirty.is_empty() && changes.iter().any(|(k, _)| (self.barrier)(k)) {
+            for vol in std::mem::take(&mut self.bulk_dirty) {
+                self.files.sync_volume(&vol)?;
+            }
+        }
         let rec = Record {
             seq: self.seq + 1,
             ops: std::mem::take(&mut self.ops),
@@ -318,6 +361,7 @@ impl Journal {
     /// Syncs the files, writes the metadata by rename and empties the log.
     fn checkpoint(&mut self) -> Result<(), StoreError> {
         self.files.flush()?;
+        self.bulk_dirty.clear();
         self.files.sync_dirs()?;
         let ck = Checkpoint {
             seq: self.seq,
@@ -337,8 +381,8 @@ impl Journal {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| err(&shown, e))?;
-        self.wal.set_len(0).map_err(|e| err("write-ahead log", e))?;
-        self.wal.sync_all().map_err(|e| err("write-ahead log", e))?;
+        // The log starts again at its beginning; old records there are
+        // skipped by sequence number until overwritten.
         self.wal_len = 0;
         self.stats.checkpoints += 1;
         Ok(())
@@ -480,6 +524,22 @@ impl BlockStore for Journal {
         Ok(())
     }
 
+    /// Straight to the file, unless the batch already holds a logged write
+    /// of the block (which then takes the data, keeping the order).
+    fn write_block_bulk(&mut self, vol: &str, block: u64, data: &Block) -> Result<(), StoreError> {
+        if let Some(&i) = self.writes.get(&(vol.to_string(), block)) {
+            if let Op::Write { data: d, .. } = &mut self.ops[i] {
+                d.copy_from_slice(data);
+                return Ok(());
+            }
+        }
+        self.files.write_block(vol, block, data)?;
+        if !self.bulk_dirty.contains(vol) {
+            self.bulk_dirty.insert(vol.to_string());
+        }
+        Ok(())
+    }
+
     fn allocated_blocks(&mut self, vol: &str) -> Result<Vec<u64>, StoreError> {
         let mut out = self.files.allocated_blocks(vol)?;
         out.extend(
@@ -605,10 +665,17 @@ mod tests {
             j.commit([("k".to_string(), vec![2])]).unwrap();
             // No checkpoint: both records are in the log. Tear the second.
         }
+        // Damage the second record's body: its checksum no longer matches.
         let wal = dir.path().join("wal.log");
-        let len = fs::metadata(&wal).unwrap().len();
-        let f = OpenOptions::new().write(true).open(&wal).unwrap();
-        f.set_len(len - 10).unwrap();
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&wal)
+            .unwrap();
+        let mut head = [0u8; 4];
+        f.read_exact_at(&mut head, 0).unwrap();
+        let second = 8 + u32::from_le_bytes(head) as u64;
+        f.write_all_at(&[0xff; 4], second + 8 + 3).unwrap();
         // The blocks of the torn batch may already be in the file (written
         // after its log sync); erase block 2 as if the crash came first.
         let vf = OpenOptions::new()
@@ -654,6 +721,34 @@ mod tests {
         assert_eq!(j.save_slots(SnapId(8)), None);
         assert_eq!(j.volume_blocks("v"), None);
         assert!(j.meta().is_empty());
+    }
+
+    /// The log is reused from its beginning after a checkpoint; records of
+    /// the previous round that the new ones did not overwrite are not
+    /// replayed (their sequence numbers are not the next ones).
+    #[test]
+    fn old_records_behind_a_reused_log_are_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut j, _) = Journal::open(dir.path()).unwrap();
+            j.create_volume("v", 8).unwrap();
+            for i in 0..6u8 {
+                j.write_block("v", u64::from(i), &block(0x10 + i)).unwrap();
+                j.commit([("k".to_string(), vec![i])]).unwrap();
+            }
+        }
+        {
+            // Opening checkpoints; one small record then lands at offset 0.
+            let (mut j, rec) = Journal::open(dir.path()).unwrap();
+            assert_eq!(rec.replayed, 6);
+            j.commit([("k".to_string(), vec![99])]).unwrap();
+        }
+        let (mut j, rec) = Journal::open(dir.path()).unwrap();
+        assert_eq!(rec.replayed, 1);
+        assert_eq!(j.meta().get("k"), Some(&vec![99]));
+        let mut out = block(0);
+        j.read_block("v", 5, &mut out).unwrap();
+        assert_eq!(out, block(0x15));
     }
 
     #[test]
