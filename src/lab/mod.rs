@@ -489,7 +489,7 @@ impl Lab {
              \n\
              try:\n\
              \x20 replicim rcopy --url http://127.0.0.1:{} --user {USER} --password {pw} showrcopy\n\
-             \x20 pywbemcli -s http://127.0.0.1:{} -u {USER} -p {pw} -n root/cimv2 instance enumerate CIM_StorageSynchronized --di\n\
+             \x20 pywbemcli -s http://127.0.0.1:{} -u {USER} -p {pw} -d root/cimv2 instance enumerate CIM_StorageSynchronized --di\n\
              \x20 wbemcli ein 'http://{USER}:{pw}@127.0.0.1:{}/root/cimv2:CIM_StorageVolume'\n\
              \x20 qemu-io -f raw nbd://127.0.0.1:{}/vol0 -c 'write -P 0xab 0 1M'\n\
              \x20 qemu-io -f raw nbd://127.0.0.1:{}/vol0 -c 'read -P 0xab 0 1M'\n\
