@@ -383,18 +383,21 @@ fn main() {
     );
     println!("| measurement | replicim | baseline (same run) | ratio |");
     println!("|---|---|---|---|");
+    // Each benchmark's lab directory is kept if it fails (logs, journals).
+    let run = |name: &str, f: &dyn Fn(&Path)| {
+        let d = std::env::temp_dir().join(format!("replicim-bench-{name}"));
+        let _ = std::fs::remove_dir_all(&d);
+        f(&d);
+        let _ = std::fs::remove_dir_all(&d);
+    };
     if want("latency") {
-        for direct in [true, false] {
-            let d = tempfile::tempdir().unwrap();
-            latency(d.path(), direct);
-        }
+        run("latency-direct", &|d| latency(d, true));
+        run("latency-switch", &|d| latency(d, false));
     }
     if want("sync") {
-        let d = tempfile::tempdir().unwrap();
-        full_and_delta(d.path());
+        run("sync", &full_and_delta);
     }
     if want("failover") {
-        let d = tempfile::tempdir().unwrap();
-        failover(d.path());
+        run("failover", &failover);
     }
 }

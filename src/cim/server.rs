@@ -409,7 +409,8 @@ async fn respond(req: Request<Incoming>, state: Arc<State>, peer: SocketAddr) ->
             let head = reply.head;
             let tail = reply.tail;
             tokio::spawn(async move {
-                if tx.send_data(Bytes::from(head)).await.is_err() {
+                if let Err(e) = tx.send_data(Bytes::from(head)).await {
+                    tracing::warn!("streamed reply: the body was dropped before its head: {e:?}");
                     return;
                 }
                 let mut more = true;
@@ -418,11 +419,14 @@ async fn respond(req: Request<Incoming>, state: Arc<State>, peer: SocketAddr) ->
                     while more && chunk.len() < 64 * 1024 {
                         more = items(&mut chunk);
                     }
-                    if tx.send_data(Bytes::from(chunk)).await.is_err() {
+                    if let Err(e) = tx.send_data(Bytes::from(chunk)).await {
+                        tracing::warn!("streamed reply: the body was dropped midway: {e:?}");
                         return;
                     }
                 }
-                let _ = tx.send_data(Bytes::from(tail)).await;
+                if let Err(e) = tx.send_data(Bytes::from(tail)).await {
+                    tracing::warn!("streamed reply: the body was dropped before its tail: {e:?}");
+                }
             });
             Response::new(Either::Right(body))
         }

@@ -116,6 +116,13 @@ pub struct ArrayTuning {
     /// Sync blocks in flight per pair (default 1024: 4 MiB).
     #[serde(default = "default_window")]
     pub window: u64,
+    /// Sync blocks per link message (default 64: 256 KiB).
+    #[serde(default = "default_run_batch")]
+    pub run_batch: u64,
+}
+
+fn default_run_batch() -> u64 {
+    64
 }
 
 fn default_window() -> u64 {
@@ -126,6 +133,7 @@ impl Default for ArrayTuning {
     fn default() -> Self {
         ArrayTuning {
             window: default_window(),
+            run_batch: default_run_batch(),
         }
     }
 }
@@ -202,6 +210,10 @@ impl Config {
         if self.array.window == 0 || self.array.window > 1 << 16 {
             return Err("array.window must be 1..=65536 blocks".into());
         }
+        // A link frame holds at most 1 MiB.
+        if self.array.run_batch == 0 || self.array.run_batch > 200 {
+            return Err("array.run_batch must be 1..=200 blocks".into());
+        }
         Ok(())
     }
 }
@@ -271,6 +283,7 @@ pub fn node_config(cfg: &Config) -> crate::node::NodeConfig {
             .collect(),
         array: ArrayConfig {
             window: cfg.array.window,
+            run_batch: cfg.array.run_batch,
             ..ArrayConfig::default()
         },
     }

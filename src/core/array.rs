@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::error::{CommandError, WriteError};
-use super::msg::{DataTag, GroupHello, Msg, PairHello};
+use super::msg::{DataTag, GroupHello, Msg, PairHello, RunBlock};
 use super::store::BlockStore;
 use super::types::*;
 use super::view::{derive, CopyState, PairFacts, PairView};
@@ -41,6 +41,9 @@ pub const MAX_MIRRORS: usize = 8;
 pub struct ArrayConfig {
     /// Sync blocks in flight per pair before waiting for acks.
     pub window: u64,
+    /// Most sync blocks per message (1: one `Data` per block, as the
+    /// simulation and the tables step through; a real link sends 64).
+    pub run_batch: u64,
     /// Blocks restored per `handle_timeout` while promoting a snapshot.
     pub promote_budget: usize,
     /// How long a restore waits for the peer before giving up.
@@ -51,6 +54,7 @@ impl Default for ArrayConfig {
     fn default() -> Self {
         ArrayConfig {
             window: 64,
+            run_batch: 1,
             promote_budget: 4096,
             restore_timeout_ms: 30_000,
         }
@@ -370,6 +374,15 @@ pub struct Array<S: BlockStore> {
 }
 
 type R<T> = Result<T, VolumeError>;
+
+/// The peer's name of a local volume of `g` (which must be a member).
+fn remote_of(g: &Group, vol: &str) -> String {
+    g.pairs
+        .iter()
+        .find(|p| p.local == vol)
+        .map(|p| p.remote.clone())
+        .expect("a member of the group")
+}
 
 /// The scalars and the volume table of an array's durable state; with the
 /// snapshots and the groups it is everything [`Array::crash`] keeps.
@@ -1161,26 +1174,44 @@ impl<S: BlockStore> Array<S> {
                 if run.unacked >= self.config.window {
                     break;
                 }
-                let Some(block) = run.queue.pop_first() else {
+                let room = (self.config.window - run.unacked).min(self.config.run_batch.max(1));
+                let picked: Vec<u64> = std::iter::from_fn(|| run.queue.pop_first())
+                    .take(room as usize)
+                    .collect();
+                if picked.is_empty() {
                     break;
-                };
-                run.unacked += 1;
-                let mut data = Box::new([0u8; BLOCK_SIZE]);
-                match (run.kind, p.cycle_snap) {
-                    (RunKind::Cycle, Some(c)) => {
-                        self.vols.read_snap(&mut self.store, c, block, &mut data)?
-                    }
-                    _ => self
-                        .vols
-                        .read(&mut self.store, &p.local, block, &mut data)?,
                 }
-                self.counters.sync_bytes_sent += BLOCK_SIZE as u64;
-                let msg = Msg::Data {
-                    group: g.name.clone(),
-                    vol: p.remote.clone(),
-                    block,
-                    data,
-                    tag: DataTag::Sync,
+                run.unacked += picked.len() as u64;
+                let kind = run.kind;
+                let mut blocks = Vec::with_capacity(picked.len());
+                for block in picked {
+                    let mut data = Box::new([0u8; BLOCK_SIZE]);
+                    match (kind, p.cycle_snap) {
+                        (RunKind::Cycle, Some(c)) => {
+                            self.vols.read_snap(&mut self.store, c, block, &mut data)?
+                        }
+                        _ => self
+                            .vols
+                            .read(&mut self.store, &p.local, block, &mut data)?,
+                    }
+                    self.counters.sync_bytes_sent += BLOCK_SIZE as u64;
+                    blocks.push(RunBlock { block, data });
+                }
+                let msg = if blocks.len() == 1 {
+                    let RunBlock { block, data } = blocks.pop().expect("one");
+                    Msg::Data {
+                        group: g.name.clone(),
+                        vol: p.remote.clone(),
+                        block,
+                        data,
+                        tag: DataTag::Sync,
+                    }
+                } else {
+                    Msg::SyncBlocks {
+                        group: g.name.clone(),
+                        vol: p.remote.clone(),
+                        blocks,
+                    }
                 };
                 self.send(&g.peer.clone(), msg);
             }
@@ -1485,6 +1516,16 @@ impl<S: BlockStore> Array<S> {
         Ok(())
     }
 
+    /// Why this side does not take blocks of `vol` for `g`, if it does not.
+    fn not_receiving(&self, g: &Group, vol: &str) -> Option<String> {
+        (g.role.is_source() || !g.started || g.pairs.iter().all(|p| p.local != vol)).then(|| {
+            format!(
+                "{} is {} and not receiving for group {}",
+                self.name, g.role, g.name
+            )
+        })
+    }
+
     fn refuse_op(&mut self, g: &Group, op: &str, reason: String) {
         let msg = Msg::OpRefused {
             group: g.name.clone(),
@@ -1516,11 +1557,7 @@ impl<S: BlockStore> Array<S> {
                 tag,
                 ..
             } => {
-                if g.role.is_source() || !g.started || g.pairs.iter().all(|p| p.local != vol) {
-                    let reason = format!(
-                        "{} is {} and not receiving for group {}",
-                        self.name, g.role, g.name
-                    );
+                if let Some(reason) = self.not_receiving(g, &vol) {
                     self.refuse(g, reason);
                     return Ok(());
                 }
@@ -1529,12 +1566,7 @@ impl<S: BlockStore> Array<S> {
                     DataTag::Write(_) => self.vols.write(&mut self.store, &vol, block, &data)?,
                 }
                 self.counters.bytes_applied += BLOCK_SIZE as u64;
-                let remote = g
-                    .pairs
-                    .iter()
-                    .find(|p| p.local == vol)
-                    .map(|p| p.remote.clone())
-                    .expect("checked");
+                let remote = remote_of(g, &vol);
                 self.send(
                     from,
                     Msg::DataAck {
@@ -1544,6 +1576,36 @@ impl<S: BlockStore> Array<S> {
                         tag,
                     },
                 );
+            }
+            Msg::SyncBlocks { vol, blocks, .. } => {
+                if let Some(reason) = self.not_receiving(g, &vol) {
+                    self.refuse(g, reason);
+                    return Ok(());
+                }
+                let count = blocks.len() as u64;
+                for b in blocks {
+                    self.vols
+                        .write_run(&mut self.store, &vol, b.block, &b.data)?;
+                    self.counters.bytes_applied += BLOCK_SIZE as u64;
+                }
+                let remote = remote_of(g, &vol);
+                self.send(
+                    from,
+                    Msg::SyncBlocksAck {
+                        group: g.name.clone(),
+                        vol: remote,
+                        count,
+                    },
+                );
+            }
+            Msg::SyncBlocksAck { vol, count, .. } => {
+                let Some(p) = g.pair_mut(&vol) else {
+                    return Ok(());
+                };
+                if let Some(run) = p.run.as_mut() {
+                    run.unacked = run.unacked.saturating_sub(count);
+                }
+                self.pump(g)?;
             }
             Msg::DataAck {
                 vol, block, tag, ..

@@ -28,7 +28,7 @@ pub use array::{
     MAX_MIRRORS,
 };
 pub use error::{CommandError, WriteError};
-pub use msg::{block_bytes, DataTag, GroupHello, Msg, PairHello};
+pub use msg::{block_bytes, DataTag, GroupHello, Msg, PairHello, RunBlock};
 pub use store::{BlockStore, StoreError};
 pub use types::*;
 pub use view::{derive, CopyState, PairFacts, PairView, ProgressStatus, SyncState};

@@ -113,6 +113,19 @@ pub enum Msg {
         block: u64,
         tag: DataTag,
     },
+    /// Several blocks of a running sync for the target (sent instead of
+    /// `Data` with `DataTag::Sync` when `ArrayConfig::run_batch` > 1).
+    SyncBlocks {
+        group: String,
+        vol: String,
+        blocks: Vec<RunBlock>,
+    },
+    /// The target applied `count` blocks of a `SyncBlocks`.
+    SyncBlocksAck {
+        group: String,
+        vol: String,
+        count: u64,
+    },
     /// The receiver refused replication traffic for this group (it is not
     /// the target it is taken for); the sender stops the group.
     Refused {
@@ -187,6 +200,8 @@ impl Msg {
             | Msg::Stop { group }
             | Msg::Data { group, .. }
             | Msg::DataAck { group, .. }
+            | Msg::SyncBlocks { group, .. }
+            | Msg::SyncBlocksAck { group, .. }
             | Msg::Refused { group, .. }
             | Msg::OpRefused { group, .. }
             | Msg::SyncDone { group, .. }
@@ -204,6 +219,14 @@ impl Msg {
 }
 
 /// A block as one byte string (serde has no impl for 4096-byte arrays).
+/// One block of a [`Msg::SyncBlocks`].
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RunBlock {
+    pub block: u64,
+    #[serde(with = "block_bytes")]
+    pub data: Box<Block>,
+}
+
 pub mod block_bytes {
     use super::Block;
     use crate::core::BLOCK_SIZE;
