@@ -96,17 +96,7 @@ fn rcopy(lab: &Lab, s: Site, line: &str, wait: Wait) {
 }
 
 fn sync_bytes(lab: &Lab, s: Site) -> u64 {
-    let inst = lab
-        .client(s)
-        .enumerate_instances(replicim::provider::NS, "RCM_ReplicationService")
-        .unwrap()
-        .pop()
-        .unwrap()
-        .1;
-    match inst.get("SyncBytesSent") {
-        Some(Value::Uint64(v)) => *v,
-        other => panic!("SyncBytesSent: {other:?}"),
-    }
+    lab.link_counters(s).unwrap().1
 }
 
 /// Waits (polling every 5 ms) until every pair of `group` on site-a is

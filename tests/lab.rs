@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use replicim::cim::model::Value;
 use replicim::conformance::cim_driver::observe_group;
 use replicim::conformance::Observed;
 use replicim::lab::{qemu, Lab, Options, Ports, Site};
@@ -109,18 +108,7 @@ pub fn expect(lab: &Lab, s: Site, want: Tuple, what: &str) {
 /// The link byte counters an array exposes on RCM_ReplicationService:
 /// (WriteBytesSent, SyncBytesSent, BytesApplied).
 pub fn counters(lab: &Lab, s: Site) -> (u64, u64, u64) {
-    let inst = lab
-        .client(s)
-        .enumerate_instances(replicim::provider::NS, "RCM_ReplicationService")
-        .unwrap()
-        .pop()
-        .unwrap()
-        .1;
-    let n = |k: &str| match inst.get(k) {
-        Some(Value::Uint64(v)) => *v,
-        other => panic!("{k}: {other:?}"),
-    };
-    (n("WriteBytesSent"), n("SyncBytesSent"), n("BytesApplied"))
+    lab.link_counters(s).unwrap()
 }
 
 /// Host writes and what was acknowledged: (volume, block) -> fill.

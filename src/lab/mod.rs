@@ -425,6 +425,27 @@ impl Lab {
         }))
     }
 
+    /// The link byte counters `s` exposes on RCM_ReplicationService:
+    /// (WriteBytesSent, SyncBytesSent, BytesApplied).
+    pub fn link_counters(&self, s: Site) -> Result<(u64, u64, u64), String> {
+        let services = self
+            .client(s)
+            .enumerate_instances(crate::provider::NS, "RCM_ReplicationService")
+            .map_err(|e| e.to_string())?;
+        let (_, inst) = services
+            .first()
+            .ok_or_else(|| format!("{} has no RCM_ReplicationService", s.name()))?;
+        let n = |k: &str| match inst.get(k) {
+            Some(crate::cim::model::Value::Uint64(v)) => Ok(*v),
+            other => Err(format!("{}: {k} is {other:?}", s.name())),
+        };
+        Ok((
+            n("WriteBytesSent")?,
+            n("SyncBytesSent")?,
+            n("BytesApplied")?,
+        ))
+    }
+
     /// Waits until `s` reports its link `up` (or down).
     pub fn wait_link(&self, s: Site, up: bool, limit: Duration) -> Result<(), String> {
         let t0 = Instant::now();

@@ -40,6 +40,25 @@ pub trait Device: Send + Sync {
     fn trim(&self, offset: u64, len: u64) -> Result<(), Errno>;
 }
 
+/// Calls `f(block, offset in block, range in the caller's buffer)` for
+/// every block a byte range touches.
+pub fn each_block(
+    offset: u64,
+    len: usize,
+    mut f: impl FnMut(u64, usize, std::ops::Range<usize>) -> Result<(), Errno>,
+) -> Result<(), Errno> {
+    let bs = BLOCK_SIZE as u64;
+    let mut done = 0usize;
+    while done < len {
+        let pos = offset + done as u64;
+        let (block, within) = (pos / bs, (pos % bs) as usize);
+        let n = (BLOCK_SIZE - within).min(len - done);
+        f(block, within, done..done + n)?;
+        done += n;
+    }
+    Ok(())
+}
+
 /// The exports by name.
 pub type Exports = BTreeMap<String, Arc<dyn Device>>;
 
@@ -75,25 +94,6 @@ impl<S: BlockStore> StoreDevice<S> {
             read_only,
         }
     }
-
-    /// Calls `f(block, offset in block, range in the caller's buffer)` for
-    /// every block the byte range touches.
-    fn each_block(
-        offset: u64,
-        len: usize,
-        mut f: impl FnMut(u64, usize, std::ops::Range<usize>) -> Result<(), Errno>,
-    ) -> Result<(), Errno> {
-        let bs = BLOCK_SIZE as u64;
-        let mut done = 0usize;
-        while done < len {
-            let pos = offset + done as u64;
-            let (block, within) = (pos / bs, (pos % bs) as usize);
-            let n = (BLOCK_SIZE - within).min(len - done);
-            f(block, within, done..done + n)?;
-            done += n;
-        }
-        Ok(())
-    }
 }
 
 impl<S: BlockStore + Send> Device for StoreDevice<S> {
@@ -106,7 +106,7 @@ impl<S: BlockStore + Send> Device for StoreDevice<S> {
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), Errno> {
         let mut store = self.store.lock().map_err(|_| Errno::Io)?;
         let mut block = [0u8; BLOCK_SIZE];
-        Self::each_block(offset, out.len(), |b, within, range| {
+        each_block(offset, out.len(), |b, within, range| {
             store
                 .read_block(&self.vol, b, &mut block)
                 .map_err(|_| Errno::Io)?;
@@ -121,7 +121,7 @@ impl<S: BlockStore + Send> Device for StoreDevice<S> {
         }
         let mut store = self.store.lock().map_err(|_| Errno::Io)?;
         let mut block = [0u8; BLOCK_SIZE];
-        Self::each_block(offset, data.len(), |b, within, range| {
+        each_block(offset, data.len(), |b, within, range| {
             if range.len() < BLOCK_SIZE {
                 // A partial block: read, change, write back.
                 store

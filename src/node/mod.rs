@@ -36,7 +36,7 @@ use crate::core::{
     SnapId, SnapMeta, Tick, WriteError, WriteId, WriteTicket, BLOCK_SIZE,
 };
 use crate::link::tcp::{Link, LinkEvent};
-use crate::nbd::{Device, Errno};
+use crate::nbd::{each_block, Device, Errno};
 use crate::provider::{snapshot_of, Backend, Snapshot};
 use crate::store::journal::{Journal, JournalStats, Recovery};
 
@@ -763,25 +763,6 @@ impl Loop {
             }
         }
     }
-}
-
-/// Calls `f(block, offset in block, range in the caller's buffer)` for
-/// every block a byte range touches.
-pub fn each_block(
-    offset: u64,
-    len: usize,
-    mut f: impl FnMut(u64, usize, std::ops::Range<usize>) -> Result<(), Errno>,
-) -> Result<(), Errno> {
-    let bs = BLOCK_SIZE as u64;
-    let mut done = 0usize;
-    while done < len {
-        let pos = offset + done as u64;
-        let (block, within) = (pos / bs, (pos % bs) as usize);
-        let n = (BLOCK_SIZE - within).min(len - done);
-        f(block, within, done..done + n)?;
-        done += n;
-    }
-    Ok(())
 }
 
 /// One volume of the array, as an NBD export. It is never advertised
