@@ -3,8 +3,8 @@
 //! (synchronous, vol0 and vol1) started and synced from site-a to site-b.
 //! Simulated time follows the wall clock. Runs until Ctrl-C.
 //!
-//! A stand-in for the two-process lab (`replicim lab`, not built yet), for
-//! trying consoles against the SMI-S provider:
+//! A light alternative to the lab (`replicim lab`: real processes, with
+//! authentication) for trying consoles against the SMI-S provider:
 //!
 //! ```text
 //! cargo run --release --example sim_pair [ADDR_A ADDR_B]

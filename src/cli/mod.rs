@@ -1,9 +1,8 @@
 //! The subcommands of the `replicim` binary.
 //!
-//! Built so far: `conformance --level core|cim`, `serve` (the CIM-XML
-//! server with the interop namespace; it does not host an array yet) and
-//! `rcopy` (the admin client). The two-process lab (`lab`) comes with its
-//! issue; until then it is absent rather than stubbed.
+//! `serve` (one array: CIM-XML, NBD, link, data directory), `lab` (two
+//! `serve` processes behind a fault switch, and its remote controls),
+//! `rcopy` (the admin client) and `conformance --level core|cim|lab`.
 
 pub mod lab;
 pub mod rcopy;
@@ -40,9 +39,9 @@ pub enum Cmd {
     Lab(lab::Args),
     /// Replay the state tables (conformance/*.toml) and compare every column.
     Conformance {
-        /// core: the sans-IO core in process; cim: two arrays behind CIM-XML
-        /// servers on 127.0.0.1, driven through the SMI-S provider. lab is
-        /// not built yet.
+        /// core: the sans-IO core in process; cim: two simulated arrays
+        /// behind CIM-XML servers on 127.0.0.1, driven through the SMI-S
+        /// provider; lab: two `serve` processes behind the lab's switch.
         #[arg(long, value_enum, default_value_t = Level::Core)]
         level: Level,
     },

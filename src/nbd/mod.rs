@@ -3,10 +3,10 @@
 //! OPT_ABORT, OPT_EXPORT_NAME; READ, WRITE, FLUSH, TRIM, DISC with simple
 //! replies).
 //!
-//! [`Device`] is what an export serves. [`StoreDevice`] serves one volume
-//! of a [`BlockStore`] directly; the array's own device, which routes
-//! writes through the replication core and refuses them on secondary
-//! volumes, comes with the two-process arrays.
+//! [`Device`] is what an export serves and [`Catalog`] where the server
+//! finds exports. [`StoreDevice`] serves one volume of a [`BlockStore`]
+//! directly; an array's own device (`node::ArrayDevice`) routes writes
+//! through the replication core and refuses them on secondary volumes.
 
 pub mod server;
 
