@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Channel, Either, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use super::dispatch::{Dispatcher, Reply};
+use super::dispatch::{Dispatcher, ItemWriter, Reply};
 use super::ops;
 use super::xml::decode::{self, Call, Limits};
 
@@ -60,7 +60,53 @@ impl Default for ServerConfig {
     }
 }
 
-type Body = Either<Full<Bytes>, Channel<Bytes>>;
+type Body = Either<Full<Bytes>, Streamed>;
+
+/// A streamed reply: the head, then chunks of about 64 KiB of encoded
+/// items, then the tail — each made when hyper asks for the next frame, in
+/// the connection's own task. (An earlier design fed a channel from a
+/// spawned task; under load a reply sometimes reached the client cut short,
+/// and polling the encoder directly leaves nothing between it and the
+/// connection.)
+pub struct Streamed {
+    head: Option<Vec<u8>>,
+    items: Option<ItemWriter>,
+    tail: Option<Vec<u8>>,
+}
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        let data = |v: Vec<u8>| Some(Ok(hyper::body::Frame::data(Bytes::from(v))));
+        if let Some(h) = this.head.take() {
+            return std::task::Poll::Ready(data(h));
+        }
+        if let Some(items) = this.items.as_mut() {
+            let mut chunk = Vec::with_capacity(96 * 1024);
+            let mut more = true;
+            while more && chunk.len() < 64 * 1024 {
+                more = items(&mut chunk);
+            }
+            if !more {
+                this.items = None;
+            }
+            if !chunk.is_empty() {
+                return std::task::Poll::Ready(data(chunk));
+            }
+        }
+        std::task::Poll::Ready(this.tail.take().and_then(data))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_none() && self.items.is_none() && self.tail.is_none()
+    }
+}
 
 /// What every connection shares.
 pub struct State {
@@ -404,32 +450,11 @@ async fn respond(req: Request<Incoming>, state: Arc<State>, peer: SocketAddr) ->
             b.extend_from_slice(&reply.tail);
             Response::new(Either::Left(Full::new(Bytes::from(b))))
         }
-        Some(mut items) => {
-            let (mut tx, body) = Channel::<Bytes>::new(4);
-            let head = reply.head;
-            let tail = reply.tail;
-            tokio::spawn(async move {
-                if let Err(e) = tx.send_data(Bytes::from(head)).await {
-                    tracing::warn!("streamed reply: the body was dropped before its head: {e:?}");
-                    return;
-                }
-                let mut more = true;
-                while more {
-                    let mut chunk = Vec::with_capacity(96 * 1024);
-                    while more && chunk.len() < 64 * 1024 {
-                        more = items(&mut chunk);
-                    }
-                    if let Err(e) = tx.send_data(Bytes::from(chunk)).await {
-                        tracing::warn!("streamed reply: the body was dropped midway: {e:?}");
-                        return;
-                    }
-                }
-                if let Err(e) = tx.send_data(Bytes::from(tail)).await {
-                    tracing::warn!("streamed reply: the body was dropped before its tail: {e:?}");
-                }
-            });
-            Response::new(Either::Right(body))
-        }
+        Some(items) => Response::new(Either::Right(Streamed {
+            head: Some(reply.head),
+            items: Some(items),
+            tail: Some(reply.tail),
+        })),
     };
     let headers = response.headers_mut();
     headers.insert(
