@@ -64,10 +64,11 @@ type Body = Either<Full<Bytes>, Streamed>;
 
 /// A streamed reply: the head, then chunks of about 64 KiB of encoded
 /// items, then the tail — each made when hyper asks for the next frame, in
-/// the connection's own task. (An earlier design fed a channel from a
-/// spawned task; under load a reply sometimes reached the client cut short,
-/// and polling the encoder directly leaves nothing between it and the
-/// connection.)
+/// the connection's own task. (An earlier design fed http-body-util's
+/// `Channel` from a spawned task. Its `poll_frame` checks the frame queue,
+/// then the sender's close signal; a task that queued its last frames and
+/// dropped the sender between those two checks ended the body early, so
+/// under load a reply reached the client cut short, even empty.)
 pub struct Streamed {
     head: Option<Vec<u8>>,
     items: Option<ItemWriter>,
