@@ -173,14 +173,6 @@ impl CimDriver {
         provider::model_paths::rs_path(site(side), &self.host(side))
     }
 
-    /// One rcopy command as the CIM calls an SMI-S console would make,
-    /// without waiting for the job it may start.
-    fn rcopy(&mut self, side: Side, args: &[String]) -> Result<(), String> {
-        let words: Vec<&str> = args.iter().map(String::as_str).collect();
-        let cmd = rcopy::parse(&words)?;
-        self.console(side).run(&cmd, Wait::No, &mut |_, _| {})
-    }
-
     /// Creates rcg0 (mode) with vol0 and vol1 through CreateElementReplica.
     fn setup(&mut self, mode: &str, start: bool) -> Result<(), String> {
         self.core.prepare_volumes()?;
@@ -317,15 +309,16 @@ impl Driver for CimDriver {
         self.core.reset()
     }
 
-    fn step(&mut self, step: &Step) -> Result<(), String> {
+    /// One rcopy command as the CIM calls an SMI-S console would make,
+    /// without waiting for the job it may start.
+    fn command(&mut self, side: Side, cmd: crate::core::Command) -> Result<(), String> {
+        self.console(side).run(&cmd, Wait::No, &mut |_, _| {})
+    }
+
+    fn act(&mut self, step: &Step) -> Result<(), String> {
         match step {
             Step::Setup { mode, start } => self.setup(mode, *start),
-            Step::Rcopy { side, args } => self.rcopy(*side, args),
-            Step::ExpectError {
-                side,
-                args,
-                contains,
-            } => super::expect_refusal(self.rcopy(*side, args), args, contains),
+            Step::Rcopy { .. } | Step::ExpectError { .. } => self.step(step),
             // Faults, host I/O, time and data checks come from outside.
             other => self.core.step(other),
         }

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Driver, Observed, Side, Step};
 use crate::core::{ArrayConfig, Event, SyncStatus, WriteId, WriteTicket};
-use crate::rcopy;
 use crate::sim::{pattern_block, Sim};
 
 /// Names of the two arrays, as in the lab.
@@ -103,17 +102,6 @@ impl CoreDriver {
         Ok(())
     }
 
-    fn rcopy(&mut self, side: Side, args: &[String]) -> Result<(), String> {
-        let words: Vec<&str> = args.iter().map(String::as_str).collect();
-        let cmd = rcopy::parse(&words)?;
-        let r = self
-            .sim()
-            .command(site(side), cmd)
-            .map_err(|e| e.to_string());
-        self.collect();
-        r
-    }
-
     /// Creates vol0 and vol1 on site-a with the [`PREPARED`] data, so that
     /// the initial sync of a setup moves real bytes.
     pub fn prepare_volumes(&mut self) -> Result<(), String> {
@@ -157,23 +145,32 @@ impl Driver for CoreDriver {
         self.settle()
     }
 
-    fn step(&mut self, step: &Step) -> Result<(), String> {
+    fn command(&mut self, side: Side, cmd: crate::core::Command) -> Result<(), String> {
+        let r = self
+            .sim()
+            .command(site(side), cmd)
+            .map_err(|e| e.to_string());
+        self.collect();
+        r
+    }
+
+    fn act(&mut self, step: &Step) -> Result<(), String> {
         match step {
             Step::Setup { mode, start } => {
                 self.prepare_volumes()?;
-                let lines = [
+                let mut lines = vec![
                     format!("creatercopygroup {GROUP} {SITE_B} {mode}"),
                     format!("admitrcopyvv vol0 {GROUP} {SITE_B}:vol0"),
                     format!("admitrcopyvv vol1 {GROUP} {SITE_B}:vol1"),
                 ];
+                if *start {
+                    lines.push(format!("startrcopygroup {GROUP}"));
+                }
                 for l in lines {
-                    let args: Vec<String> = l.split_whitespace().map(str::to_string).collect();
-                    self.rcopy(Side::A, &args)?;
+                    self.step(&Step::parse(&format!("rcopy A {l}"))?)?;
                     self.settle()?;
                 }
                 if *start {
-                    self.rcopy(Side::A, &["startrcopygroup".into(), GROUP.into()])?;
-                    self.settle()?;
                     for v in VOLUMES {
                         if self.status_of(Side::A, v) != Some(SyncStatus::Synced) {
                             return Err(format!("setup: {v} did not reach Synced"));
@@ -239,12 +236,7 @@ impl Driver for CoreDriver {
                 self.sim().set_throttle(*n);
                 Ok(())
             }
-            Step::Rcopy { side, args } => self.rcopy(*side, args),
-            Step::ExpectError {
-                side,
-                args,
-                contains,
-            } => super::expect_refusal(self.rcopy(*side, args), args, contains),
+            Step::Rcopy { .. } | Step::ExpectError { .. } => self.step(step),
             Step::Settle => self.settle(),
             Step::Steps(n) => {
                 for _ in 0..*n {

@@ -71,14 +71,6 @@ impl LabDriver {
         Ok(format!("127.0.0.1:{}", self.lab()?.opts.ports.of(s).http))
     }
 
-    fn rcopy(&self, side: Side, args: &[String]) -> Result<(), String> {
-        let words: Vec<&str> = args.iter().map(String::as_str).collect();
-        let cmd = rcopy::parse(&words)?;
-        self.lab()?
-            .console(site(side))?
-            .run(&cmd, Wait::No, &mut |_, _| {})
-    }
-
     fn setup(&mut self, mode: &str, start: bool) -> Result<(), String> {
         for (vol, from, to, fill) in PREPARED {
             self.write(Side::A, vol, from, to, fill)?;
@@ -238,7 +230,13 @@ impl Driver for LabDriver {
         Ok(())
     }
 
-    fn step(&mut self, step: &Step) -> Result<(), String> {
+    fn command(&mut self, side: Side, cmd: crate::core::Command) -> Result<(), String> {
+        self.lab()?
+            .console(site(side))?
+            .run(&cmd, Wait::No, &mut |_, _| {})
+    }
+
+    fn act(&mut self, step: &Step) -> Result<(), String> {
         match step {
             Step::Setup { mode, start } => self.setup(mode, *start),
             Step::Write {
@@ -264,12 +262,7 @@ impl Driver for LabDriver {
                 self.lab()?.throttle(n.map(|n| n as u64 * THROTTLE_UNIT));
                 Ok(())
             }
-            Step::Rcopy { side, args } => self.rcopy(*side, args),
-            Step::ExpectError {
-                side,
-                args,
-                contains,
-            } => super::expect_refusal(self.rcopy(*side, args), args, contains),
+            Step::Rcopy { .. } | Step::ExpectError { .. } => self.step(step),
             Step::Settle => self.settle(),
             Step::Steps(n) => {
                 std::thread::sleep(Duration::from_millis(100 * *n as u64));

@@ -263,7 +263,28 @@ pub struct Observed {
 pub trait Driver {
     /// A fresh pair of arrays for the next row.
     fn reset(&mut self) -> Result<(), String>;
-    fn step(&mut self, step: &Step) -> Result<(), String>;
+    /// An operator command (an `rcopy` step), issued the way this level
+    /// issues commands.
+    fn command(&mut self, side: Side, cmd: crate::core::Command) -> Result<(), String>;
+    /// Every other step: faults, host I/O, time, data checks, setup.
+    fn act(&mut self, step: &Step) -> Result<(), String>;
+    /// One step; `rcopy` and `expect-error` go through [`Driver::command`].
+    fn step(&mut self, step: &Step) -> Result<(), String> {
+        let rcopy = |d: &mut Self, side: Side, args: &[String]| {
+            let words: Vec<&str> = args.iter().map(String::as_str).collect();
+            let cmd = crate::rcopy::parse(&words)?;
+            d.command(side, cmd)
+        };
+        match step {
+            Step::Rcopy { side, args } => rcopy(self, *side, args),
+            Step::ExpectError {
+                side,
+                args,
+                contains,
+            } => expect_refusal(rcopy(self, *side, args), args, contains),
+            other => self.act(other),
+        }
+    }
     /// Every pair of group rcg0 as `side` reports it.
     fn observe(&mut self, side: Side) -> Result<Vec<Observed>, String>;
     /// Why this level cannot reach a row, if it cannot.
