@@ -29,11 +29,11 @@ fn frames_decode_from_any_chunking() {
     ];
     let mut bytes = Vec::new();
     for f in &frames {
-        encode(f, &mut bytes);
+        encode(f, &mut bytes).unwrap();
     }
     // A 4 KiB block costs little more than itself on the wire.
     let mut one = Vec::new();
-    encode(&Frame::Message(data_msg()), &mut one);
+    encode(&Frame::Message(data_msg()), &mut one).unwrap();
     assert!(one.len() < BLOCK_SIZE + 40, "{} bytes", one.len());
     for chunk in [1, 3, 1000, bytes.len()] {
         let mut d = Decoder::default();
@@ -51,7 +51,7 @@ fn frames_decode_from_any_chunking() {
 #[test]
 fn a_damaged_block_is_caught_by_the_checksum() {
     let mut bytes = Vec::new();
-    encode(&Frame::Message(data_msg()), &mut bytes);
+    encode(&Frame::Message(data_msg()), &mut bytes).unwrap();
     bytes[2000] ^= 0x01;
     let mut d = Decoder::default();
     d.push(&bytes);
@@ -102,7 +102,7 @@ fn refused(a_to: &str, b_accepts: &str, hello: Option<Frame>) -> (Vec<Event>, Ve
     if let Some(h) = hello {
         a.take_output();
         let mut bytes = Vec::new();
-        encode(&h, &mut bytes);
+        encode(&h, &mut bytes).unwrap();
         let eb = b.handle_input(&bytes, t);
         let ea = a.handle_input(&b.take_output(), t);
         return (ea, eb);
@@ -154,7 +154,7 @@ fn unknown_or_mistaken_peers_are_refused_with_a_reason() {
 fn no_message_before_the_handshake() {
     let mut b = Session::accept("site-b", &["site-a".into()], Timing::default(), Tick(0));
     let mut bytes = Vec::new();
-    encode(&Frame::Message(data_msg()), &mut bytes);
+    encode(&Frame::Message(data_msg()), &mut bytes).unwrap();
     let ev = b.handle_input(&bytes, Tick(0));
     assert!(
         matches!(&ev[..], [Event::Down(LinkError::Protocol(m))] if m.contains("before the handshake")),
@@ -245,6 +245,7 @@ fn a_block_crosses_a_real_socket_intact() {
 
 mod tcp {
     use super::data_msg;
+    use replicim::core::Msg;
     use replicim::link::tcp::{self, Config, LinkEvent};
     use replicim::link::Timing;
     use std::collections::BTreeMap;
@@ -264,6 +265,9 @@ mod tcp {
         }
     }
 
+    /// Messages to send: on a given session, or on the current one (None).
+    type Sender = tokio::sync::mpsc::UnboundedSender<(Option<u64>, Msg)>;
+
     /// One array's link in its own runtime (so it can be killed), with
     /// its events forwarded. Dropping the returned [`Stop`] kills it.
     fn array(
@@ -271,11 +275,7 @@ mod tcp {
         peer: &str,
         listen: &str,
         peer_addr: &str,
-    ) -> (
-        Stop,
-        smpsc::Receiver<LinkEvent>,
-        tokio::sync::mpsc::UnboundedSender<replicim::core::Msg>,
-    ) {
+    ) -> (Stop, smpsc::Receiver<LinkEvent>, Sender) {
         let (stop_tx, stop_rx) = smpsc::channel::<()>();
         let (ev_tx, ev_rx) = smpsc::channel();
         let (send_tx, mut send_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -308,13 +308,26 @@ mod tcp {
                 };
                 let _ = ready_tx.send(());
                 let mut link = tcp::start(config(&me, &peer, &peer_addr), l);
+                // The session the array last heard Up on, as the node keeps.
+                let mut sid = 0;
                 loop {
                     if matches!(stop_rx.try_recv(), Err(smpsc::TryRecvError::Disconnected)) {
                         break;
                     }
                     tokio::select! {
-                        e = link.events.recv() => { let _ = ev_tx.send(e.unwrap()); }
-                        m = send_rx.recv() => { if let Some(m) = m { link.send(&peer, m); } }
+                        e = link.events.recv() => {
+                            let e = e.unwrap();
+                            if let LinkEvent::Up(_, s) = &e {
+                                sid = *s;
+                            }
+                            let _ = ev_tx.send(e);
+                        }
+                        m = send_rx.recv() => {
+                            if let Some((on, m)) = m {
+                                let on: Option<u64> = on;
+                                link.send(&peer, on.unwrap_or(sid), m);
+                            }
+                        }
                         _ = tokio::time::sleep(Duration::from_millis(10)) => {}
                     }
                 }
@@ -372,9 +385,17 @@ mod tcp {
         let (addr_a, addr_b) = (free_addr(), free_addr());
         let (stop_b, ev_b, _send_b) = array("site-b", "site-a", &addr_b, &addr_a);
         let (_stop_a, ev_a, send_a) = array("site-a", "site-b", &addr_a, &addr_b);
-        wait_for(&ev_a, "Up on A", |e| *e == LinkEvent::Up("site-b".into()));
-        wait_for(&ev_b, "Up on B", |e| *e == LinkEvent::Up("site-a".into()));
-        send_a.send(data_msg()).unwrap();
+        wait_for(
+            &ev_a,
+            "Up on A",
+            |e| matches!(e, LinkEvent::Up(p, _) if p == "site-b"),
+        );
+        wait_for(
+            &ev_b,
+            "Up on B",
+            |e| matches!(e, LinkEvent::Up(p, _) if p == "site-a"),
+        );
+        send_a.send((None, data_msg())).unwrap();
         wait_for(&ev_b, "the block on B", |e| {
             *e == LinkEvent::Message("site-a".into(), data_msg())
         });
@@ -387,13 +408,17 @@ mod tcp {
         );
         // B comes back on the same address: A redials and the link is up.
         let (_stop_b, ev_b, _send_b) = array("site-b", "site-a", &addr_b, &addr_a);
-        wait_for(&ev_a, "Up on A again", |e| {
-            *e == LinkEvent::Up("site-b".into())
-        });
-        wait_for(&ev_b, "Up on B again", |e| {
-            *e == LinkEvent::Up("site-a".into())
-        });
-        send_a.send(data_msg()).unwrap();
+        wait_for(
+            &ev_a,
+            "Up on A again",
+            |e| matches!(e, LinkEvent::Up(p, _) if p == "site-b"),
+        );
+        wait_for(
+            &ev_b,
+            "Up on B again",
+            |e| matches!(e, LinkEvent::Up(p, _) if p == "site-a"),
+        );
+        send_a.send((None, data_msg())).unwrap();
         wait_for(&ev_b, "a block after the restart", |e| {
             matches!(e, LinkEvent::Message(..))
         });
@@ -413,7 +438,7 @@ mod tcp {
         std::thread::sleep(Duration::from_millis(200));
         assert!(ev_b
             .try_iter()
-            .all(|e| !matches!(e, LinkEvent::Up(_) | LinkEvent::Message(..))));
+            .all(|e| !matches!(e, LinkEvent::Up(..) | LinkEvent::Message(..))));
     }
 
     /// A dialling array that restarts can reach its peer before the peer
@@ -435,25 +460,46 @@ mod tcp {
         rt.spawn(replicim::lab::switch::relay(l, addr_b.clone(), sw.clone()));
         let (_stop_b, ev_b, send_b) = array("site-b", "site-a", &addr_b, &addr_a1);
         let (stop_a1, _, _) = array("site-a", "site-b", &addr_a1, &via);
-        wait_for(&ev_b, "Up on B", |e| *e == LinkEvent::Up("site-a".into()));
+        let first = wait_for(
+            &ev_b,
+            "Up on B",
+            |e| matches!(e, LinkEvent::Up(p, _) if p == "site-a"),
+        );
+        let LinkEvent::Up(_, old_sid) = first else {
+            unreachable!()
+        };
         // The cable is pulled and A1 dies: B cannot tell yet. A restarted
         // site-a dials B directly before B's heartbeat timeout.
         sw.set_up(false);
         drop(stop_a1);
         let (_stop_a2, ev_a2, _) = array("site-a", "site-b", &addr_a2, &addr_b);
-        wait_for(&ev_a2, "Up on A2", |e| *e == LinkEvent::Up("site-b".into()));
+        wait_for(
+            &ev_a2,
+            "Up on A2",
+            |e| matches!(e, LinkEvent::Up(p, _) if p == "site-b"),
+        );
         let down = wait_for(&ev_b, "Down on B", |e| matches!(e, LinkEvent::Down(..)));
         assert!(
             matches!(&down, LinkEvent::Down(p, why) if p == "site-a" && why.contains("replaced")),
             "{down:?}"
         );
-        wait_for(&ev_b, "Up on B after the Down", |e| {
-            *e == LinkEvent::Up("site-a".into())
+        wait_for(
+            &ev_b,
+            "Up on B after the Down",
+            |e| matches!(e, LinkEvent::Up(p, _) if p == "site-a"),
+        );
+        // A message B meant for the old session is never sent on the new
+        // one; one meant for the new session is.
+        let mut stale = data_msg();
+        if let Msg::Data { block, .. } = &mut stale {
+            *block = 77;
+        }
+        send_b.send((Some(old_sid), stale.clone())).unwrap();
+        send_b.send((None, data_msg())).unwrap();
+        let got = wait_for(&ev_a2, "the block on the new connection", |e| {
+            matches!(e, LinkEvent::Message(..))
         });
-        send_b.send(data_msg()).unwrap();
-        wait_for(&ev_a2, "the block on the new connection", |e| {
-            *e == LinkEvent::Message("site-b".into(), data_msg())
-        });
+        assert_eq!(got, LinkEvent::Message("site-b".into(), data_msg()));
         // Past the old connection's heartbeat timeout, B reports nothing
         // more about it.
         std::thread::sleep(Duration::from_millis(800));

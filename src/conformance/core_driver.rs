@@ -22,6 +22,15 @@ pub const VOLUME_BLOCKS: u64 = 256;
 
 const SETTLE_STEPS: usize = 100_000;
 
+/// The arrays of the table replays: a failover promotes at most 4 blocks
+/// per step, so a promotion with work to do is seen running (row 2).
+pub const TABLE_CONFIG: ArrayConfig = ArrayConfig {
+    window: 64,
+    run_batch: 1,
+    promote_budget: 4,
+    restore_timeout_ms: 30_000,
+};
+
 fn site(side: Side) -> &'static str {
     match side {
         Side::A => SITE_A,
@@ -137,8 +146,8 @@ impl Driver for CoreDriver {
         self.last_write.clear();
         self.pending.clear();
         self.remembered.clear();
-        self.sim().add_array(SITE_A, ArrayConfig::default());
-        self.sim().add_array(SITE_B, ArrayConfig::default());
+        self.sim().add_array(SITE_A, TABLE_CONFIG);
+        self.sim().add_array(SITE_B, TABLE_CONFIG);
         self.sim()
             .link_up(SITE_A, SITE_B)
             .map_err(|e| e.to_string())?;

@@ -26,8 +26,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use super::error::{CommandError, WriteError};
-use super::msg::{DataTag, GroupHello, Msg, PairHello, RunBlock};
+use super::error::{CommandError, Fault, WriteError};
+use super::msg::{Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};
+use super::names;
 use super::store::BlockStore;
 use super::types::*;
 use super::view::{derive, CopyState, PairFacts, PairView};
@@ -295,6 +296,10 @@ pub struct Group {
     /// The peer's last Hello for this group since the link came up.
     #[serde(skip)]
     peer_hello: Option<GroupHello>,
+    /// The peer's complete Hello since the link came up did not list this
+    /// group: the peer does not have it.
+    #[serde(skip)]
+    peer_missing: bool,
     /// The link came up after a failure stop: the next Hello may restart.
     #[serde(skip)]
     auto_recover_armed: bool,
@@ -337,6 +342,7 @@ impl Group {
 
     fn reset_volatile(&mut self) {
         self.peer_hello = None;
+        self.peer_missing = false;
         self.auto_recover_armed = false;
         self.recovering = None;
         self.restore_deadline = None;
@@ -509,6 +515,16 @@ impl<S: BlockStore> Array<S> {
         &self.vols
     }
 
+    /// The block store, giving up the array (a simulated crash keeps the
+    /// disk and drops everything else).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     pub fn store_mut(&mut self) -> &mut S {
         &mut self.store
     }
@@ -550,9 +566,15 @@ impl<S: BlockStore> Array<S> {
 
     fn pair_view(&self, g: &Group, p: &Pair) -> PairView {
         let (remaining, total) = p.progress();
+        // A recover handshake under way: the resync is about to run.
+        let status = if g.recovering.is_some() && p.run.is_none() {
+            SyncStatus::Syncing
+        } else {
+            p.status
+        };
         derive(&PairFacts {
             role: g.role,
-            status: p.status,
+            status,
             mode: g.mode,
             started: g.started,
             stop_cause: g.stop_cause,
@@ -837,15 +859,30 @@ impl<S: BlockStore> Array<S> {
         let mut hellos = Vec::new();
         for g in self.groups.values_mut().filter(|g| g.peer == peer) {
             g.peer_hello = None;
+            g.peer_missing = false;
             g.auto_recover_armed =
                 matches!(g.stop_cause, StopCause::LinkFailure | StopCause::Restart) && !g.started;
             hellos.push(Self::hello_of(g, &self.vols));
         }
-        let msg = Msg::Hello {
-            array: self.name.clone(),
-            groups: hellos,
-        };
-        self.send(peer, msg);
+        // The listing goes in parts, so no frame outgrows the link's limit;
+        // the last part (possibly empty) says the listing is complete.
+        let mut parts: Vec<Vec<GroupHello>> = Vec::new();
+        let mut rest = hellos.into_iter().peekable();
+        while rest.peek().is_some() {
+            parts.push(rest.by_ref().take(names::HELLO_GROUPS).collect());
+        }
+        if parts.is_empty() {
+            parts.push(Vec::new());
+        }
+        let last = parts.len() - 1;
+        for (i, groups) in parts.into_iter().enumerate() {
+            let msg = Msg::Hello {
+                array: self.name.clone(),
+                groups,
+                complete: i == last,
+            };
+            self.send(peer, msg);
+        }
     }
 
     /// Tells the peer this group's state after a role change, so its last
@@ -854,6 +891,7 @@ impl<S: BlockStore> Array<S> {
         let msg = Msg::Hello {
             array: self.name.clone(),
             groups: vec![Self::hello_of(g, &self.vols)],
+            complete: false,
         };
         self.send(&g.peer.clone(), msg);
     }
@@ -918,11 +956,6 @@ impl<S: BlockStore> Array<S> {
             });
         }
         if g.recovering.take().is_some() {
-            for p in &mut g.pairs {
-                if p.status == SyncStatus::Syncing && p.run.is_none() {
-                    p.status = SyncStatus::Stopped;
-                }
-            }
             self.events.push_back(Event::OperationFailed {
                 group: g.name.clone(),
                 op: "recover",
@@ -1096,34 +1129,31 @@ impl<S: BlockStore> Array<S> {
     fn start_runs(&mut self, g: &mut Group, skip_start_msg: bool) -> R<()> {
         let periodic = !g.mode.is_sync();
         let mut announced = Vec::new();
+        // One point for the whole group: a periodic cycle freezes every
+        // volume at this same instant, so the target is group-consistent.
+        self.point_counter += 1;
+        let point = self.point_counter;
         for i in 0..g.pairs.len() {
             let p = &mut g.pairs[i];
-            let (kind, queue, full) = match p.base_snap {
-                Some(base) if periodic => {
-                    let mut q = self.vols.changed_since(base);
-                    q.extend(p.extra.iter().copied());
-                    let c = self.vols.snapshot(&mut self.store, &p.local, 0)?;
-                    p.cycle_snap = Some(c);
-                    (RunKind::Cycle, q, false)
-                }
-                Some(base) => {
-                    let mut q = self.vols.changed_since(base);
-                    q.extend(p.extra.iter().copied());
-                    (RunKind::Resync, q, false)
-                }
-                None => {
-                    let mut q: BTreeSet<u64> = if p.fresh_target {
-                        self.store.allocated_blocks(&p.local)?.into_iter().collect()
-                    } else {
-                        (0..p.blocks).collect()
-                    };
-                    q.extend(p.extra.iter().copied());
-                    p.fresh_target = false;
-                    (RunKind::Resync, q, true)
-                }
+            let (mut queue, full) = match p.base_snap {
+                Some(base) => (self.vols.changed_since(base), false),
+                None if p.fresh_target => (
+                    self.store.allocated_blocks(&p.local)?.into_iter().collect(),
+                    true,
+                ),
+                None => ((0..p.blocks).collect::<BTreeSet<u64>>(), true),
             };
-            self.point_counter += 1;
-            let point = self.point_counter;
+            queue.extend(p.extra.iter().copied());
+            p.fresh_target = false;
+            // Periodic mode ships a frozen point (also for a first or full
+            // sync); sync mode resyncs from the live base.
+            let kind = if periodic {
+                let c = self.vols.snapshot(&mut self.store, &p.local, 0)?;
+                p.cycle_snap = Some(c);
+                RunKind::Cycle
+            } else {
+                RunKind::Resync
+            };
             if kind == RunKind::Cycle {
                 self.events.push_back(Event::PointTaken {
                     group: g.name.clone(),
@@ -1166,7 +1196,6 @@ impl<S: BlockStore> Array<S> {
         if !g.started || !self.link_up(&g.peer) {
             return Ok(());
         }
-        let periodic = !g.mode.is_sync();
         for i in 0..g.pairs.len() {
             loop {
                 let p = &mut g.pairs[i];
@@ -1226,10 +1255,6 @@ impl<S: BlockStore> Array<S> {
                 run.sent_gen = Some(gen);
                 let point = run.point;
                 let kind = run.kind;
-                if periodic && kind == RunKind::Resync {
-                    let c = self.vols.snapshot(&mut self.store, &p.local, gen)?;
-                    p.cycle_snap = Some(c);
-                }
                 if let Some(c) = p.cycle_snap {
                     self.vols.set_gen(c, gen);
                 }
@@ -1438,15 +1463,201 @@ impl<S: BlockStore> Array<S> {
 
     // ----- messages -------------------------------------------------------
 
-    pub fn handle_message(&mut self, now: Tick, from: &str, msg: Msg) -> R<()> {
+    /// A message from `from`. It is checked against this array's state
+    /// before anything changes: one that cannot be right (a block beyond a
+    /// volume's end, a bad name, a count out of bounds) is refused as a
+    /// [`Fault::Peer`], and nothing changed; the shell drops the session
+    /// and keeps running. Only a failing store is a [`Fault::Store`].
+    pub fn handle_message(&mut self, now: Tick, from: &str, msg: Msg) -> Result<(), Fault> {
         self.advance(now);
         if !self.link_up(from) {
             return Ok(());
         }
-        if let Msg::Hello { groups, .. } = msg {
+        self.check_message(from, &msg)
+            .map_err(|reason| Fault::Peer {
+                peer: from.to_string(),
+                reason,
+            })?;
+        self.message(from, msg)
+            .map_err(|e| Fault::from_volume(from, e))
+    }
+
+    /// Whether `msg` from `from` is one this array can act on: every name
+    /// follows the naming rule, every count is within its bound, and every
+    /// block lies inside the volume it names (when this array has the pair).
+    fn check_message(&self, from: &str, msg: &Msg) -> Result<(), String> {
+        let name = |n: &str| names::group(n).map_err(|e| e.to_string());
+        let vol = |n: &str| names::volume(n).map_err(|e| e.to_string());
+        let text = |t: &str, what: &str| {
+            if t.len() > names::MAX_REASON * 2 {
+                Err(format!("{what} of {} bytes", t.len()))
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(g) = msg.group() {
+            name(g)?;
+        }
+        // The pair a block message is about, when this array has it.
+        let size = |group: &str, v: &str| -> Option<u64> {
+            let g = self.groups.get(group).filter(|g| g.peer == from)?;
+            g.pairs.iter().find(|p| p.local == v).map(|p| p.blocks)
+        };
+        let inside = |group: &str, v: &str, block: u64| match size(group, v) {
+            Some(n) if block >= n => Err(format!(
+                "block {block} is beyond the end of {v} ({n} blocks) in group {group}"
+            )),
+            _ => Ok(()),
+        };
+        match msg {
+            Msg::Hello {
+                array, groups: gs, ..
+            } => {
+                if array != from {
+                    return Err(format!("a Hello from {from} names {array:?}"));
+                }
+                if gs.len() > names::HELLO_GROUPS {
+                    return Err(format!("a Hello listing {} groups", gs.len()));
+                }
+                for gh in gs {
+                    name(&gh.group)?;
+                    if gh.pairs.len() > names::MAX_PAIRS {
+                        return Err(format!("group {} with {} pairs", gh.group, gh.pairs.len()));
+                    }
+                    for ph in &gh.pairs {
+                        vol(&ph.vol)?;
+                    }
+                }
+            }
+            Msg::Admit {
+                vol: v,
+                source_vol,
+                blocks,
+                ..
+            } => {
+                vol(v)?;
+                vol(source_vol)?;
+                if *blocks == 0 || *blocks > names::MAX_VOLUME_BLOCKS {
+                    return Err(format!("a volume of {blocks} blocks"));
+                }
+            }
+            Msg::AdmitResult { vol: v, error, .. } => {
+                vol(v)?;
+                if let Some(e) = error {
+                    text(e, "an admit error")?;
+                }
+            }
+            Msg::Start { pairs, .. } => {
+                if pairs.len() > names::MAX_PAIRS {
+                    return Err(format!("a Start of {} pairs", pairs.len()));
+                }
+                for (v, _) in pairs {
+                    vol(v)?;
+                }
+            }
+            Msg::Data {
+                group,
+                vol: v,
+                block,
+                ..
+            } => {
+                vol(v)?;
+                inside(group, v, *block)?;
+            }
+            Msg::SyncBlocks {
+                group,
+                vol: v,
+                blocks,
+            } => {
+                vol(v)?;
+                if blocks.is_empty() || blocks.len() as u64 > names::MAX_RUN_BATCH {
+                    return Err(format!("a SyncBlocks of {} blocks", blocks.len()));
+                }
+                for b in blocks {
+                    inside(group, v, b.block)?;
+                }
+            }
+            Msg::SyncBlocksAck { vol: v, count, .. } => {
+                vol(v)?;
+                if *count == 0 || *count > names::MAX_RUN_BATCH {
+                    return Err(format!("an ack of {count} blocks"));
+                }
+            }
+            Msg::Refused { reason, .. } => text(reason, "a refusal")?,
+            Msg::OpRefused { op, reason, .. } => {
+                text(reason, "a refusal")?;
+                if op.len() > names::MAX_NAME {
+                    return Err(format!("an operation name of {} bytes", op.len()));
+                }
+            }
+            Msg::RecoverReady { group, changed } => {
+                if changed.len() > names::MAX_PAIRS {
+                    return Err(format!("a RecoverReady of {} pairs", changed.len()));
+                }
+                let mut runs = 0;
+                for (v, c) in changed {
+                    vol(v)?;
+                    if let Changed::Ranges(r) = c {
+                        runs += r.len();
+                        let n = size(group, v).unwrap_or(u64::MAX);
+                        let mut next = 0;
+                        for &(first, count) in r {
+                            let end = first.checked_add(count).filter(|e| *e <= n);
+                            if count == 0 || first < next || end.is_none() {
+                                return Err(format!(
+                                    "changed blocks {first}+{count} of {v} are out of order or beyond its end"
+                                ));
+                            }
+                            next = first + count;
+                        }
+                    }
+                }
+                if runs > names::MAX_RECOVER_RANGES {
+                    return Err(format!("a RecoverReady of {runs} ranges"));
+                }
+            }
+            Msg::DataAck { vol: v, .. }
+            | Msg::Dismiss { vol: v, .. }
+            | Msg::SyncDone { vol: v, .. }
+            | Msg::SyncDoneAck { vol: v, .. } => vol(v)?,
+            Msg::CreateGroup { .. }
+            | Msg::RemoveGroup { .. }
+            | Msg::Config { .. }
+            | Msg::Stop { .. }
+            | Msg::RecoverPrepare { .. }
+            | Msg::RestorePrepare { .. }
+            | Msg::RestoreReady { .. }
+            | Msg::RestoreCommit { .. }
+            | Msg::RestoreAbort { .. }
+            | Msg::Reverse { .. }
+            | Msg::ReverseDone { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn message(&mut self, from: &str, msg: Msg) -> R<()> {
+        if let Msg::Hello {
+            groups, complete, ..
+        } = msg
+        {
             for gh in groups {
-                self.with_group(&gh.group.clone(), |a, g| a.hello(g, gh))
-                    .transpose()?;
+                self.with_group(&gh.group.clone(), |a, g| {
+                    if g.peer == from {
+                        a.hello(g, gh)
+                    } else {
+                        Ok(())
+                    }
+                })
+                .transpose()?;
+            }
+            if complete {
+                // What the peer did not list since the link came up, it
+                // does not have.
+                for g in self.groups.values_mut() {
+                    if g.peer == from && g.peer_hello.is_none() {
+                        g.peer_missing = true;
+                    }
+                }
             }
             return Ok(());
         }
@@ -1702,11 +1913,6 @@ impl<S: BlockStore> Array<S> {
                 });
                 if g.recovering.take().is_some() {
                     g.requested = None;
-                    for p in &mut g.pairs {
-                        if p.status == SyncStatus::Syncing && p.run.is_none() {
-                            p.status = SyncStatus::Stopped;
-                        }
-                    }
                 }
                 g.reverse_pending = None;
                 if g.op == Some(GroupOp::FailingBack) {
@@ -1723,11 +1929,6 @@ impl<S: BlockStore> Array<S> {
                     "recover" => {
                         if g.recovering.take().is_some() {
                             g.requested = None;
-                            for p in &mut g.pairs {
-                                if p.status == SyncStatus::Syncing && p.run.is_none() {
-                                    p.status = SyncStatus::Stopped;
-                                }
-                            }
                         }
                         "recover"
                     }
@@ -1850,7 +2051,8 @@ impl<S: BlockStore> Array<S> {
                 };
                 for (vol, blocks) in changed {
                     if let Some(p) = g.pair_mut(&vol) {
-                        p.extra.extend(blocks);
+                        let size = p.blocks;
+                        p.extra.extend(blocks.blocks(size));
                     }
                 }
                 if full {
@@ -1976,6 +2178,7 @@ impl<S: BlockStore> Array<S> {
             }
         }
         let mut changed = Vec::new();
+        let mut runs_left = names::MAX_RECOVER_RANGES;
         for p in &mut g.pairs {
             // What this side changed since the point it names in its Hello:
             // since its base snapshot (it was a source), or since its
@@ -1992,7 +2195,17 @@ impl<S: BlockStore> Array<S> {
                 p.target_snap = Some(self.vols.snapshot(&mut self.store, &p.local, p.gen)?);
             }
             p.status = SyncStatus::Syncing;
-            changed.push((p.remote.clone(), set.into_iter().collect()));
+            // Listed as runs while they fit in one message; beyond that the
+            // pair is resent whole (more bytes, never fewer).
+            let runs = Changed::runs(set);
+            let listed = if runs.len() <= runs_left {
+                runs_left -= runs.len();
+                Changed::Ranges(runs)
+            } else {
+                runs_left = 0;
+                Changed::All
+            };
+            changed.push((p.remote.clone(), listed));
         }
         g.started = true;
         self.send(
@@ -2045,6 +2258,7 @@ impl<S: BlockStore> Array<S> {
         let armed = std::mem::take(&mut g.auto_recover_armed);
         let agreed = h.role == g.role.counterpart();
         g.peer_hello = Some(h);
+        g.peer_missing = false;
         let may_run = g.role == Role::Primary || (g.role == Role::PrimaryRev && g.recovered);
         if armed
             && g.policies.auto_recover
@@ -2440,14 +2654,7 @@ impl<S: BlockStore> Array<S> {
                     "recover",
                     "recover runs once the old primary is reachable again",
                 )?;
-                let h = g
-                    .peer_hello
-                    .clone()
-                    .ok_or_else(|| CommandError::PeerUnknown {
-                        op: "recover",
-                        peer: peer.clone(),
-                        group: g.name.clone(),
-                    })?;
+                let h = self.peer_state(g, "recover")?.clone();
                 if !full {
                     for p in &g.pairs {
                         let ph = h.pairs.iter().find(|x| x.vol == p.local);
@@ -2492,11 +2699,11 @@ impl<S: BlockStore> Array<S> {
                         }
                     }
                 }
+                // The pairs show Syncing while the handshake runs (derived
+                // from `recovering` in the views, never stored: a crash that
+                // drops the handshake leaves them as they were).
                 g.recovering = Some(full);
                 g.requested = Some(CopyState::Synchronized);
-                for p in &mut g.pairs {
-                    p.status = SyncStatus::Syncing;
-                }
                 self.send(
                     &peer,
                     Msg::RecoverPrepare {
@@ -2562,13 +2769,7 @@ impl<S: BlockStore> Array<S> {
             }
             Command::Reverse { .. } => {
                 self.need_link(g, "reverse", "both arrays must agree on the new direction")?;
-                if g.peer_hello.is_none() {
-                    return Err(CommandError::PeerUnknown {
-                        op: "reverse",
-                        peer,
-                        group: g.name.clone(),
-                    });
-                }
+                self.peer_state(g, "reverse")?;
                 if g.reverse_pending.is_some() {
                     return Err(busy("reverse", g));
                 }
@@ -2661,13 +2862,8 @@ impl<S: BlockStore> Array<S> {
 
     /// The peer's last Hello must show the counterpart role.
     fn need_agreement(&self, g: &Group, op: &'static str) -> Result<(), CommandError> {
-        match &g.peer_hello {
-            None => Err(CommandError::PeerUnknown {
-                op,
-                peer: g.peer.clone(),
-                group: g.name.clone(),
-            }),
-            Some(h) if h.role != g.role.counterpart() => Err(CommandError::WrongSide {
+        match self.peer_state(g, op)? {
+            h if h.role != g.role.counterpart() => Err(CommandError::WrongSide {
                 op,
                 need: "source with the peer as target",
                 hint: format!(
@@ -2678,8 +2874,32 @@ impl<S: BlockStore> Array<S> {
                 role: g.role,
                 group: g.name.clone(),
             }),
-            Some(_) => Ok(()),
+            _ => Ok(()),
         }
+    }
+
+    /// What the peer last said about `g` since the link came up: refused
+    /// while its Hello is on the way, or when its complete Hello showed it
+    /// does not have the group.
+    fn peer_state<'g>(
+        &self,
+        g: &'g Group,
+        op: &'static str,
+    ) -> Result<&'g GroupHello, CommandError> {
+        if g.peer_missing {
+            return Err(CommandError::PeerLacksGroup {
+                op,
+                peer: g.peer.clone(),
+                group: g.name.clone(),
+            });
+        }
+        g.peer_hello
+            .as_ref()
+            .ok_or_else(|| CommandError::PeerUnknown {
+                op,
+                peer: g.peer.clone(),
+                group: g.name.clone(),
+            })
     }
 }
 
@@ -2719,6 +2939,7 @@ fn new_group(name: &str, peer: &str, role: Role, mode: Mode, policies: Policies)
         pairs: Vec::new(),
         next_cycle: None,
         peer_hello: None,
+        peer_missing: false,
         auto_recover_armed: false,
         recovering: None,
         restore_deadline: None,

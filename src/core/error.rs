@@ -1,7 +1,39 @@
 //! Typed refusals. Every message names what is wrong and what to do.
 
+use super::names::NameError;
+use super::store::StoreError;
 use super::types::Role;
 use super::volumes::VolumeError;
+
+/// Why the core could not take an input. The two kinds call for opposite
+/// answers, so the shell never has to read the text to decide:
+/// * [`Fault::Store`]: the local store failed (a write, a sync, a full
+///   disk). The array cannot keep its promises and must stop.
+/// * [`Fault::Peer`]: a message from the peer is invalid for this array
+///   (a block beyond a volume's end, a bad name, a count out of bounds).
+///   Nothing was changed; the shell drops the peer's session, logs the
+///   reason and keeps running.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    #[error("local storage failed: {0}")]
+    Store(StoreError),
+    #[error("{peer} sent a message this array does not accept: {reason}")]
+    Peer { peer: String, reason: String },
+}
+
+impl Fault {
+    /// A volume-level error while acting on `peer`'s message: the store's
+    /// own failures stop the array, anything else is the message's fault.
+    pub fn from_volume(peer: &str, e: VolumeError) -> Fault {
+        match e {
+            VolumeError::Store(s) => Fault::Store(s),
+            other => Fault::Peer {
+                peer: peer.to_string(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
 
 /// Why a command was refused. Nothing changed when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +87,16 @@ pub enum CommandError {
         peer: String,
         group: String,
     },
+    #[error("{op}: {peer} has no remote-copy group {group} (it was removed there, or its creation was lost with the link); remove the group here (removercopygroup {group}) and create it again")]
+    PeerLacksGroup {
+        op: &'static str,
+        peer: String,
+        group: String,
+    },
+    #[error(transparent)]
+    BadName(#[from] NameError),
+    #[error("group {group} already has {limit} volume pairs, the most a group can have")]
+    TooManyPairs { group: String, limit: usize },
     #[error(
         "{op}: group {group} has no volumes; admit one first (admitrcopyvv VOL {group} {peer}:VOL)"
     )]

@@ -18,6 +18,7 @@
 mod array;
 mod error;
 mod msg;
+pub mod names;
 mod store;
 mod types;
 mod view;
@@ -27,8 +28,8 @@ pub use array::{
     Array, ArrayConfig, Command, Counters, Durable, Event, Group, Head, Pair, WriteTicket,
     MAX_MIRRORS,
 };
-pub use error::{CommandError, WriteError};
-pub use msg::{block_bytes, DataTag, GroupHello, Msg, PairHello, RunBlock};
+pub use error::{CommandError, Fault, WriteError};
+pub use msg::{block_bytes, Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};
 pub use store::{BlockStore, StoreError};
 pub use types::*;
 pub use view::{derive, CopyState, PairFacts, PairView, ProgressStatus, SyncState};

@@ -48,10 +48,15 @@ pub struct GroupHello {
 /// One message on the replication link.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Msg {
-    /// First message after a link comes up, in both directions.
+    /// First message after a link comes up, in both directions, and again
+    /// for one group after a role change. The listing sent at link-up is
+    /// split into parts of at most `names::HELLO_GROUPS` groups; its last
+    /// part has `complete` set, so the receiver knows that a group it shares
+    /// with the sender and did not hear of is missing there.
     Hello {
         array: String,
         groups: Vec<GroupHello>,
+        complete: bool,
     },
     /// Create the group on the peer (sender is the source).
     CreateGroup {
@@ -159,7 +164,7 @@ pub enum Msg {
     /// blocks it changed since the common base (they must be overwritten).
     RecoverReady {
         group: String,
-        changed: Vec<(String, Vec<u64>)>,
+        changed: Vec<(String, Changed)>,
     },
     /// Primary-Rev asks to swap back to the natural direction.
     RestorePrepare {
@@ -214,6 +219,37 @@ impl Msg {
             | Msg::RestoreAbort { group }
             | Msg::Reverse { group, .. }
             | Msg::ReverseDone { group, .. } => Some(group),
+        }
+    }
+}
+
+/// Blocks one side changed, as the other must resend them.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Changed {
+    /// `(first block, count)` runs, ascending and disjoint.
+    Ranges(Vec<(u64, u64)>),
+    /// Too many runs to list in one message: resend the whole volume.
+    All,
+}
+
+impl Changed {
+    /// Runs of consecutive blocks of `blocks` (ascending).
+    pub fn runs(blocks: impl IntoIterator<Item = u64>) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for b in blocks {
+            match out.last_mut() {
+                Some((first, n)) if *first + *n == b => *n += 1,
+                _ => out.push((b, 1)),
+            }
+        }
+        out
+    }
+
+    /// Every block listed, for a volume of `size` blocks.
+    pub fn blocks(&self, size: u64) -> Box<dyn Iterator<Item = u64> + '_> {
+        match self {
+            Changed::Ranges(r) => Box::new(r.iter().flat_map(|(f, n)| *f..f + n)),
+            Changed::All => Box::new(0..size),
         }
     }
 }

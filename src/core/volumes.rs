@@ -61,6 +61,10 @@ pub enum VolumeError {
     #[error("volume {0} still has snapshots; delete them first")]
     HasSnapshots(String),
     #[error(transparent)]
+    BadName(#[from] super::names::NameError),
+    #[error("volume {vol}: {blocks} blocks is not a size this array supports (1 to {max} blocks of 4 KiB)")]
+    BadSize { vol: String, blocks: u64, max: u64 },
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -110,6 +114,14 @@ impl Volumes {
         vol: &str,
         blocks: u64,
     ) -> Result<(), VolumeError> {
+        super::names::volume(vol)?;
+        if blocks == 0 || blocks > super::names::MAX_VOLUME_BLOCKS {
+            return Err(VolumeError::BadSize {
+                vol: vol.to_string(),
+                blocks,
+                max: super::names::MAX_VOLUME_BLOCKS,
+            });
+        }
         if self.vols.contains_key(vol) {
             return Err(VolumeError::Exists(vol.to_string()));
         }

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::{Msg, Tick};
 
-/// Protocol version; a peer with another version is refused.
-pub const VERSION: u16 = 1;
+/// Protocol version; a peer with another version is refused. 2: Hello in
+/// parts with `complete`, RecoverReady as block ranges.
+pub const VERSION: u16 = 2;
 /// Bytes a frame may hold (a 4 KiB block and its names fit easily).
 pub const MAX_FRAME: usize = 1 << 20;
 const MAGIC: &str = "replicim-link";
@@ -60,13 +61,19 @@ pub enum LinkError {
     Timeout { peer: String, ms: u64 },
 }
 
-/// Appends one encoded frame to `out`.
-pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
+/// Appends one encoded frame to `out`, or refuses one whose payload is
+/// over [`MAX_FRAME`] (the peer's decoder would refuse it and drop the
+/// connection, again and again): nothing is appended then.
+pub fn encode(frame: &Frame, out: &mut Vec<u8>) -> Result<(), LinkError> {
     let payload = postcard::to_stdvec(frame).expect("frames always encode");
+    if payload.len() > MAX_FRAME {
+        return Err(LinkError::TooLarge(payload.len()));
+    }
     let len = (payload.len() + 4) as u32;
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&payload);
     out.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+    Ok(())
 }
 
 /// Reassembles frames from the bytes a stream delivers, in any chunking.
@@ -166,7 +173,8 @@ impl Session {
     /// A connection we opened to `peer`.
     pub fn dial(me: &str, peer: &str, timing: Timing, now: Tick) -> Session {
         let mut s = Session::new(me, vec![peer.to_string()], State::Dialing, timing, now);
-        s.send(
+        // Names are bounded by the naming rule: this frame always fits.
+        let _ = s.send(
             &Frame::Hello {
                 magic: MAGIC.into(),
                 version: VERSION,
@@ -205,18 +213,19 @@ impl Session {
         self.peer.as_deref()
     }
 
-    fn send(&mut self, f: &Frame, now: Tick) {
-        encode(f, &mut self.out);
+    fn send(&mut self, f: &Frame, now: Tick) -> Result<(), LinkError> {
+        encode(f, &mut self.out)?;
         self.last_tx = now;
+        Ok(())
     }
 
-    /// Queues a core message; only once the session is up.
+    /// Queues a core message; only once the session is up, and only one
+    /// that fits in a frame.
     pub fn send_message(&mut self, msg: Msg, now: Tick) -> Result<(), LinkError> {
         if self.state != State::Up {
             return Err(LinkError::Protocol("the link is not up".into()));
         }
-        self.send(&Frame::Message(msg), now);
-        Ok(())
+        self.send(&Frame::Message(msg), now)
     }
 
     /// Bytes to write to the stream.
@@ -271,16 +280,16 @@ impl Session {
                     };
                     match why {
                         Some(reason) => {
-                            self.send(
+                            let _ = self.send(
                                 &Frame::Refuse {
-                                    reason: reason.clone(),
+                                    reason: crate::core::names::reason(reason.clone()),
                                 },
                                 now,
                             );
                             self.fail(LinkError::Refused(reason), &mut events);
                         }
                         None => {
-                            self.send(
+                            let _ = self.send(
                                 &Frame::Welcome {
                                     version: VERSION,
                                     from: self.me.clone(),
@@ -354,7 +363,7 @@ impl Session {
                 &mut events,
             );
         } else if self.state == State::Up && now >= self.last_tx.plus(self.timing.heartbeat_ms) {
-            self.send(&Frame::Heartbeat, now);
+            let _ = self.send(&Frame::Heartbeat, now);
         }
         events
     }

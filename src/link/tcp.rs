@@ -25,31 +25,45 @@ pub struct Config {
     pub backoff_max: Duration,
 }
 
-/// What the link reports to the array.
+/// What the link reports to the array. `Up` names the session (one
+/// connection's handshake); a message is sent on the session it names, so
+/// what the array meant for a session that has ended never reaches the
+/// peer on a newer one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkEvent {
-    Up(String),
+    Up(String, u64),
     Down(String, String),
     Message(String, Msg),
 }
 
 /// The array's side of the link: send messages, receive events.
 pub struct Link {
-    outboxes: BTreeMap<String, mpsc::UnboundedSender<Msg>>,
+    outboxes: BTreeMap<String, mpsc::UnboundedSender<(u64, Msg)>>,
     pub events: mpsc::UnboundedReceiver<LinkEvent>,
+    shared: Option<Arc<Shared>>,
 }
 
 impl Link {
-    /// Queues a message for `peer`; it is sent while the link is up and
-    /// dropped when it is down (the core resends what it needs after Hello).
-    pub fn send(&self, peer: &str, msg: Msg) {
+    /// Queues a message for `peer` on session `sid`; it is sent while that
+    /// session is up and dropped otherwise (the core resends what it needs
+    /// after the next Hello).
+    pub fn send(&self, peer: &str, sid: u64, msg: Msg) {
         if let Some(tx) = self.outboxes.get(peer) {
-            let _ = tx.send(msg);
+            let _ = tx.send((sid, msg));
+        }
+    }
+
+    /// Ends session `sid` with `peer` (its peer sent something this array
+    /// refuses): the array hears Down at once, the connection closes, and
+    /// the dialing side connects again after its backoff.
+    pub fn drop_session(&self, peer: &str, sid: u64, why: &str) {
+        if let Some(sh) = &self.shared {
+            sh.drop_session(peer, sid, why);
         }
     }
 }
 
-type Outbox = Arc<Mutex<mpsc::UnboundedReceiver<Msg>>>;
+type Outbox = Arc<Mutex<mpsc::UnboundedReceiver<(u64, Msg)>>>;
 
 /// Most queued messages framed into one socket write.
 const BATCH_FRAMES: usize = 256;
@@ -90,13 +104,38 @@ impl Shared {
             self.emit(LinkEvent::Down(peer.to_string(), why.into()));
             self.replaced.send_modify(|n| *n += 1);
         }
-        self.emit(LinkEvent::Up(peer.to_string()));
+        self.emit(LinkEvent::Up(peer.to_string(), id));
         self.outboxes.get(peer).cloned()
     }
 
     fn is_live(&self, peer: &str, id: u64) -> bool {
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.get(peer) == Some(&id)
+    }
+
+    /// A message that arrived on connection `id`, passed on only while it
+    /// is the live one (checked under the same lock that replaces it, so
+    /// nothing read on an old connection follows a newer Up).
+    fn message(&self, peer: &str, id: u64, m: Msg) {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if live.get(peer) == Some(&id) {
+            self.emit(LinkEvent::Message(peer.to_string(), m));
+        }
+    }
+
+    /// The array ends session `id` with `peer`.
+    fn drop_session(&self, peer: &str, id: u64, why: &str) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if live.get(peer) != Some(&id) {
+            return;
+        }
+        live.remove(peer);
+        tracing::warn!(%peer, "link down: session dropped by this array: {why}");
+        self.emit(LinkEvent::Down(
+            peer.to_string(),
+            format!("session dropped: {why}"),
+        ));
+        self.replaced.send_modify(|n| *n += 1);
     }
 
     /// Connection `id` with `peer` ended: if it was the live one, the link
@@ -180,7 +219,9 @@ pub fn start_with(cfg: Config, listener: TcpListener, sink: Sink) -> Link {
     }
     // Accept the others.
     let accepted: Vec<String> = cfg.peers.keys().filter(|p| **p < cfg.me).cloned().collect();
+    let acceptor = shared.clone();
     tokio::spawn(async move {
+        let shared = acceptor;
         loop {
             let Ok((s, from)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -194,7 +235,11 @@ pub fn start_with(cfg: Config, listener: TcpListener, sink: Sink) -> Link {
             });
         }
     });
-    Link { outboxes, events }
+    Link {
+        outboxes,
+        events,
+        shared: Some(shared),
+    }
 }
 
 /// A link with no peers (an array that replicates nowhere).
@@ -203,6 +248,19 @@ pub fn idle() -> Link {
     Link {
         outboxes: BTreeMap::new(),
         events,
+        shared: None,
+    }
+}
+
+/// Frames a message meant for session `sid` on connection `id`; one meant
+/// for another (older) session is dropped, as the link drops everything in
+/// flight when a connection ends.
+fn send_for(session: &mut Session, id: u64, (sid, m): (u64, Msg), sh: &Shared) {
+    if sid != id {
+        return;
+    }
+    if let Err(e) = session.send_message(m, sh.now()) {
+        tracing::error!("link: a message was not sent: {e}");
     }
 }
 
@@ -240,7 +298,9 @@ async fn connection(mut s: TcpStream, mut session: Session, label: &str, sh: &Sh
             _ = replaced.changed() => {
                 if let Some(p) = &up {
                     if !sh.is_live(p, id) {
-                        return true; // a newer connection took over
+                        // A newer connection took over, or the array
+                        // dropped this session: close without a word.
+                        return true;
                     }
                 }
             }
@@ -251,16 +311,14 @@ async fn connection(mut s: TcpStream, mut session: Session, label: &str, sh: &Sh
             _ = tokio::time::sleep(wait) => events = session.handle_timeout(sh.now()),
             m = async { match &ob { Some(o) => o.lock().await.recv().await, None => std::future::pending().await } } => {
                 if let Some(m) = m {
-                    let _ = session.send_message(m, sh.now());
+                    send_for(&mut session, id, m, sh);
                     // Take what else is queued, so one write carries many
                     // frames (a sync run queues a window of blocks at once).
                     if let Some(o) = &ob {
                         let mut o = o.lock().await;
                         for _ in 0..BATCH_FRAMES {
                             match o.try_recv() {
-                                Ok(m) => {
-                                    let _ = session.send_message(m, sh.now());
-                                }
+                                Ok(m) => send_for(&mut session, id, m, sh),
                                 Err(_) => break,
                             }
                         }
@@ -277,7 +335,7 @@ async fn connection(mut s: TcpStream, mut session: Session, label: &str, sh: &Sh
                 }
                 Event::Message(m) => {
                     let peer = session.peer().unwrap_or(label).to_string();
-                    sh.emit(LinkEvent::Message(peer, m));
+                    sh.message(&peer, id, m);
                 }
                 Event::Down(err) => {
                     let out = session.take_output();

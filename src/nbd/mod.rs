@@ -42,11 +42,11 @@ pub trait Device: Send + Sync {
 
 /// Calls `f(block, offset in block, range in the caller's buffer)` for
 /// every block a byte range touches.
-pub fn each_block(
+pub fn each_block<E>(
     offset: u64,
     len: usize,
-    mut f: impl FnMut(u64, usize, std::ops::Range<usize>) -> Result<(), Errno>,
-) -> Result<(), Errno> {
+    mut f: impl FnMut(u64, usize, std::ops::Range<usize>) -> Result<(), E>,
+) -> Result<(), E> {
     let bs = BLOCK_SIZE as u64;
     let mut done = 0usize;
     while done < len {

@@ -26,19 +26,23 @@
 //! Time is the wall clock in milliseconds since 1970, never allowed to go
 //! backwards (the core's `Tick`), so timestamps survive restarts.
 
-use std::collections::{BTreeMap, HashMap};
+pub mod batch;
+pub mod state;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::core::{
-    Array, ArrayConfig, Block, Command, CommandError, DataTag, Durable, Event, Group, Head, Msg,
-    SnapId, SnapMeta, Tick, WriteError, WriteId, WriteTicket, BLOCK_SIZE,
+    Array, ArrayConfig, Command, CommandError, Durable, Event, Fault, Msg, SnapId, Tick,
+    WriteError, BLOCK_SIZE,
 };
 use crate::link::tcp::{Link, LinkEvent};
-use crate::nbd::{each_block, Device, Errno};
+use crate::nbd::{Device, Errno};
 use crate::provider::{snapshot_of, Backend, Snapshot};
 use crate::store::journal::{Journal, JournalStats, Recovery};
+use batch::{Batcher, Req, WriteFailure};
 
 /// Longest a batch with nothing to release stays uncommitted.
 pub const IDLE_COMMIT: Duration = Duration::from_millis(200);
@@ -94,14 +98,6 @@ pub struct NodeStats {
     pub journal: JournalStats,
     pub recovery: Recovery,
     pub batches: u64,
-}
-
-/// A host write in progress: its blocks' write ids not yet completed.
-struct HostWrite {
-    remaining: usize,
-    failed: Option<Errno>,
-    batch: u64,
-    reply: Reply<Result<(), Errno>>,
 }
 
 /// The handle every other part of the process holds.
@@ -183,126 +179,6 @@ fn clock(floor: Tick) -> Tick {
     Tick(ms.max(floor.0))
 }
 
-const HEAD: &str = "head";
-
-fn snap_key(id: SnapId) -> String {
-    format!("snap/{:020}", id.0)
-}
-
-fn group_key(name: &str) -> String {
-    format!("group/{name}")
-}
-
-const AL: &str = "activity-log";
-
-/// Blocks per activity-log extent (4 MiB).
-pub const AL_EXTENT_BLOCKS: u64 = 1024;
-/// Most extents the activity log holds (1 GiB of hot data): at a restart
-/// after a crash, at most this much is resent beyond the snapshots' delta.
-pub const AL_MAX: usize = 256;
-
-/// An extent a synchronous write went to: (peer, the peer's volume name,
-/// extent number).
-type Extent = (String, String, u64);
-
-/// The activity log (as DRBD's): the extents whose synchronous writes may
-/// be sent to the peer *before* they are durable here, which takes the
-/// local log sync off the write's critical path. A write to an extent not
-/// in the committed log waits for the commit that adds its extent. After a
-/// crash every logged extent is resent whole (`Array::mark_changed`), so a
-/// block the peer got and this array lost cannot make the two differ.
-#[derive(Default)]
-struct ActivityLog {
-    /// As of the last commit.
-    committed: std::collections::BTreeSet<Extent>,
-    /// What the next commit persists, with the batch that last used each.
-    current: BTreeMap<Extent, u64>,
-}
-
-impl ActivityLog {
-    /// Notes a write to `e` in `batch`; true if it may be sent now.
-    fn touch(&mut self, e: Extent, batch: u64) -> bool {
-        let ok = self.committed.contains(&e);
-        self.current.insert(e, batch);
-        ok
-    }
-
-    /// Drops the least recently used extents beyond [`AL_MAX`], never one
-    /// used in `batch` (its writes are not committed yet).
-    fn trim(&mut self, batch: u64) {
-        while self.current.len() > AL_MAX {
-            let Some(old) = self
-                .current
-                .iter()
-                .filter(|(_, b)| **b < batch)
-                .min_by_key(|(_, b)| **b)
-                .map(|(e, _)| e.clone())
-            else {
-                break;
-            };
-            self.current.remove(&old);
-        }
-    }
-
-    fn keys(&self) -> Vec<Extent> {
-        self.current.keys().cloned().collect()
-    }
-}
-
-/// The array's durable state (and the activity log) as journal metadata.
-fn meta_of(a: &Array<Journal>, al: &[Extent]) -> Vec<(String, Vec<u8>)> {
-    let (head, snaps, groups) = a.durable();
-    let enc = |v: &dyn erased::Ser| v.bytes();
-    let mut out = Vec::with_capacity(2 + snaps.len() + groups.len());
-    out.push((HEAD.to_string(), enc(&head)));
-    out.push((AL.to_string(), enc(&al)));
-    for (id, s) in snaps {
-        out.push((snap_key(*id), enc(s)));
-    }
-    for (name, g) in groups {
-        out.push((group_key(name), enc(g)));
-    }
-    out
-}
-
-/// postcard behind a trait object, so `meta_of` encodes three types alike.
-mod erased {
-    pub trait Ser {
-        fn bytes(&self) -> Vec<u8>;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn bytes(&self) -> Vec<u8> {
-            postcard::to_allocvec(self).expect("array state serializes")
-        }
-    }
-}
-
-/// Rebuilds the durable state from journal metadata (None: a new array).
-fn durable_of(meta: &BTreeMap<String, Vec<u8>>) -> Result<Option<Durable>, String> {
-    let Some(head) = meta.get(HEAD) else {
-        return Ok(None);
-    };
-    let bad = |what: &str, e: postcard::Error| format!("metadata {what} does not decode: {e}");
-    let head: Head = postcard::from_bytes(head).map_err(|e| bad(HEAD, e))?;
-    let mut snaps = BTreeMap::new();
-    let mut groups = BTreeMap::new();
-    for (k, v) in meta {
-        if let Some(id) = k.strip_prefix("snap/") {
-            let id = SnapId(id.parse().map_err(|_| format!("metadata key {k}"))?);
-            let s: SnapMeta = postcard::from_bytes(v).map_err(|e| bad(k, e))?;
-            snaps.insert(id, s);
-        } else if let Some(name) = k.strip_prefix("group/") {
-            let g: Group = postcard::from_bytes(v).map_err(|e| bad(k, e))?;
-            groups.insert(name.to_string(), g);
-        }
-    }
-    Ok(Some(Durable {
-        head,
-        snaps,
-        groups,
-    }))
-}
-
 /// Every volume and snapshot the metadata names has its file, of the size
 /// the metadata expects: otherwise the directory is damaged and the array
 /// must not start on it.
@@ -333,16 +209,17 @@ fn check_files(j: &Journal, d: &Durable) -> Result<(), String> {
 }
 
 /// Opens (or creates) the array in `cfg.dir`: replays the journal, loads
-/// the metadata, removes files no committed batch made, creates the
-/// configured volumes that do not exist, and restarts the core (every group
-/// that was running is stopped as after a failure, per the tables).
+/// the metadata, removes files no committed batch made, checks the files,
+/// creates the configured volumes that do not exist, and restarts the core
+/// (every group that was running is stopped as after a failure, per the
+/// tables).
 pub fn open(cfg: &NodeConfig) -> Result<(Array<Journal>, Recovery), String> {
     let (mut journal, recovery) =
         Journal::open(&cfg.dir).map_err(|e| format!("{}: {e}", cfg.dir.display()))?;
     // Counters and the activity log may change with bulk blocks unsynced;
     // a group or snapshot change (a run completing) may not.
-    journal.set_barrier(|k| k != HEAD && k != AL);
-    let durable = durable_of(journal.meta())?;
+    journal.set_barrier(|k| k != state::HEAD && k != state::AL);
+    let durable = state::durable_of(journal.meta())?;
     if let Some(d) = &durable {
         if d.head.name != cfg.name {
             return Err(format!(
@@ -366,30 +243,7 @@ pub fn open(cfg: &NodeConfig) -> Result<(Array<Journal>, Recovery), String> {
     if let Some(d) = &durable {
         check_files(&journal, d)?;
     }
-    let fresh = durable.is_none();
-    let logged: Vec<Extent> = journal
-        .meta()
-        .get(AL)
-        .map(|v| postcard::from_bytes(v).map_err(|e| format!("activity log: {e}")))
-        .transpose()?
-        .unwrap_or_default();
-    let mut array = match durable {
-        Some(d) => Array::from_durable(journal, cfg.array, d),
-        None => Array::new(&cfg.name, journal, cfg.array),
-    };
-    // Writes in logged extents may have reached the peer without being
-    // durable here: resend those extents whole at the next sync.
-    for (peer, remote, extent) in &logged {
-        let from = extent * AL_EXTENT_BLOCKS;
-        array.mark_changed(peer, remote, from..from + AL_EXTENT_BLOCKS);
-    }
-    if !logged.is_empty() {
-        tracing::info!(
-            extents = logged.len(),
-            "activity log: those extents resend whole at the next sync"
-        );
-    }
-    let now = clock(array.now());
+    let (mut array, fresh) = state::rebuild(journal, &cfg.name, cfg.array)?;
     for (vol, blocks) in &cfg.volumes {
         if !array.volumes().exists(vol) {
             array
@@ -397,17 +251,8 @@ pub fn open(cfg: &NodeConfig) -> Result<(Array<Journal>, Recovery), String> {
                 .map_err(|e| format!("volume {vol}: {e}"))?;
         }
     }
-    if !fresh {
-        array.restart(now).map_err(|e| e.to_string())?;
-    } else {
-        array.handle_timeout(now).map_err(|e| e.to_string())?;
-    }
-    // Whatever restart did (snapshots at failure) is durable before the
-    // array talks to anyone.
-    while array.poll_transmit().is_some() {}
-    while array.poll_event().is_some() {}
-    let meta = meta_of(&array, &[]);
-    array.store_mut().commit(meta).map_err(|e| e.to_string())?;
+    let now = clock(array.now());
+    state::boot(&mut array, now, fresh)?;
     Ok((array, recovery))
 }
 
@@ -440,57 +285,56 @@ pub fn start(
     Ok((NodeHandle { tx, name }, thread))
 }
 
+/// Where the answer to a request goes.
+enum Waiter {
+    Write(Reply<Result<(), Errno>>),
+    Read(Reply<Result<Vec<u8>, Errno>>),
+    Command(Reply<Result<(), CommandError>>),
+}
+
 struct Loop {
-    array: Array<Journal>,
+    b: Batcher<Journal>,
     link: Link,
     stats: NodeStats,
-    batch: u64,
-    writes: HashMap<u64, HostWrite>,
-    /// Core write id -> host write it belongs to.
-    ids: HashMap<WriteId, u64>,
-    next_req: u64,
-    /// Answers to send once the batch is committed.
-    after_commit: Vec<Box<dyn FnOnce() + Send>>,
-    /// Something changed since the last commit.
-    dirty: bool,
-    al: ActivityLog,
+    next_req: Req,
+    waiting: HashMap<Req, Waiter>,
+    /// The link session each peer is up on, as this loop last heard; a
+    /// message is sent on that session or not at all.
+    sessions: HashMap<String, u64>,
     last_commit: std::time::Instant,
 }
 
 impl Loop {
     fn new(array: Array<Journal>, link: Link, recovery: Recovery) -> Loop {
         Loop {
-            array,
+            b: Batcher::new(array),
             link,
             stats: NodeStats {
                 recovery,
                 ..NodeStats::default()
             },
-            batch: 0,
-            writes: HashMap::new(),
-            ids: HashMap::new(),
             next_req: 0,
-            after_commit: Vec::new(),
-            dirty: false,
-            al: ActivityLog::default(),
+            waiting: HashMap::new(),
+            sessions: HashMap::new(),
             last_commit: std::time::Instant::now(),
         }
     }
 
     fn now(&self) -> Tick {
-        clock(self.array.now())
+        clock(self.b.array().now())
     }
 
     fn run(&mut self, rx: Receiver<Input>) -> Result<(), String> {
         loop {
             let now = self.now();
             let mut wait = self
-                .array
+                .b
+                .array()
                 .poll_timeout()
                 .map(|t| Duration::from_millis(t.0.saturating_sub(now.0)))
                 .unwrap_or(Duration::from_secs(1))
                 .min(Duration::from_secs(1));
-            if self.dirty {
+            if self.b.is_dirty() {
                 wait = wait.min(IDLE_COMMIT.saturating_sub(self.last_commit.elapsed()));
             }
             let first = match rx.recv_timeout(wait) {
@@ -498,7 +342,7 @@ impl Loop {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return self.commit(),
             };
-            self.batch += 1;
+            self.b.begin();
             self.stats.batches += 1;
             let mut stop = false;
             let mut next = first;
@@ -517,46 +361,22 @@ impl Loop {
                 };
             }
             let now = self.now();
-            if self.array.poll_timeout().is_some_and(|t| t <= now) {
-                self.array.handle_timeout(now).map_err(|e| e.to_string())?;
-                self.dirty = true;
-            }
-            self.drain_events();
-            let msgs: Vec<(String, Msg)> =
-                std::iter::from_fn(|| self.array.poll_transmit()).collect();
-            let must = !msgs.is_empty() || !self.after_commit.is_empty();
-            // Synchronous writes to logged extents go to the peer now, while
-            // this batch is made durable; the rest (and everything after the
-            // first message that must wait, to keep the order) after.
-            let mut late = Vec::new();
-            for (peer, m) in msgs {
-                let early = match &m {
-                    Msg::Data {
-                        vol,
-                        block,
-                        tag: DataTag::Write(_),
-                        ..
-                    } => {
-                        let e = (peer.clone(), vol.clone(), block / AL_EXTENT_BLOCKS);
-                        self.al.touch(e, self.batch) && late.is_empty()
-                    }
-                    _ => false,
-                };
-                if early {
-                    self.link.send(&peer, m);
-                } else {
-                    late.push((peer, m));
+            let early = match self.b.finish(now) {
+                Ok(e) => e,
+                Err(f) => {
+                    self.fault(f)?;
+                    Default::default()
                 }
-            }
-            self.al.trim(self.batch);
-            if must || (self.dirty && self.last_commit.elapsed() >= IDLE_COMMIT) || stop {
+            };
+            self.log_events();
+            self.send_all(early.messages);
+            self.answer(early.replies);
+            let idle = self.b.is_dirty() && self.last_commit.elapsed() >= IDLE_COMMIT;
+            if self.b.must_commit() || idle || stop {
                 self.commit()?;
-                for (peer, m) in late {
-                    self.link.send(&peer, m);
-                }
-                for f in self.after_commit.drain(..) {
-                    f();
-                }
+                let late = self.b.release();
+                self.send_all(late.messages);
+                self.answer(late.replies);
             }
             if stop {
                 return Ok(());
@@ -565,48 +385,107 @@ impl Loop {
     }
 
     fn commit(&mut self) -> Result<(), String> {
-        let al = self.al.keys();
-        let meta = meta_of(&self.array, &al);
-        self.array
-            .store_mut()
-            .commit(meta)
-            .map_err(|e| format!("commit failed: {e}"))?;
-        self.al.committed = al.into_iter().collect();
-        self.dirty = false;
+        self.b.commit().map_err(|e| format!("commit failed: {e}"))?;
         self.last_commit = std::time::Instant::now();
         Ok(())
+    }
+
+    fn send_all(&mut self, msgs: Vec<(String, Msg)>) {
+        for (peer, m) in msgs {
+            if let Some(sid) = self.sessions.get(&peer) {
+                self.link.send(&peer, *sid, m);
+            }
+        }
+    }
+
+    /// A fault from the core: a peer's bad message drops its session (the
+    /// array goes on); a failing store stops the array.
+    fn fault(&mut self, f: Fault) -> Result<(), String> {
+        match f {
+            Fault::Store(e) => Err(format!("local storage failed: {e}")),
+            Fault::Peer { peer, reason } => {
+                tracing::warn!(%peer, "refused a message, dropping the session: {reason}");
+                if let Some(sid) = self.sessions.get(&peer) {
+                    self.link.drop_session(&peer, *sid, &reason);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn answer(&mut self, replies: Vec<batch::Reply>) {
+        for r in replies {
+            let (req, _) = match &r {
+                batch::Reply::Write { req, .. }
+                | batch::Reply::Read { req, .. }
+                | batch::Reply::Command { req, .. } => (*req, ()),
+            };
+            let Some(w) = self.waiting.remove(&req) else {
+                continue;
+            };
+            match (w, r) {
+                (Waiter::Write(tx), batch::Reply::Write { result, .. }) => {
+                    let _ = tx.send(result.map(|_| ()).map_err(|f| {
+                        tracing::debug!("host write refused: {f:?}");
+                        match f {
+                            WriteFailure::Refused(
+                                WriteError::ReadOnly { .. }
+                                | WriteError::Quiesced { .. }
+                                | WriteError::CannotReplicate { .. },
+                            ) => Errno::Perm,
+                            WriteFailure::Refused(WriteError::Volume(_))
+                            | WriteFailure::Failed(_) => Errno::Io,
+                        }
+                    }));
+                }
+                (Waiter::Read(tx), batch::Reply::Read { result, .. }) => {
+                    let _ = tx.send(result.map_err(|_| Errno::Io));
+                }
+                (Waiter::Command(tx), batch::Reply::Command { result, .. }) => {
+                    let _ = tx.send(result);
+                }
+                _ => tracing::error!("a reply of the wrong kind for request {req}"),
+            }
+        }
+    }
+
+    fn req(&mut self, w: Waiter) -> Req {
+        let req = self.next_req;
+        self.next_req += 1;
+        self.waiting.insert(req, w);
+        req
     }
 
     fn input(&mut self, input: Input) -> Result<(), String> {
         let now = self.now();
         match input {
-            Input::Link(ev) => {
-                self.dirty = true;
-                match ev {
-                    LinkEvent::Up(peer) => {
-                        tracing::info!(%peer, "link up");
-                        self.array.handle_link_up(now, &peer);
-                    }
-                    LinkEvent::Down(peer, why) => {
-                        tracing::warn!(%peer, "link down: {why}");
-                        self.array
-                            .handle_link_down(now, &peer)
-                            .map_err(|e| e.to_string())?;
-                    }
-                    LinkEvent::Message(peer, msg) => self
-                        .array
-                        .handle_message(now, &peer, msg)
-                        .map_err(|e| e.to_string())?,
+            Input::Link(ev) => match ev {
+                LinkEvent::Up(peer, sid) => {
+                    tracing::info!(%peer, "link up");
+                    self.sessions.insert(peer.clone(), sid);
+                    self.b.link_up(now, &peer);
                 }
-            }
+                LinkEvent::Down(peer, why) => {
+                    tracing::warn!(%peer, "link down: {why}");
+                    self.sessions.remove(&peer);
+                    if let Err(f) = self.b.link_down(now, &peer) {
+                        self.fault(f)?;
+                    }
+                }
+                LinkEvent::Message(peer, msg) => {
+                    if let Err(f) = self.b.message(now, &peer, msg) {
+                        self.fault(f)?;
+                    }
+                }
+            },
             Input::Write {
                 vol,
                 offset,
                 data,
                 reply,
             } => {
-                self.dirty = true;
-                self.host_write(now, &vol, offset, &data, reply);
+                let req = self.req(Waiter::Write(reply));
+                self.b.write(now, req, &vol, offset, &data);
             }
             Input::Read {
                 vol,
@@ -614,30 +493,19 @@ impl Loop {
                 len,
                 reply,
             } => {
-                // A read may see this batch's uncommitted blocks: answer it
-                // only once they are durable.
-                let r = self.host_read(&vol, offset, len);
-                if self.dirty {
-                    self.after_commit.push(Box::new(move || {
-                        let _ = reply.send(r);
-                    }));
-                } else {
-                    let _ = reply.send(r);
-                }
+                let req = self.req(Waiter::Read(reply));
+                self.b.read(req, &vol, offset, len);
             }
             Input::Command { cmd, reply } => {
-                self.dirty = true;
-                let r = self.array.command(now, cmd);
-                self.after_commit.push(Box::new(move || {
-                    let _ = reply.send(r);
-                }));
+                let req = self.req(Waiter::Command(reply));
+                self.b.command(now, req, cmd);
             }
             Input::Snapshot { reply } => {
-                let _ = reply.send(snapshot_of(&self.array));
+                let _ = reply.send(snapshot_of(self.b.array()));
             }
             Input::Stats { reply } => {
                 let mut s = self.stats.clone();
-                s.journal = self.array.store_mut().stats();
+                s.journal = self.b.array_mut().store_mut().stats();
                 let _ = reply.send(s);
             }
             Input::Stop => {}
@@ -645,102 +513,9 @@ impl Loop {
         Ok(())
     }
 
-    fn host_read(&mut self, vol: &str, offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
-        let mut out = vec![0u8; len];
-        let mut block: Block = [0; BLOCK_SIZE];
-        each_block(offset, len, |b, within, range| {
-            self.array.read(vol, b, &mut block).map_err(|_| Errno::Io)?;
-            let n = range.len();
-            out[range].copy_from_slice(&block[within..within + n]);
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
-    fn host_write(
-        &mut self,
-        now: Tick,
-        vol: &str,
-        offset: u64,
-        data: &[u8],
-        reply: Reply<Result<(), Errno>>,
-    ) {
-        let req = self.next_req;
-        self.next_req += 1;
-        let mut pending = Vec::new();
-        let mut block: Block = [0; BLOCK_SIZE];
-        let array = &mut self.array;
-        let r = each_block(offset, data.len(), |b, within, range| {
-            if range.len() < BLOCK_SIZE {
-                array.read(vol, b, &mut block).map_err(|_| Errno::Io)?;
-            }
-            let n = range.len();
-            block[within..within + n].copy_from_slice(&data[range]);
-            match array.write(now, vol, b, &block) {
-                Ok(WriteTicket::Done { .. }) => Ok(()),
-                Ok(WriteTicket::Pending { id }) => {
-                    pending.push(id);
-                    Ok(())
-                }
-                Err(e) => {
-                    tracing::debug!("host write refused: {e}");
-                    Err(match e {
-                        WriteError::ReadOnly { .. }
-                        | WriteError::Quiesced { .. }
-                        | WriteError::CannotReplicate { .. } => Errno::Perm,
-                        WriteError::Volume(_) => Errno::Io,
-                    })
-                }
-            }
-        });
-        for id in &pending {
-            self.ids.insert(*id, req);
-        }
-        self.writes.insert(
-            req,
-            HostWrite {
-                remaining: pending.len(),
-                failed: r.err(),
-                batch: self.batch,
-                reply,
-            },
-        );
-        self.finish(req);
-    }
-
-    /// Answers a host write whose blocks are all done: now if its data was
-    /// committed by an earlier batch, else after this batch's commit.
-    fn finish(&mut self, req: u64) {
-        let done = self.writes.get(&req).is_some_and(|w| w.remaining == 0);
-        if !done {
-            return;
-        }
-        let w = self.writes.remove(&req).expect("checked");
-        let r = w.failed.map_or(Ok(()), Err);
-        if w.batch < self.batch {
-            let _ = w.reply.send(r);
-        } else {
-            self.after_commit.push(Box::new(move || {
-                let _ = w.reply.send(r);
-            }));
-        }
-    }
-
-    fn drain_events(&mut self) {
-        while let Some(ev) = self.array.poll_event() {
+    fn log_events(&mut self) {
+        for ev in self.b.take_events() {
             match ev {
-                Event::WriteDone { id, .. } | Event::WriteFailed { id, .. } => {
-                    let failed = matches!(ev, Event::WriteFailed { .. });
-                    if let Some(req) = self.ids.remove(&id) {
-                        if let Some(w) = self.writes.get_mut(&req) {
-                            w.remaining -= 1;
-                            if failed {
-                                w.failed = Some(Errno::Io);
-                            }
-                        }
-                        self.finish(req);
-                    }
-                }
                 Event::OperationFailed { group, op, reason } => {
                     tracing::warn!(%group, op, "operation failed: {reason}")
                 }
@@ -751,7 +526,7 @@ impl Loop {
                     tracing::info!(%group, %vol, point, "point reached")
                 }
                 Event::Transition { group, text } => {
-                    let c = self.array.counters();
+                    let c = self.b.array().counters();
                     tracing::info!(
                         %group,
                         write_bytes_sent = c.write_bytes_sent,
@@ -760,6 +535,7 @@ impl Loop {
                         "{text}"
                     )
                 }
+                Event::WriteDone { .. } | Event::WriteFailed { .. } => {}
             }
         }
     }

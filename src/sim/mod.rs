@@ -1,33 +1,63 @@
-//! An in-process harness for the sans-IO core: several [`Array`]s on
-//! [`MemStore`]s, joined by simulated links, driven by one virtual clock.
+//! An in-process harness for the sans-IO core: several arrays, each the
+//! core behind the real node's batch policy ([`Batcher`]) over a
+//! [`MemJournal`], joined by simulated links, driven by one virtual clock.
 //!
 //! Key type: [`Sim`]. A link is a pair of FIFO queues behind a switch. The
 //! switch can be cut (`link_down`, everything in flight is lost), a direction
 //! can be held (messages queue up undelivered, like turmoil's `hold`), and
-//! delivery can be throttled to N messages per direction per step. An array
-//! can crash (volatile state lost, store kept) and restart.
+//! delivery can be throttled to N messages per direction per step.
+//!
+//! An array can crash, between batches ([`Sim::crash`]) or inside one
+//! ([`Sim::crash_during_next_batch`]: after the outputs allowed before the
+//! commit have left, or after the commit and before the rest): what its
+//! journal had not committed is lost, the in-memory state is rebuilt from
+//! the committed metadata the way a real array rebuilds it
+//! (`node::state::rebuild`), and [`Sim::restart`] boots it again
+//! (`node::state::boot`).
 //!
 //! Design decision: one `step` delivers, in a fixed order, every message that
-//! was queued when the step began (up to the throttle), then advances the
-//! clock by one tick and fires due timers. Nothing depends on hash order or
-//! wall time, so a run is a pure function of its inputs and seed.
+//! was queued when the step began (up to the throttle), each destination
+//! array taking its messages as one batch; then it advances the clock by
+//! one tick and fires due timers (one batch per array). Nothing depends on
+//! hash order or wall time, so a run is a pure function of its inputs and
+//! seed.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use sha2::{Digest, Sha256};
 
 use crate::core::{
-    Array, ArrayConfig, Block, Command, CommandError, Event, Msg, Tick, VolumeError, WriteError,
-    WriteTicket, BLOCK_SIZE,
+    Array, ArrayConfig, Block, Command, CommandError, Event, Fault, Msg, StoreError, Tick,
+    VolumeError, WriteError, WriteId, WriteTicket, BLOCK_SIZE,
 };
-use crate::store::MemStore;
+use crate::node::batch::{Batcher, Reply, WriteFailure};
+use crate::node::state;
+use crate::store::{Journaled, MemJournal};
 
 /// Milliseconds of virtual time per step.
 pub const TICK_MS: u64 = 1;
 
+/// How long a batch with nothing to release may stay uncommitted (as the
+/// node's `IDLE_COMMIT`).
+pub const IDLE_COMMIT_MS: u64 = 200;
+
+/// Where, inside an array's next batch, a planned crash lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// After the outputs that may leave before the commit (synchronous
+    /// writes to logged extents, replies to writes committed earlier), and
+    /// before the commit.
+    BeforeCommit,
+    /// After the commit, before the outputs that waited for it.
+    AfterCommit,
+}
+
 struct Node {
-    array: Array<MemStore>,
+    b: Batcher<MemJournal>,
+    config: ArrayConfig,
     alive: bool,
+    crash_at: Option<CrashPoint>,
+    last_commit: Tick,
 }
 
 #[derive(Default)]
@@ -46,6 +76,11 @@ pub struct Sim {
     now: Tick,
     events: Vec<(String, Event)>,
     delivered: u64,
+    next_req: u64,
+    /// Replies to commands and writes, by request, once released.
+    replies: BTreeMap<u64, Reply>,
+    /// Requests that are host writes still in flight: request -> array.
+    writing: BTreeMap<u64, String>,
 }
 
 fn key(a: &str, b: &str) -> (String, String) {
@@ -53,6 +88,17 @@ fn key(a: &str, b: &str) -> (String, String) {
         (a.to_string(), b.to_string())
     } else {
         (b.to_string(), a.to_string())
+    }
+}
+
+fn store_fault(e: Fault) -> VolumeError {
+    match e {
+        Fault::Store(s) => VolumeError::Store(s),
+        // Simulated peers are genuine: a refused message is a core bug.
+        Fault::Peer { peer, reason } => VolumeError::Store(StoreError::new(
+            format!("message from {peer}"),
+            format!("refused as invalid: {reason}"),
+        )),
     }
 }
 
@@ -72,6 +118,9 @@ impl Sim {
             now: Tick(0),
             events: Vec::new(),
             delivered: 0,
+            next_req: 1,
+            replies: BTreeMap::new(),
+            writing: BTreeMap::new(),
         }
     }
 
@@ -85,26 +134,36 @@ impl Sim {
     }
 
     pub fn add_array(&mut self, name: &str, config: ArrayConfig) {
+        let mut store = MemJournal::new();
+        store.set_barrier(|k| k != state::HEAD && k != state::AL);
+        let (mut array, fresh) =
+            state::rebuild(store, name, config).expect("a new memory journal loads");
+        state::boot(&mut array, self.now, fresh).expect("a new memory journal commits");
         self.nodes.insert(
             name.to_string(),
             Node {
-                array: Array::new(name, MemStore::new(), config),
+                b: Batcher::new(array),
+                config,
                 alive: true,
+                crash_at: None,
+                last_commit: self.now,
             },
         );
     }
 
-    pub fn array(&self, name: &str) -> &Array<MemStore> {
-        &self.nodes[name].array
+    pub fn array(&self, name: &str) -> &Array<MemJournal> {
+        self.nodes[name].b.array()
     }
 
     /// The array, if the simulation has one of that name.
-    pub fn get_array(&self, name: &str) -> Option<&Array<MemStore>> {
-        self.nodes.get(name).map(|n| &n.array)
+    pub fn get_array(&self, name: &str) -> Option<&Array<MemJournal>> {
+        self.nodes.get(name).map(|n| n.b.array())
     }
 
-    pub fn array_mut(&mut self, name: &str) -> &mut Array<MemStore> {
-        &mut self.nodes.get_mut(name).expect("known array").array
+    /// The array, for reads (checksums, data checks). Changes made through
+    /// it bypass the batch policy and are not committed.
+    pub fn array_mut(&mut self, name: &str) -> &mut Array<MemJournal> {
+        self.nodes.get_mut(name).expect("known array").b.array_mut()
     }
 
     pub fn alive(&self, name: &str) -> bool {
@@ -115,7 +174,14 @@ impl Sim {
         self.nodes.keys().cloned().collect()
     }
 
-    /// Events collected so far, with the array that emitted them.
+    /// Commits the array's journal has made so far.
+    pub fn commits(&self, name: &str) -> u64 {
+        self.array(name).store().commits()
+    }
+
+    /// Events collected so far, with the array that emitted them. Host
+    /// writes complete with `WriteDone`/`WriteFailed` naming the id their
+    /// [`WriteTicket`] gave, once the reply is released to the host.
     pub fn take_events(&mut self) -> Vec<(String, Event)> {
         std::mem::take(&mut self.events)
     }
@@ -131,13 +197,49 @@ impl Sim {
             && self.nodes[b].alive
     }
 
-    /// Moves outputs of `name` into link queues and the event list.
-    fn drain(&mut self, name: &str) {
-        loop {
-            let node = self.nodes.get_mut(name).expect("known array");
-            let Some((peer, msg)) = node.array.poll_transmit() else {
-                break;
-            };
+    /// Runs one batch of `name`: the inputs `feed` gives, then the batch's
+    /// outputs in the node's order, crashing at a planned point.
+    fn batch(
+        &mut self,
+        name: &str,
+        feed: impl FnOnce(&mut Batcher<MemJournal>, Tick) -> Result<(), Fault>,
+    ) -> Result<(), VolumeError> {
+        let now = self.now;
+        let node = self.nodes.get_mut(name).expect("known array");
+        if !node.alive {
+            return Ok(());
+        }
+        node.b.begin();
+        feed(&mut node.b, now).map_err(store_fault)?;
+        let early = node.b.finish(now).map_err(store_fault)?;
+        for ev in node.b.take_events() {
+            if !matches!(ev, Event::WriteDone { .. } | Event::WriteFailed { .. }) {
+                self.events.push((name.to_string(), ev));
+            }
+        }
+        self.transmit(name, early.messages);
+        self.deliver_replies(name, early.replies);
+        let node = self.nodes.get_mut(name).expect("known array");
+        if node.crash_at == Some(CrashPoint::BeforeCommit) {
+            return self.crash(name);
+        }
+        let idle = node.b.is_dirty() && now.0 >= node.last_commit.0 + IDLE_COMMIT_MS;
+        if !node.b.must_commit() && !idle {
+            return Ok(());
+        }
+        node.b.commit().map_err(store_fault)?;
+        node.last_commit = now;
+        if node.crash_at == Some(CrashPoint::AfterCommit) {
+            return self.crash(name);
+        }
+        let late = node.b.release();
+        self.transmit(name, late.messages);
+        self.deliver_replies(name, late.replies);
+        Ok(())
+    }
+
+    fn transmit(&mut self, name: &str, msgs: Vec<(String, Msg)>) {
+        for (peer, msg) in msgs {
             if self.effective(name, &peer) {
                 self.dirs
                     .entry((name.to_string(), peer))
@@ -146,9 +248,38 @@ impl Sim {
                     .push_back(msg);
             }
         }
-        let node = self.nodes.get_mut(name).expect("known array");
-        while let Some(e) = node.array.poll_event() {
-            self.events.push((name.to_string(), e));
+    }
+
+    fn deliver_replies(&mut self, name: &str, replies: Vec<Reply>) {
+        for r in replies {
+            if let Reply::Write { req, result } = &r {
+                if self.writing.remove(req).is_some() {
+                    let id = WriteId(*req);
+                    let ev = match result {
+                        Ok(replicated) => Event::WriteDone {
+                            id,
+                            replicated: *replicated,
+                        },
+                        Err(WriteFailure::Failed(reason)) => Event::WriteFailed {
+                            id,
+                            reason: reason.clone(),
+                        },
+                        Err(WriteFailure::Refused(_)) => {
+                            // Answered to `write` itself, as an error.
+                            self.replies.insert(*req, r);
+                            continue;
+                        }
+                    };
+                    self.events.push((name.to_string(), ev));
+                    continue;
+                }
+            }
+            let req = match &r {
+                Reply::Write { req, .. } | Reply::Read { req, .. } | Reply::Command { req, .. } => {
+                    *req
+                }
+            };
+            self.replies.insert(req, r);
         }
     }
 
@@ -157,20 +288,25 @@ impl Sim {
         if before == after {
             return Ok(());
         }
-        let now = self.now;
+        // What was in flight is lost; a held direction stays held.
         for (x, y) in [(a, b), (b, a)] {
-            self.dirs.remove(&(x.to_string(), y.to_string()));
+            if let Some(d) = self.dirs.get_mut(&(x.to_string(), y.to_string())) {
+                d.queue.clear();
+            }
         }
         for (x, y) in [(a, b), (b, a)] {
             if !self.nodes[x].alive {
                 continue;
             }
-            if after {
-                self.array_mut(x).handle_link_up(now, y);
-            } else {
-                self.array_mut(x).handle_link_down(now, y)?;
-            }
-            self.drain(x);
+            let peer = y.to_string();
+            self.batch(x, |b, now| {
+                if after {
+                    b.link_up(now, &peer);
+                    Ok(())
+                } else {
+                    b.link_down(now, &peer)
+                }
+            })?;
         }
         Ok(())
     }
@@ -197,26 +333,65 @@ impl Sim {
             .held = held;
     }
 
-    /// The array process dies.
+    /// Whether messages from `from` to `to` are held.
+    pub fn held(&self, from: &str, to: &str) -> bool {
+        self.dirs
+            .get(&(from.to_string(), to.to_string()))
+            .is_some_and(|d| d.held)
+    }
+
+    /// Plans a crash of `name` inside its next batch, at `at`.
+    pub fn crash_during_next_batch(&mut self, name: &str, at: CrashPoint) {
+        self.nodes.get_mut(name).expect("known array").crash_at = Some(at);
+    }
+
+    /// The array process dies: what its journal had not committed is lost,
+    /// with every bulk block not yet made durable.
     pub fn crash(&mut self, name: &str) -> Result<(), VolumeError> {
+        self.crash_with(name, &mut |_, _| true)
+    }
+
+    /// [`Sim::crash`], losing only the unsynced bulk blocks `lose` names
+    /// (a power cut keeps some writes of the page cache and not others).
+    pub fn crash_with(
+        &mut self,
+        name: &str,
+        lose: &mut dyn FnMut(&str, u64) -> bool,
+    ) -> Result<(), VolumeError> {
         let peers: Vec<String> = self.nodes.keys().filter(|n| *n != name).cloned().collect();
         let befores: Vec<bool> = peers.iter().map(|p| self.effective(name, p)).collect();
-        let node = self.nodes.get_mut(name).expect("known array");
-        node.array.crash();
-        node.alive = false;
+        let node = self.nodes.remove(name).expect("known array");
+        let config = node.config;
+        let mut store = node.b.into_store();
+        store.crash(lose);
+        let (array, _) = state::rebuild(store, name, config).map_err(|e| {
+            VolumeError::Store(StoreError::new(name, format!("recovery failed: {e}")))
+        })?;
+        self.writing.retain(|_, a| a != name);
+        self.nodes.insert(
+            name.to_string(),
+            Node {
+                b: Batcher::new(array),
+                config,
+                alive: false,
+                crash_at: None,
+                last_commit: self.now,
+            },
+        );
         for (p, before) in peers.iter().zip(befores) {
             self.set_effective(name, p, before)?;
         }
         Ok(())
     }
 
-    /// The array process starts again from its kept state.
+    /// The array process starts again from what its journal committed.
     pub fn restart(&mut self, name: &str) -> Result<(), VolumeError> {
         let now = self.now;
         let node = self.nodes.get_mut(name).expect("known array");
+        state::boot(node.b.array_mut(), now, false)
+            .map_err(|e| VolumeError::Store(StoreError::new(name, e)))?;
         node.alive = true;
-        node.array.restart(now)?;
-        self.drain(name);
+        node.last_commit = now;
         let peers: Vec<String> = self.nodes.keys().filter(|n| *n != name).cloned().collect();
         for p in peers {
             self.set_effective(name, &p, false)?;
@@ -224,13 +399,35 @@ impl Sim {
         Ok(())
     }
 
-    pub fn command(&mut self, name: &str, cmd: Command) -> Result<(), CommandError> {
-        let now = self.now;
-        let r = self.array_mut(name).command(now, cmd);
-        self.drain(name);
+    fn take_req(&mut self) -> u64 {
+        let r = self.next_req;
+        self.next_req += 1;
         r
     }
 
+    /// An operator command, answered once its batch is committed. A crash
+    /// planned for that batch answers that the array went down.
+    pub fn command(&mut self, name: &str, cmd: Command) -> Result<(), CommandError> {
+        let req = self.take_req();
+        self.batch(name, |b, now| {
+            b.command(now, req, cmd);
+            Ok(())
+        })
+        .map_err(CommandError::Volume)?;
+        match self.replies.remove(&req) {
+            Some(Reply::Command { result, .. }) => result,
+            _ => Err(CommandError::LinkDown {
+                op: "command",
+                peer: name.to_string(),
+                hint: "the array went down before it answered".into(),
+            }),
+        }
+    }
+
+    /// A host write of one block. `Done` when its reply came in its own
+    /// batch; `Pending` when it waits (for the peer in sync mode): an
+    /// `Event::WriteDone` or `WriteFailed` with the same id follows when
+    /// the host is answered. A refusal is an `Err`.
     pub fn write(
         &mut self,
         name: &str,
@@ -238,22 +435,56 @@ impl Sim {
         block: u64,
         data: &Block,
     ) -> Result<WriteTicket, WriteError> {
-        let now = self.now;
-        let r = self.array_mut(name).write(now, vol, block, data);
-        self.drain(name);
-        r
+        let req = self.take_req();
+        self.writing.insert(req, name.to_string());
+        let offset = block * BLOCK_SIZE as u64;
+        let before = self.events.len();
+        if let Err(e) = self.batch(name, |b, now| {
+            b.write(now, req, vol, offset, data);
+            Ok(())
+        }) {
+            self.writing.remove(&req);
+            return Err(WriteError::Volume(e));
+        }
+        let id = WriteId(req);
+        if let Some(Reply::Write {
+            result: Err(WriteFailure::Refused(e)),
+            ..
+        }) = self.replies.remove(&req)
+        {
+            return Err(e);
+        }
+        // Answered in its own batch: the event is taken back as the ticket.
+        let mine = self.events[before..].iter().position(|(_, e)| {
+            matches!(e, Event::WriteDone { id: i, .. } | Event::WriteFailed { id: i, .. } if *i == id)
+        });
+        match mine.map(|i| self.events.remove(before + i).1) {
+            Some(Event::WriteDone { replicated, .. }) => Ok(WriteTicket::Done { id, replicated }),
+            Some(ev) => {
+                // Failed in its own batch: leave the event for the caller.
+                self.events.push((name.to_string(), ev));
+                Ok(WriteTicket::Pending { id })
+            }
+            None => Ok(WriteTicket::Pending { id }),
+        }
     }
 
+    /// Creates a volume and commits it (as a configured volume is made).
     pub fn create_volume(&mut self, name: &str, vol: &str, blocks: u64) -> Result<(), VolumeError> {
-        self.array_mut(name).create_volume(vol, blocks)
+        let node = self.nodes.get_mut(name).expect("known array");
+        node.b.array_mut().create_volume(vol, blocks)?;
+        node.b.commit().map_err(store_fault)?;
+        node.last_commit = self.now;
+        Ok(())
     }
 
     /// Delivers one round of messages, then advances the clock one tick and
     /// fires due timers. Returns how many messages moved.
     pub fn step(&mut self) -> Result<usize, VolumeError> {
-        let mut moved = 0;
         let keys: Vec<(String, String)> = self.dirs.keys().cloned().collect();
-        let mut batch = Vec::new();
+        // Per destination, its messages in a fixed order.
+        let mut inputs: BTreeMap<String, Vec<(String, Msg)>> = BTreeMap::new();
+        let mut moved = 0;
         for k in keys {
             let d = self.dirs.get_mut(&k).expect("listed");
             if d.held {
@@ -261,28 +492,40 @@ impl Sim {
             }
             let n = self.throttle.unwrap_or(usize::MAX).min(d.queue.len());
             for msg in d.queue.drain(..n) {
-                batch.push((k.0.clone(), k.1.clone(), msg));
+                inputs
+                    .entry(k.1.clone())
+                    .or_default()
+                    .push((k.0.clone(), msg));
             }
         }
-        let now = self.now;
-        for (from, to, msg) in batch {
-            if !self.effective(&from, &to) {
+        for (to, batch) in inputs {
+            let ok: Vec<(String, Msg)> = batch
+                .into_iter()
+                .filter(|(from, _)| self.effective(from, &to))
+                .collect();
+            if ok.is_empty() {
                 continue;
             }
-            self.array_mut(&to).handle_message(now, &from, msg)?;
-            self.drain(&to);
-            moved += 1;
-            self.delivered += 1;
+            moved += ok.len();
+            self.delivered += ok.len() as u64;
+            self.batch(&to, |b, now| {
+                for (from, msg) in ok {
+                    b.message(now, &from, msg)?;
+                }
+                Ok(())
+            })?;
         }
         self.now = self.now.plus(TICK_MS);
         let now = self.now;
         for name in self.names() {
-            if !self.nodes[&name].alive {
+            let node = &self.nodes[&name];
+            if !node.alive {
                 continue;
             }
-            if self.array(&name).poll_timeout().is_some_and(|t| t <= now) {
-                self.array_mut(&name).handle_timeout(now)?;
-                self.drain(&name);
+            let timer = node.b.array().poll_timeout().is_some_and(|t| t <= now);
+            let idle = node.b.is_dirty() && now.0 >= node.last_commit.0 + IDLE_COMMIT_MS;
+            if timer || idle {
+                self.batch(&name, |_, _| Ok(()))?;
             }
         }
         Ok(moved)
@@ -306,7 +549,7 @@ impl Sim {
         self.nodes
             .values()
             .filter(|n| n.alive)
-            .any(|n| n.array.poll_timeout().is_some_and(|t| t <= now))
+            .any(|n| n.b.array().poll_timeout().is_some_and(|t| t <= now))
     }
 
     /// Steps until no message is in flight (outside held directions) and no
@@ -322,7 +565,8 @@ impl Sim {
     }
 
     /// Lets `ms` of virtual time pass, stepping all the way.
-    /// Idle stretches are skipped: the clock jumps to the next due timer.
+    /// Idle stretches are skipped: the clock jumps to the next due timer
+    /// (an idle commit counts as one).
     pub fn advance(&mut self, ms: u64) -> Result<(), VolumeError> {
         let end = self.now.plus(ms);
         while self.now < end {
@@ -331,7 +575,10 @@ impl Sim {
                     .nodes
                     .values()
                     .filter(|n| n.alive)
-                    .filter_map(|n| n.array.poll_timeout())
+                    .flat_map(|n| {
+                        let idle = n.b.is_dirty().then(|| n.last_commit.plus(IDLE_COMMIT_MS));
+                        n.b.array().poll_timeout().into_iter().chain(idle)
+                    })
                     .min()
                     .unwrap_or(end);
                 let target = next.min(end);

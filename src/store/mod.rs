@@ -10,6 +10,24 @@
 //!   shared.
 
 pub mod journal;
+pub mod memjournal;
+
+pub use memjournal::MemJournal;
+
+/// A block store whose changes become durable in batches, with the array's
+/// metadata: the file journal of a real array, or the simulation's
+/// [`MemJournal`]. The node's batch policy runs over either.
+pub trait Journaled: crate::core::BlockStore {
+    /// Makes the batch durable with the metadata `meta` (all of it, as it
+    /// is now; only the keys that changed are stored). Returns false when
+    /// nothing changed.
+    fn commit(&mut self, meta: Vec<(String, Vec<u8>)>) -> Result<bool, StoreError>;
+    /// The metadata as of the last commit.
+    fn committed_meta(&self) -> &BTreeMap<String, Vec<u8>>;
+    /// Names the metadata keys whose change must wait for bulk blocks to
+    /// be durable (every key, unless set).
+    fn set_barrier(&mut self, barrier: fn(&str) -> bool);
+}
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -26,7 +44,7 @@ pub struct MemStore {
 }
 
 #[derive(Clone)]
-struct MemVol {
+pub(crate) struct MemVol {
     blocks: u64,
     data: BTreeMap<u64, Box<Block>>,
 }

@@ -1,0 +1,356 @@
+//! The batch policy of an array, sans-IO: which outputs of a batch of
+//! inputs may leave before the batch is durable, and which must wait for
+//! its commit. The real node ([`super`]) drives it from its thread and
+//! channels; the simulation drives it from its virtual clock, and can crash
+//! an array between any two of its phases.
+//!
+//! One batch, in the order a shell must follow:
+//!
+//! 1. [`Batcher::begin`], then inputs: link events, messages, host writes
+//!    and reads, commands. The core's changes collect in the journal.
+//! 2. [`Batcher::finish`]: timers due now, the core's events, and the split
+//!    of its messages. Returns *early* outputs, which may leave at once:
+//!    replies to host writes whose data was committed by an earlier batch
+//!    (they completed on acks received now), and synchronous writes to
+//!    extents in the committed activity log (everything after the first
+//!    message that must wait, waits, to keep the order).
+//! 3. [`Batcher::commit`] (when [`Batcher::must_commit`], or when the shell
+//!    decides an idle batch has waited long enough).
+//! 4. [`Batcher::release`]: the *late* outputs, now durable: the other
+//!    messages, answers to commands and reads, replies to writes born in
+//!    this batch.
+//!
+//! So a peer never hears of, and a host or operator is never told of, a
+//! change that a crash could take back, except the synchronous writes of
+//! step 2, which the activity log makes safe.
+
+use std::collections::BTreeMap;
+
+use super::state::{meta_of, ActivityLog, AL_EXTENT_BLOCKS};
+use crate::core::{
+    Array, Block, Command, CommandError, DataTag, Event, Fault, Msg, Tick, VolumeError, WriteError,
+    WriteId, WriteTicket, BLOCK_SIZE,
+};
+use crate::nbd::each_block;
+use crate::store::Journaled;
+
+/// A request number chosen by the shell, echoed in its [`Reply`].
+pub type Req = u64;
+
+/// Why a host write did not complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteFailure {
+    /// The array refused it (a target, a quiesced group, fail_wrt_on_err,
+    /// a block beyond the end).
+    Refused(WriteError),
+    /// Accepted, then failed (its group stopped under fail_wrt_on_err).
+    Failed(String),
+}
+
+/// An answer for the shell to deliver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// `Ok(replicated)`: every synchronous mirror applied it before this
+    /// reply.
+    Write {
+        req: Req,
+        result: Result<bool, WriteFailure>,
+    },
+    Read {
+        req: Req,
+        result: Result<Vec<u8>, VolumeError>,
+    },
+    Command {
+        req: Req,
+        result: Result<(), CommandError>,
+    },
+}
+
+/// A host write in progress.
+struct HostWrite {
+    /// Blocks whose core write has not completed.
+    remaining: usize,
+    replicated: bool,
+    failed: Option<WriteFailure>,
+    /// The batch that wrote its data.
+    batch: u64,
+}
+
+/// What may leave before the commit.
+#[derive(Default)]
+pub struct Early {
+    pub messages: Vec<(String, Msg)>,
+    pub replies: Vec<Reply>,
+}
+
+/// What leaves after the commit.
+#[derive(Default)]
+pub struct Late {
+    pub messages: Vec<(String, Msg)>,
+    pub replies: Vec<Reply>,
+}
+
+/// One array and its batch policy.
+pub struct Batcher<S: Journaled> {
+    array: Array<S>,
+    batch: u64,
+    /// Every batch up to this one is durable.
+    committed: u64,
+    /// This batch sent messages before its commit.
+    sent_early: bool,
+    writes: BTreeMap<Req, HostWrite>,
+    /// Core write id -> the host write it belongs to.
+    ids: BTreeMap<WriteId, Req>,
+    al: ActivityLog,
+    /// Something changed since the last commit.
+    dirty: bool,
+    early_replies: Vec<Reply>,
+    late: Late,
+    /// Events the shell may want to log or check, in order.
+    events: Vec<Event>,
+}
+
+impl<S: Journaled> Batcher<S> {
+    pub fn new(array: Array<S>) -> Batcher<S> {
+        Batcher {
+            array,
+            batch: 0,
+            committed: 0,
+            sent_early: false,
+            writes: BTreeMap::new(),
+            ids: BTreeMap::new(),
+            al: ActivityLog::default(),
+            dirty: false,
+            early_replies: Vec::new(),
+            late: Late::default(),
+            events: Vec::new(),
+        }
+    }
+
+    pub fn array(&self) -> &Array<S> {
+        &self.array
+    }
+
+    /// The array, for reads that change nothing durable (checksums).
+    pub fn array_mut(&mut self) -> &mut Array<S> {
+        &mut self.array
+    }
+
+    /// The store, for a simulated crash.
+    pub fn into_store(self) -> S {
+        self.array.into_store()
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// The core's events since the last call (for logs and checks).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Starts a batch.
+    pub fn begin(&mut self) {
+        self.batch += 1;
+        self.sent_early = false;
+    }
+
+    pub fn link_up(&mut self, now: Tick, peer: &str) {
+        self.dirty = true;
+        self.array.handle_link_up(now, peer);
+    }
+
+    pub fn link_down(&mut self, now: Tick, peer: &str) -> Result<(), Fault> {
+        self.dirty = true;
+        self.array
+            .handle_link_down(now, peer)
+            .map_err(|e| Fault::from_volume(peer, e))
+    }
+
+    /// A message from `peer`. A [`Fault::Peer`] changed nothing: drop the
+    /// peer's session and go on.
+    pub fn message(&mut self, now: Tick, peer: &str, msg: Msg) -> Result<(), Fault> {
+        self.dirty = true;
+        self.array.handle_message(now, peer, msg)
+    }
+
+    pub fn command(&mut self, now: Tick, req: Req, cmd: Command) {
+        self.dirty = true;
+        let result = self.array.command(now, cmd);
+        self.late.replies.push(Reply::Command { req, result });
+    }
+
+    /// A host read; answered after the commit when this batch changed
+    /// something (the read may see its uncommitted blocks).
+    pub fn read(&mut self, req: Req, vol: &str, offset: u64, len: usize) {
+        let mut out = vec![0u8; len];
+        let mut block: Block = [0; BLOCK_SIZE];
+        let array = &mut self.array;
+        let r = each_block(offset, len, |b, within, range| {
+            array.read(vol, b, &mut block)?;
+            let n = range.len();
+            out[range].copy_from_slice(&block[within..within + n]);
+            Ok(())
+        });
+        let result = r.map(|()| out);
+        let reply = Reply::Read { req, result };
+        if self.dirty {
+            self.late.replies.push(reply);
+        } else {
+            self.early_replies.push(reply);
+        }
+    }
+
+    /// A host write of `data` at byte `offset` of `vol` (partial blocks
+    /// are read, modified and written).
+    pub fn write(&mut self, now: Tick, req: Req, vol: &str, offset: u64, data: &[u8]) {
+        self.dirty = true;
+        let mut pending = Vec::new();
+        let mut replicated = true;
+        let mut block: Block = [0; BLOCK_SIZE];
+        let array = &mut self.array;
+        let r = each_block(offset, data.len(), |b, within, range| {
+            if range.len() < BLOCK_SIZE {
+                array
+                    .read(vol, b, &mut block)
+                    .map_err(|e| WriteFailure::Refused(WriteError::Volume(e)))?;
+            }
+            let n = range.len();
+            block[within..within + n].copy_from_slice(&data[range]);
+            match array.write(now, vol, b, &block) {
+                Ok(WriteTicket::Done { replicated: r, .. }) => {
+                    replicated &= r;
+                    Ok(())
+                }
+                Ok(WriteTicket::Pending { id }) => {
+                    pending.push(id);
+                    Ok(())
+                }
+                Err(e) => Err(WriteFailure::Refused(e)),
+            }
+        });
+        for id in &pending {
+            self.ids.insert(*id, req);
+        }
+        self.writes.insert(
+            req,
+            HostWrite {
+                remaining: pending.len(),
+                replicated,
+                failed: r.err(),
+                batch: self.batch,
+            },
+        );
+        self.finish_write(req);
+    }
+
+    /// Answers a host write whose blocks are all done: at once if the batch
+    /// that wrote its data is committed, else after the next commit.
+    fn finish_write(&mut self, req: Req) {
+        if self.writes.get(&req).is_none_or(|w| w.remaining != 0) {
+            return;
+        }
+        let w = self.writes.remove(&req).expect("checked");
+        let result = match w.failed {
+            Some(f) => Err(f),
+            None => Ok(w.replicated),
+        };
+        let reply = Reply::Write { req, result };
+        if w.batch <= self.committed {
+            self.early_replies.push(reply);
+        } else {
+            self.late.replies.push(reply);
+        }
+    }
+
+    /// Ends the batch's inputs: fires timers due by `now`, takes the core's
+    /// events and splits its messages. Returns what may leave now.
+    pub fn finish(&mut self, now: Tick) -> Result<Early, Fault> {
+        if self.array.poll_timeout().is_some_and(|t| t <= now) {
+            self.array
+                .handle_timeout(now)
+                .map_err(|e| Fault::from_volume(self.array.name(), e))?;
+            self.dirty = true;
+        }
+        while let Some(ev) = self.array.poll_event() {
+            match &ev {
+                Event::WriteDone { id, replicated } => {
+                    self.block_done(*id, *replicated, None);
+                }
+                Event::WriteFailed { id, reason } => {
+                    self.block_done(*id, false, Some(WriteFailure::Failed(reason.clone())));
+                }
+                _ => {}
+            }
+            self.events.push(ev);
+        }
+        let mut early = Vec::new();
+        while let Some((peer, m)) = self.array.poll_transmit() {
+            let now_ok = match &m {
+                Msg::Data {
+                    vol,
+                    block,
+                    tag: DataTag::Write(_),
+                    ..
+                } => {
+                    let e = (peer.clone(), vol.clone(), block / AL_EXTENT_BLOCKS);
+                    self.al.touch(e, self.batch) && self.late.messages.is_empty()
+                }
+                _ => false,
+            };
+            if now_ok {
+                early.push((peer, m));
+            } else {
+                self.late.messages.push((peer, m));
+            }
+        }
+        self.al.trim(self.batch);
+        self.sent_early = !early.is_empty();
+        Ok(Early {
+            messages: early,
+            replies: std::mem::take(&mut self.early_replies),
+        })
+    }
+
+    fn block_done(&mut self, id: WriteId, replicated: bool, failed: Option<WriteFailure>) {
+        let Some(req) = self.ids.remove(&id) else {
+            return;
+        };
+        if let Some(w) = self.writes.get_mut(&req) {
+            w.remaining -= 1;
+            w.replicated &= replicated;
+            if w.failed.is_none() {
+                w.failed = failed;
+            }
+        }
+        self.finish_write(req);
+    }
+
+    /// The batch must be committed now: it has outputs that wait for the
+    /// commit, or it sent messages ahead of it (their writes' acks must not
+    /// find them uncommitted), or writes wait for acks on its data.
+    pub fn must_commit(&self) -> bool {
+        !self.late.messages.is_empty()
+            || !self.late.replies.is_empty()
+            || self.sent_early
+            || self.writes.values().any(|w| w.batch > self.committed)
+    }
+
+    /// Makes everything so far durable (one journal record).
+    pub fn commit(&mut self) -> Result<(), Fault> {
+        let al = self.al.keys();
+        let meta = meta_of(&self.array, &al);
+        self.array.store_mut().commit(meta).map_err(Fault::Store)?;
+        self.al.committed = al.into_iter().collect();
+        self.dirty = false;
+        self.committed = self.batch;
+        Ok(())
+    }
+
+    /// The outputs that waited for the commit. Call only after
+    /// [`Batcher::commit`].
+    pub fn release(&mut self) -> Late {
+        std::mem::take(&mut self.late)
+    }
+}
