@@ -550,31 +550,46 @@ fn an_initial_sync_of_empty_volumes_is_a_common_base() {
 }
 
 /// Sync runs in batches (`run_batch`, as a real array sends them) move
-/// exactly the blocks one-by-one runs move, through a link cut midway.
+/// exactly the blocks one-by-one runs move, through a link cut in the
+/// middle of the initial sync: both cut it with part of the volume on the
+/// target, both then resend the whole volume (no base yet), and both end
+/// with the same bytes.
 #[test]
 fn batched_sync_runs_move_the_same_blocks() {
-    let config = replicim::core::ArrayConfig {
-        run_batch: 16,
-        ..Default::default()
+    let run = |run_batch: u64| {
+        let config = replicim::core::ArrayConfig {
+            run_batch,
+            ..Default::default()
+        };
+        let mut sim = pair_with(config, SYNC, NONE, &["vol0"], 512);
+        for b in 0..300 {
+            sim.write(A, "vol0", b, &pattern_block(0x42, b)).unwrap();
+        }
+        sim.command(A, replicim::core::Command::Start { group: G.into() })
+            .unwrap();
+        // Step until part of the initial sync reached B, then cut.
+        while sim.array(B).counters().bytes_applied < 100 * BLOCK_SIZE as u64 {
+            sim.step().unwrap();
+        }
+        let at_cut = sim.array(B).counters().bytes_applied / BLOCK_SIZE as u64;
+        assert!(at_cut < 300, "the sync was cut midway ({at_cut} blocks)");
+        assert_eq!(status(&sim, A, "vol0"), SyncStatus::Syncing);
+        sim.link_down(A, B).unwrap();
+        settle(&mut sim);
+        assert_eq!(status(&sim, A, "vol0"), SyncStatus::NotSynced);
+        sim.link_up(A, B).unwrap();
+        settle(&mut sim);
+        let before = sim.array(A).counters().sync_bytes_sent;
+        cmd(&mut sim, A, "startrcopygroup rcg0").unwrap();
+        settle(&mut sim);
+        assert_eq!(status(&sim, A, "vol0"), SyncStatus::Synced);
+        assert!(same_data(&mut sim, "vol0"));
+        let resent = (sim.array(A).counters().sync_bytes_sent - before) / BLOCK_SIZE as u64;
+        (resent, sim.checksum(B, "vol0").unwrap())
     };
-    let mut sim = pair_with(config, SYNC, NONE, &["vol0"], 512);
-    for b in 0..300 {
-        sim.write(A, "vol0", b, &pattern_block(0x42, b)).unwrap();
-    }
-    start(&mut sim, A);
-    // Cut the link after a few batches, then let the resync finish.
-    for _ in 0..3 {
-        sim.step().unwrap();
-    }
-    sim.link_down(A, B).unwrap();
-    settle(&mut sim);
-    assert_ne!(status(&sim, A, "vol0"), SyncStatus::Synced);
-    sim.link_up(A, B).unwrap();
-    settle(&mut sim);
-    cmd(&mut sim, A, "startrcopygroup rcg0").unwrap();
-    settle(&mut sim);
-    assert_eq!(status(&sim, A, "vol0"), SyncStatus::Synced);
-    assert!(same_data(&mut sim, "vol0"));
-    let c = sim.array(B).counters();
-    assert!(c.bytes_applied >= 300 * BLOCK_SIZE as u64, "{c:?}");
+    let (one, sum_one) = run(1);
+    let (batched, sum_batched) = run(16);
+    assert_eq!(one, 512, "a cut initial sync resends the whole volume");
+    assert_eq!(batched, one, "batched runs resend the same blocks");
+    assert_eq!(sum_batched, sum_one);
 }

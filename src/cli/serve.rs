@@ -193,6 +193,18 @@ impl Config {
 
     /// Checks what TOML types cannot: names, sizes, peers.
     pub fn check(&self) -> Result<(), String> {
+        use crate::core::names;
+        names::array(&self.name).map_err(|e| e.to_string())?;
+        for p in &self.peers {
+            names::array(&p.name).map_err(|e| format!("[[peer]]: {e}"))?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for v in &self.volumes {
+            names::volume(&v.name).map_err(|e| format!("[[volume]]: {e}"))?;
+            if !seen.insert(&v.name) {
+                return Err(format!("[[volume]] {} is listed twice", v.name));
+            }
+        }
         if self.peers.iter().any(|p| p.name == self.name) {
             return Err(format!("peer {} is this array itself", self.name));
         }
@@ -211,8 +223,11 @@ impl Config {
             return Err("array.window must be 1..=65536 blocks".into());
         }
         // A link frame holds at most 1 MiB.
-        if self.array.run_batch == 0 || self.array.run_batch > 200 {
-            return Err("array.run_batch must be 1..=200 blocks".into());
+        if self.array.run_batch == 0 || self.array.run_batch > names::MAX_RUN_BATCH {
+            return Err(format!(
+                "array.run_batch must be 1..={} blocks",
+                names::MAX_RUN_BATCH
+            ));
         }
         Ok(())
     }

@@ -246,6 +246,10 @@ impl Table {
 /// The tables shipped with the binary.
 pub const NORMAL_TABLE: &str = include_str!("../../conformance/normal.toml");
 pub const DR_TABLE: &str = include_str!("../../conformance/dr.toml");
+/// Rows the reference does not print, decided where the tables are silent.
+pub const DECIDED_TABLE: &str = include_str!("../../conformance/decided.toml");
+/// Every table, in the order the runner replays them.
+pub const TABLES: [&str; 3] = [NORMAL_TABLE, DR_TABLE, DECIDED_TABLE];
 
 /// What an array reports for one pair, in the vocabulary of the tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -429,7 +433,7 @@ pub fn run(
     out: &mut dyn std::io::Write,
 ) -> Result<(usize, usize), String> {
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for text in [NORMAL_TABLE, DR_TABLE] {
+    for text in TABLES {
         let table = Table::parse(text)?;
         for row in &table.rows {
             let r = run_row(driver, &table.name, row);

@@ -116,6 +116,20 @@ pub enum Command {
 }
 
 impl Command {
+    /// Every name the command carries follows the naming rule
+    /// (`core::names`).
+    pub fn check_names(&self) -> Result<(), names::NameError> {
+        names::group(self.group())?;
+        match self {
+            Command::CreateGroup { peer, .. } => names::array(peer),
+            Command::Admit {
+                vol, remote_vol, ..
+            } => names::volume(vol).and_then(|()| names::volume(remote_vol)),
+            Command::Dismiss { vol, .. } => names::volume(vol),
+            _ => Ok(()),
+        }
+    }
+
     pub fn group(&self) -> &str {
         match self {
             Command::CreateGroup { group, .. }
@@ -239,6 +253,10 @@ pub struct Pair {
     pub established: Tick,
     #[serde(skip)]
     run: Option<Run>,
+    /// Target side: the generation a SyncDone proposed, not yet taken
+    /// (periodic mode waits for every pair of the cycle).
+    #[serde(skip)]
+    done_gen: Option<u64>,
 }
 
 impl Pair {
@@ -259,6 +277,7 @@ impl Pair {
             last_sync: None,
             established: now,
             run: None,
+            done_gen: None,
         }
     }
 
@@ -349,6 +368,7 @@ impl Group {
         self.restore_after_cycle = false;
         for p in &mut self.pairs {
             p.run = None;
+            p.done_gen = None;
         }
     }
 }
@@ -1024,6 +1044,7 @@ impl<S: BlockStore> Array<S> {
         let periodic = !g.mode.is_sync();
         let p = &mut g.pairs[i];
         p.run = None;
+        p.done_gen = None;
         match p.status {
             SyncStatus::Synced => p.status = SyncStatus::Stopped,
             SyncStatus::Syncing => match p.target_snap {
@@ -1275,6 +1296,43 @@ impl<S: BlockStore> Array<S> {
                 self.send(&g.peer.clone(), msg);
             }
         }
+        Ok(())
+    }
+
+    /// The target holds pair `i`'s proposed point: record it, keep it as
+    /// the last complete point (periodic mode), and confirm to the source.
+    fn complete_target_pair(&mut self, g: &mut Group, i: usize, from: &str) -> R<()> {
+        let periodic = !g.mode.is_sync();
+        let now = self.now;
+        let p = &mut g.pairs[i];
+        let Some(gen) = p.done_gen.take() else {
+            return Ok(());
+        };
+        p.gen = gen;
+        p.status = SyncStatus::Synced;
+        p.last_sync = Some(now);
+        p.extra.clear();
+        let old: Vec<SnapId> = [p.target_snap.take(), p.base_snap.take()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let local = p.local.clone();
+        let remote = p.remote.clone();
+        for s in old {
+            self.vols.delete_snap(&mut self.store, s)?;
+        }
+        if periodic {
+            let t = self.vols.snapshot(&mut self.store, &local, gen)?;
+            g.pairs[i].target_snap = Some(t);
+        }
+        self.send(
+            from,
+            Msg::SyncDoneAck {
+                group: g.name.clone(),
+                vol: remote,
+                gen,
+            },
+        );
         Ok(())
     }
 
@@ -1857,6 +1915,7 @@ impl<S: BlockStore> Array<S> {
                 g.started = true;
                 for (vol, _full) in pairs {
                     let Some(p) = g.pair_mut(&vol) else { continue };
+                    p.done_gen = None;
                     if p.gen > 0 && p.target_snap.is_none() {
                         p.target_snap =
                             Some(self.vols.snapshot(&mut self.store, &p.local, p.gen)?);
@@ -1868,36 +1927,28 @@ impl<S: BlockStore> Array<S> {
                 if g.role.is_source() || !g.started {
                     return Ok(());
                 }
-                let periodic = !g.mode.is_sync();
-                let now = self.now;
                 let Some(p) = g.pair_mut(&vol) else {
                     return Ok(());
                 };
-                p.gen = gen;
-                p.status = SyncStatus::Synced;
-                p.last_sync = Some(now);
-                p.extra.clear();
-                let old: Vec<SnapId> = [p.target_snap.take(), p.base_snap.take()]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                let local = p.local.clone();
-                let remote = p.remote.clone();
-                for s in old {
-                    self.vols.delete_snap(&mut self.store, s)?;
+                p.done_gen = Some(gen);
+                // Sync mode: each pair on its own. Periodic mode: the cycle
+                // is one group point, taken when its last pair is done, so
+                // the target never holds volumes of two different cycles
+                // (and acks nothing the source could build on before).
+                let ready: Vec<usize> = if g.mode.is_sync() {
+                    g.pairs
+                        .iter()
+                        .position(|p| p.local == vol)
+                        .into_iter()
+                        .collect()
+                } else if g.pairs.iter().all(|p| p.done_gen.is_some()) {
+                    (0..g.pairs.len()).collect()
+                } else {
+                    Vec::new()
+                };
+                for i in ready {
+                    self.complete_target_pair(g, i, from)?;
                 }
-                if periodic {
-                    let t = self.vols.snapshot(&mut self.store, &local, gen)?;
-                    g.pair_mut(&vol).expect("exists").target_snap = Some(t);
-                }
-                self.send(
-                    from,
-                    Msg::SyncDoneAck {
-                        group: g.name.clone(),
-                        vol: remote,
-                        gen,
-                    },
-                );
             }
             Msg::SyncDoneAck { vol, gen, .. } => self.sync_done_ack(g, &vol, gen)?,
             Msg::Stop { .. } => {
@@ -2281,6 +2332,7 @@ impl<S: BlockStore> Array<S> {
     /// Runs an operator command. On `Err`, nothing changed.
     pub fn command(&mut self, now: Tick, cmd: Command) -> Result<(), CommandError> {
         self.advance(now);
+        cmd.check_names()?;
         if let Command::CreateGroup {
             group,
             peer,
@@ -2423,6 +2475,12 @@ impl<S: BlockStore> Array<S> {
                     return Err(CommandError::AlreadyAdmitted {
                         vol,
                         group: g.name.clone(),
+                    });
+                }
+                if g.pairs.len() >= names::MAX_PAIRS {
+                    return Err(CommandError::TooManyPairs {
+                        group: g.name.clone(),
+                        limit: names::MAX_PAIRS,
                     });
                 }
                 if let Some(t) = self

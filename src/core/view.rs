@@ -180,9 +180,16 @@ pub fn derive(f: &PairFacts) -> PairView {
     use ProgressStatus as P;
     use SyncState as S;
     let reversed = f.role.is_reversed();
+    // The DR table knows a reversed pair that is not replicating only as
+    // Stopped (rows 3a/3b, 4, 8, 10): one with no usable point (NotSynced)
+    // or rolled back to its last complete cycle (Stale) is reported so.
+    let status = match f.status {
+        SyncStatus::NotSynced | SyncStatus::Stale if reversed => SyncStatus::Stopped,
+        s => s,
+    };
 
     // Normal-operation table first.
-    let (mut copy, mut sync, mut progress) = match f.status {
+    let (mut copy, mut sync, mut progress) = match status {
         SyncStatus::New => (C::Initialized, S::ResyncInProgress, P::RequiresActivate),
         SyncStatus::Syncing => (C::Unsynchronized, S::ResyncInProgress, P::Synchronizing),
         SyncStatus::Synced => (C::Synchronized, S::Synchronized, P::Completed),
@@ -193,7 +200,7 @@ pub fn derive(f: &PairFacts) -> PairView {
 
     // Stopped by a failure rather than on request: Broken, or FailedOver on a
     // reversed side while the link is down.
-    if f.status == SyncStatus::Stopped && f.stop_cause != StopCause::Operator {
+    if status == SyncStatus::Stopped && f.stop_cause != StopCause::Operator {
         copy = if reversed && !f.link_up {
             C::FailedOver
         } else {
@@ -204,7 +211,7 @@ pub fn derive(f: &PairFacts) -> PairView {
     }
 
     // A resync in the reversed direction is the `recover` restore.
-    if f.status == SyncStatus::Syncing && reversed {
+    if status == SyncStatus::Syncing && reversed {
         sync = S::RestoreInProgress;
         progress = P::Restoring;
     }
@@ -248,7 +255,7 @@ pub fn derive(f: &PairFacts) -> PairView {
 
     PairView {
         role: f.role,
-        status: f.status,
+        status,
         copy_state: copy,
         sync_state: sync,
         progress,

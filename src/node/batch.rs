@@ -98,6 +98,8 @@ pub struct Batcher<S: Journaled> {
     committed: u64,
     /// This batch sent messages before its commit.
     sent_early: bool,
+    /// The shell answers something after this batch's commit.
+    held: bool,
     writes: BTreeMap<Req, HostWrite>,
     /// Core write id -> the host write it belongs to.
     ids: BTreeMap<WriteId, Req>,
@@ -117,6 +119,7 @@ impl<S: Journaled> Batcher<S> {
             batch: 0,
             committed: 0,
             sent_early: false,
+            held: false,
             writes: BTreeMap::new(),
             ids: BTreeMap::new(),
             al: ActivityLog::default(),
@@ -154,6 +157,18 @@ impl<S: Journaled> Batcher<S> {
     pub fn begin(&mut self) {
         self.batch += 1;
         self.sent_early = false;
+        self.held = false;
+    }
+
+    /// The shell will answer something it read from the array (its state
+    /// for a console) after this batch's commit: the batch must commit now
+    /// if anything is uncommitted, so no one is told of a state a crash
+    /// could take back. Returns whether the answer must wait.
+    pub fn hold_answer(&mut self) -> bool {
+        if self.dirty {
+            self.held = true;
+        }
+        self.dirty
     }
 
     pub fn link_up(&mut self, now: Tick, peer: &str) {
@@ -334,6 +349,7 @@ impl<S: Journaled> Batcher<S> {
         !self.late.messages.is_empty()
             || !self.late.replies.is_empty()
             || self.sent_early
+            || self.held
             || self.writes.values().any(|w| w.batch > self.committed)
     }
 

@@ -301,6 +301,8 @@ struct Loop {
     /// The link session each peer is up on, as this loop last heard; a
     /// message is sent on that session or not at all.
     sessions: HashMap<String, u64>,
+    /// State reads to answer once the batch is committed.
+    after_commit: Vec<Box<dyn FnOnce() + Send>>,
     last_commit: std::time::Instant,
 }
 
@@ -316,6 +318,7 @@ impl Loop {
             next_req: 0,
             waiting: HashMap::new(),
             sessions: HashMap::new(),
+            after_commit: Vec::new(),
             last_commit: std::time::Instant::now(),
         }
     }
@@ -377,6 +380,9 @@ impl Loop {
                 let late = self.b.release();
                 self.send_all(late.messages);
                 self.answer(late.replies);
+                for f in self.after_commit.drain(..) {
+                    f();
+                }
             }
             if stop {
                 return Ok(());
@@ -501,7 +507,16 @@ impl Loop {
                 self.b.command(now, req, cmd);
             }
             Input::Snapshot { reply } => {
-                let _ = reply.send(snapshot_of(self.b.array()));
+                // A console sees only durable state: taken now, answered
+                // after this batch's commit if it changed anything.
+                let snap = snapshot_of(self.b.array());
+                if self.b.hold_answer() {
+                    self.after_commit.push(Box::new(move || {
+                        let _ = reply.send(snap);
+                    }));
+                } else {
+                    let _ = reply.send(snap);
+                }
             }
             Input::Stats { reply } => {
                 let mut s = self.stats.clone();

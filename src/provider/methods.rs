@@ -153,8 +153,13 @@ fn create_group(rep: &Replication, p: &Params) -> Result<MethodResult, CimError>
     )
 }
 
+/// An array's refusal: a bad name is the caller's parameter, anything else
+/// a refusal in the array's words.
 fn failed(e: crate::core::CommandError) -> CimError {
-    CimError::failed(e.to_string())
+    match e {
+        crate::core::CommandError::BadName(n) => CimError::invalid_parameter(n.to_string()),
+        e => CimError::failed(e.to_string()),
+    }
 }
 
 /// The group and pair a Synchronization reference names.
@@ -607,6 +612,7 @@ fn create_local_group(rep: &Replication, p: &Params) -> Result<MethodResult, Cim
             }
         }
     }
+    crate::core::names::group(&name).map_err(|e| CimError::invalid_parameter(e.to_string()))?;
     let mut local = rep.local_groups.lock().expect("not poisoned");
     if snap.group(&name).is_some() || local.contains_key(&name) {
         return Err(CimError::already_exists(format!(

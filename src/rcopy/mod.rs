@@ -23,6 +23,12 @@ use crate::core::{Command, Mode, Policies, PolicyChange};
 /// setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err G
 /// ```
 pub fn parse(args: &[&str]) -> Result<Command, String> {
+    let cmd = parse_words(args)?;
+    cmd.check_names().map_err(|e| e.to_string())?;
+    Ok(cmd)
+}
+
+fn parse_words(args: &[&str]) -> Result<Command, String> {
     let s = |i: usize| -> Result<String, String> {
         args.get(i)
             .map(|a| a.to_string())

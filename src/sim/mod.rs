@@ -298,6 +298,11 @@ impl Sim {
             if !self.nodes[x].alive {
                 continue;
             }
+            if self.effective(a, b) != after {
+                // A crash inside the first side's batch changed the link
+                // again; that nested change told the other side already.
+                break;
+            }
             let peer = y.to_string();
             self.batch(x, |b, now| {
                 if after {
@@ -343,6 +348,13 @@ impl Sim {
     /// Plans a crash of `name` inside its next batch, at `at`.
     pub fn crash_during_next_batch(&mut self, name: &str, at: CrashPoint) {
         self.nodes.get_mut(name).expect("known array").crash_at = Some(at);
+    }
+
+    /// Cancels every planned crash.
+    pub fn cancel_planned_crashes(&mut self) {
+        for n in self.nodes.values_mut() {
+            n.crash_at = None;
+        }
     }
 
     /// The array process dies: what its journal had not committed is lost,
