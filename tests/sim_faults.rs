@@ -81,6 +81,9 @@ pub fn allowed_states() -> BTreeSet<Tuple> {
     set
 }
 
+/// A checksum per volume.
+type Sums = BTreeMap<String, [u8; 32]>;
+
 /// What happened to one host write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum St {
@@ -151,7 +154,7 @@ struct Run {
     /// Group points: (source array, point) -> checksum per volume. (A point
     /// number can be taken twice: a crash before the commit that recorded
     /// it gives it again; the first one never left the source.)
-    points: BTreeMap<(String, u64), Vec<BTreeMap<String, [u8; 32]>>>,
+    points: BTreeMap<(String, u64), Vec<Sums>>,
     /// Per target side: (roles of both sides, the newest point it held).
     held_point: BTreeMap<String, (String, u64)>,
     was_failed_over: BTreeMap<String, bool>,
@@ -253,7 +256,7 @@ impl Run {
     }
 
     /// Every volume's checksum on `side`.
-    fn sums(&mut self, side: &str) -> BTreeMap<String, [u8; 32]> {
+    fn sums(&mut self, side: &str) -> Sums {
         self.vols
             .clone()
             .into_iter()
