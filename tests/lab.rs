@@ -7,12 +7,11 @@
 //! (`REPLICIM_CRASH_SEED=N` replays it, `REPLICIM_CRASH_POINTS=N` sets how
 //! many kill points).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use replicim::conformance::cim_driver::observe_group;
 use replicim::conformance::Observed;
+use replicim::lab::crash::{self, Acked};
 use replicim::lab::{qemu, Lab, Options, Ports, Site};
 use replicim::rcopy::{self, console::Wait};
 use replicim::sim::Rng;
@@ -57,16 +56,14 @@ pub fn lab_up(provision: bool) -> TestLab {
     }
 }
 
-/// An rcopy command through CIM-XML, waiting for the job it starts.
+/// An rcopy command through CIM-XML, waiting for the job it starts (and
+/// retrying, bounded, while the array says to retry in a moment).
 pub fn rcopy(lab: &Lab, s: Site, line: &str) -> Result<(), String> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let cmd = rcopy::parse(&words)?;
-    lab.console(s)?.run(&cmd, Wait::Yes, &mut |_, _| {})
+    crash::rcopy(lab, s, line, Wait::Yes)
 }
 
 pub fn observe(lab: &Lab, s: Site) -> Result<Vec<Observed>, String> {
-    let host = format!("127.0.0.1:{}", lab.opts.ports.of(s).http);
-    observe_group(&mut lab.console(s)?, s.name(), &host)
+    crash::observe(lab, s)
 }
 
 /// (role, status, CopyState, SyncState, ProgressStatus, RoleReversed) of
@@ -111,46 +108,6 @@ pub fn counters(lab: &Lab, s: Site) -> (u64, u64, u64) {
     lab.link_counters(s).unwrap()
 }
 
-/// Host writes and what was acknowledged: (volume, block) -> fill.
-#[derive(Default)]
-pub struct Acked(pub BTreeMap<(String, u64), u8>);
-
-impl Acked {
-    /// qemu-io writes of whole blocks; every "wrote" line is an ack.
-    pub fn write(&mut self, lab: &Lab, s: Site, vol: &str, writes: &[(u64, u64, u8)]) {
-        let cmds: Vec<String> = writes
-            .iter()
-            .map(|(b, n, f)| format!("write -P {f} {} {}", b * BS, n * BS))
-            .collect();
-        qemu::io(&lab.nbd_url(s, vol), &cmds).unwrap_or_else(|e| panic!("{e}"));
-        for (b, n, f) in writes {
-            for x in *b..b + n {
-                self.0.insert((vol.to_string(), x), *f);
-            }
-        }
-    }
-
-    /// Every acknowledged write reads back on `s` (qemu-io read -P).
-    pub fn check(&self, lab: &Lab, s: Site) -> usize {
-        let mut by_vol: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for ((v, b), f) in &self.0 {
-            by_vol
-                .entry(v)
-                .or_default()
-                .push(format!("read -P {f} {} {BS}", b * BS));
-        }
-        let mut n = 0;
-        for (v, cmds) in by_vol {
-            for chunk in cmds.chunks(400) {
-                qemu::io(&lab.nbd_url(s, v), chunk)
-                    .unwrap_or_else(|e| panic!("acknowledged write lost on {}: {e}", s.name()));
-                n += chunk.len();
-            }
-        }
-        n
-    }
-}
-
 /// Both arrays hold the same bytes in both volumes (qemu-img compare, and
 /// SHA-256 of each whole volume read over NBD).
 pub fn same(lab: &Lab) {
@@ -183,7 +140,7 @@ fn dr_table_with_real_kills_and_qemu_io() {
         let writes: Vec<(u64, u64, u8)> = (0..12)
             .map(|_| (rng.below(16000), 1 + rng.below(16), 0x10 + i as u8))
             .collect();
-        acked.write(lab, Site::A, vol, &writes);
+        acked.write(lab, Site::A, vol, &writes).unwrap();
     }
     expect(lab, Site::A, SYNCED_P, "writes replicated");
     expect(lab, Site::B, SYNCED_S, "writes replicated");
@@ -203,7 +160,7 @@ fn dr_table_with_real_kills_and_qemu_io() {
         ("Primary-Rev", "Stopped", 10, 12, 2, true),
         "row 3a",
     );
-    let n = acked.check(lab, Site::B);
+    let n = acked.check(lab, Site::B).unwrap();
     println!("  {n} acknowledged blocks read back on B after the failover");
 
     // New data on B, enough that a throttled recover takes a while.
@@ -211,7 +168,7 @@ fn dr_table_with_real_kills_and_qemu_io() {
         let writes: Vec<(u64, u64, u8)> = (0..8)
             .map(|i| (2000 + i * 700 + rng.below(100), 32, 0x60))
             .collect();
-        acked.write(lab, Site::B, vol, &writes);
+        acked.write(lab, Site::B, vol, &writes).unwrap();
     }
 
     lab.start_site(Site::A).unwrap();
@@ -297,7 +254,7 @@ fn dr_table_with_real_kills_and_qemu_io() {
     rcopy(lab, Site::B, "setrcopygroup restore rcg0").unwrap();
     expect(lab, Site::A, SYNCED_P, "row 15");
     expect(lab, Site::B, SYNCED_S, "after restore");
-    acked.write(lab, Site::A, "vol1", &[(7, 3, 0x77)]);
+    acked.write(lab, Site::A, "vol1", &[(7, 3, 0x77)]).unwrap();
     qemu::io(
         &lab.nbd_url(Site::B, "vol1"),
         &[format!("read -P 0x77 {} {}", 7 * BS, 3 * BS)],
@@ -311,7 +268,7 @@ fn dr_table_with_real_kills_and_qemu_io() {
             .is_err_and(|e| e.contains("Operation not permitted")),
         "{refused:?}"
     );
-    let n = acked.check(lab, Site::A);
+    let n = acked.check(lab, Site::A).unwrap();
     println!("  {n} acknowledged blocks read back on A at the end");
     same(lab);
 }
@@ -325,8 +282,12 @@ fn link_failure_resyncs_only_the_changed_blocks() {
     let lab = &t.lab;
     let mut rng = Rng::new(0x11_4c);
     let mut acked = Acked::default();
-    acked.write(lab, Site::A, "vol0", &[(0, 256, 0x01)]);
-    acked.write(lab, Site::A, "vol1", &[(0, 256, 0x02)]);
+    acked
+        .write(lab, Site::A, "vol0", &[(0, 256, 0x01)])
+        .unwrap();
+    acked
+        .write(lab, Site::A, "vol1", &[(0, 256, 0x02)])
+        .unwrap();
     expect(lab, Site::B, SYNCED_S, "baseline");
     let snaps = |lab: &Lab| {
         std::fs::read_dir(lab.opts.dir.join("site-a/array/data/snaps"))
@@ -349,7 +310,7 @@ fn link_failure_resyncs_only_the_changed_blocks() {
             for (b, _, _) in &writes {
                 changed.insert((vol, *b));
             }
-            acked.write(lab, Site::A, vol, &writes);
+            acked.write(lab, Site::A, vol, &writes).unwrap();
         }
         expect(
             lab,
@@ -391,7 +352,7 @@ fn link_failure_resyncs_only_the_changed_blocks() {
         }
         same(lab);
     }
-    acked.check(lab, Site::B);
+    acked.check(lab, Site::B).unwrap();
 }
 
 /// A periodic group (manual cycles): a cycle cut by killing the primary
@@ -403,8 +364,12 @@ fn periodic_cycle_cut_by_a_kill_leaves_the_last_complete_cycle() {
     let lab = &t.lab;
     lab.wait_link(Site::A, true, WAIT).unwrap();
     let mut acked = Acked::default();
-    acked.write(lab, Site::A, "vol0", &[(0, 512, 0x21)]);
-    acked.write(lab, Site::A, "vol1", &[(100, 512, 0x22)]);
+    acked
+        .write(lab, Site::A, "vol0", &[(0, 512, 0x21)])
+        .unwrap();
+    acked
+        .write(lab, Site::A, "vol1", &[(100, 512, 0x22)])
+        .unwrap();
     for line in [
         "creatercopygroup rcg0 site-b periodic:0",
         "admitrcopyvv vol0 rcg0 site-b:vol0",
@@ -425,8 +390,12 @@ fn periodic_cycle_cut_by_a_kill_leaves_the_last_complete_cycle() {
     assert_eq!(sums(Site::B), cycle1, "B holds the first cycle");
 
     // The next cycle carries 16 MiB per volume through a 1 MiB/s link.
-    acked.write(lab, Site::A, "vol0", &[(0, 4096, 0x31)]);
-    acked.write(lab, Site::A, "vol1", &[(4096, 4096, 0x32)]);
+    acked
+        .write(lab, Site::A, "vol0", &[(0, 4096, 0x31)])
+        .unwrap();
+    acked
+        .write(lab, Site::A, "vol1", &[(4096, 4096, 0x32)])
+        .unwrap();
     let (_, _, applied0) = counters(lab, Site::B);
     lab.throttle(Some(1 << 20));
     let words = ["syncrcopy", "rcg0"];
@@ -462,71 +431,23 @@ fn periodic_cycle_cut_by_a_kill_leaves_the_last_complete_cycle() {
     same(lab);
     // A small cycle ships exactly its changed blocks.
     let (_, sync0, _) = counters(lab, Site::A);
-    acked.write(lab, Site::A, "vol1", &[(9000, 10, 0x41), (12000, 1, 0x42)]);
+    acked
+        .write(lab, Site::A, "vol1", &[(9000, 10, 0x41), (12000, 1, 0x42)])
+        .unwrap();
     rcopy(lab, Site::A, "syncrcopy rcg0").unwrap();
     lab.wait_synced(Site::A, WAIT).unwrap();
     let sent = counters(lab, Site::A).1 - sync0;
     println!("  a cycle after 11 changed blocks sent {sent} bytes");
     assert_eq!(sent, 11 * BS);
     same(lab);
-    acked.check(lab, Site::B);
-}
-
-/// Brings the lab back to A Primary / B Secondary, synced, whatever state
-/// a kill left it in, with the commands an operator would use.
-fn converge(lab: &Lab) {
-    let t0 = Instant::now();
-    loop {
-        assert!(
-            t0.elapsed() < Duration::from_secs(180),
-            "no convergence: A {:?} B {:?}",
-            observe(lab, Site::A),
-            observe(lab, Site::B)
-        );
-        for s in [Site::A, Site::B] {
-            if !lab.running(s) {
-                lab.start_site(s).unwrap();
-            }
-        }
-        if lab
-            .wait_link(Site::A, true, Duration::from_secs(5))
-            .is_err()
-        {
-            continue;
-        }
-        let (Ok(a), Ok(b)) = (observe(lab, Site::A), observe(lab, Site::B)) else {
-            std::thread::sleep(Duration::from_millis(100));
-            continue;
-        };
-        let all = |v: &[Observed], st: &str| v.iter().all(|o| o.status == st);
-        let busy = |v: &[Observed]| v.iter().any(|o| o.status == "Syncing");
-        let r = match (a[0].role.as_str(), b[0].role.as_str()) {
-            ("Primary", "Secondary") if all(&a, "Synced") && all(&b, "Synced") => return,
-            ("Primary", "Secondary") if !busy(&a) => rcopy(lab, Site::A, "startrcopygroup rcg0"),
-            (_, "Primary-Rev") if all(&b, "Synced") => {
-                rcopy(lab, Site::B, "setrcopygroup restore rcg0")
-            }
-            (_, "Primary-Rev") if !busy(&b) => rcopy(lab, Site::B, "setrcopygroup recover rcg0")
-                .or_else(|e| {
-                    if e.contains("-full") {
-                        rcopy(lab, Site::B, "setrcopygroup recover -full rcg0")
-                    } else {
-                        Err(e)
-                    }
-                }),
-            _ => Ok(()), // a swap or a sync under way
-        };
-        if let Err(e) = r {
-            println!("    converge: {e}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    acked.check(lab, Site::B).unwrap();
 }
 
 /// Seeded kill -9 points of A or B during host writes, resyncs and role
-/// changes (failover, recover, restore). After each: the array restarts
-/// from its journal, the pair converges, every acknowledged write reads
-/// back, and both volumes are equal.
+/// changes (failover, recover, restore), as `lab::crash::run_points` plays
+/// them. After each: the array restarts from its journal, the pair
+/// converges, every acknowledged write reads back (the write in flight at
+/// a kill may or may not have landed), and both volumes are equal.
 #[test]
 fn seeded_kill_points_lose_no_acknowledged_write() {
     let seed: u64 = std::env::var("REPLICIM_CRASH_SEED")
@@ -545,109 +466,19 @@ fn seeded_kill_points_lose_no_acknowledged_write() {
         .unwrap_or(50);
     println!("crash points: seed {seed} (replay with REPLICIM_CRASH_SEED={seed}), {points} points");
     let t = lab_up(true);
-    let lab = &t.lab;
-    let mut rng = Rng::new(seed);
-    let mut acked = Acked::default();
-    let mut kinds = [0u32; 3];
-    let mut victims = [0u32; 2];
     let t_all = Instant::now();
-    for k in 0..points {
-        let victim = if rng.chance(50) { Site::A } else { Site::B };
-        let kind = rng.below(3) as usize;
-        let delay = Duration::from_millis(rng.below(400));
-        kinds[kind] += 1;
-        victims[victim as usize] += 1;
-        let fill = |i: u64| ((k * 31 + i) % 250 + 1) as u8;
-        match kind {
-            0 => {
-                // Host writes on A; the kill lands among them.
-                let vol = if rng.chance(50) { "vol0" } else { "vol1" };
-                let cmds: Vec<(u64, u8)> = (0..48).map(|i| (rng.below(16384), fill(i))).collect();
-                let url = lab.nbd_url(Site::A, vol);
-                let text: Vec<String> = cmds
-                    .iter()
-                    .map(|(b, f)| format!("write -P {f} {} {BS}", b * BS))
-                    .collect();
-                let writer = std::thread::spawn(move || qemu::io_output(&url, &text));
-                std::thread::sleep(delay);
-                lab.kill(victim).unwrap();
-                let (_, out) = writer.join().unwrap().unwrap();
-                record(&mut acked, vol, &cmds, &out);
-            }
-            1 => {
-                // A resync after a link failure, killed midway.
-                lab.link(false);
-                lab.wait_link(Site::A, false, WAIT).unwrap();
-                let writes: Vec<(u64, u64, u8)> =
-                    (0..64).map(|i| (rng.below(16384), 1, fill(i))).collect();
-                acked.write(lab, Site::A, "vol0", &writes);
-                lab.throttle(Some(128 * 1024));
-                lab.link(true);
-                lab.wait_link(Site::A, true, WAIT).unwrap();
-                lab.console(Site::A)
-                    .unwrap()
-                    .run(
-                        &rcopy::parse(&["startrcopygroup", "rcg0"]).unwrap(),
-                        Wait::No,
-                        &mut |_, _| {},
-                    )
-                    .unwrap();
-                std::thread::sleep(delay);
-                lab.kill(victim).unwrap();
-                lab.throttle(None);
-            }
-            _ => {
-                // A role change: A fails, B takes over and is written, A
-                // comes back, and the kill lands in the recover or restore.
-                lab.kill(Site::A).unwrap();
-                lab.wait_link(Site::B, false, WAIT).unwrap();
-                rcopy(lab, Site::B, "setrcopygroup failover rcg0").unwrap();
-                let writes: Vec<(u64, u64, u8)> =
-                    (0..32).map(|i| (rng.below(16384), 2, fill(i))).collect();
-                acked.write(lab, Site::B, "vol1", &writes);
-                lab.start_site(Site::A).unwrap();
-                lab.wait_link(Site::B, true, WAIT).unwrap();
-                let op = if rng.chance(50) { "recover" } else { "restore" };
-                if op == "restore" {
-                    rcopy(lab, Site::B, "setrcopygroup recover rcg0").unwrap();
-                    lab.wait_synced(Site::B, WAIT).unwrap();
-                }
-                lab.throttle(Some(256 * 1024));
-                let _ = lab.console(Site::B).unwrap().run(
-                    &rcopy::parse(&["setrcopygroup", op, "rcg0"]).unwrap(),
-                    Wait::No,
-                    &mut |_, _| {},
-                );
-                std::thread::sleep(delay);
-                lab.kill(victim).unwrap();
-                lab.throttle(None);
-            }
-        }
-        lab.start_site(victim).unwrap();
-        converge(lab);
-        let n = acked.check(lab, Site::A);
-        same(lab);
-        println!(
-            "  point {k}: kind {kind}, killed {} after {delay:?}; {n} acknowledged blocks intact, A = B",
-            victim.name()
-        );
-    }
-    let n = acked.check(lab, Site::B);
+    let mut acked = Acked::default();
+    let sum = crash::run_points(&t.lab, seed, points, &mut acked, &mut |l| println!("{l}"))
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    assert_eq!(sum.points, points);
+    assert!(sum.checked > 0, "no acknowledged write was checked");
     println!(
         "crash points: {points} kills (writes {}, resyncs {}, role changes {}; A {}, B {}) in {:?}; \
-         0 acknowledged writes lost of {n} blocks checked",
-        kinds[0], kinds[1], kinds[2], victims[0], victims[1], t_all.elapsed()
+         0 acknowledged writes lost of {} blocks checked",
+        sum.kinds[0], sum.kinds[1], sum.kinds[2], sum.victims[0], sum.victims[1],
+        t_all.elapsed(),
+        sum.checked
     );
-}
-
-/// Writes whose "wrote" line qemu-io printed are acknowledged.
-fn record(acked: &mut Acked, vol: &str, cmds: &[(u64, u8)], out: &str) {
-    let done = qemu::wrote_offsets(out);
-    // qemu-io runs the commands in order and stops at the first failure.
-    for ((b, f), off) in cmds.iter().zip(done.iter()) {
-        assert_eq!(b * BS, *off, "qemu-io reports writes in order");
-        acked.0.insert((vol.to_string(), *b), *f);
-    }
 }
 
 /// `replicim lab` as a user runs it: the default endpoints, the banner,

@@ -36,6 +36,9 @@ fn site(side: Side) -> Site {
     }
 }
 
+/// What each running array reports (or why it did not answer).
+type Picture = Vec<(String, Result<Vec<Observed>, String>)>;
+
 /// Drives scenarios on a lab of two processes.
 pub struct LabDriver {
     root: PathBuf,
@@ -43,7 +46,9 @@ pub struct LabDriver {
     runs: usize,
     lab: Option<Lab>,
     /// Last acknowledged fill of every written block, and whether the write
-    /// was made while its pair was synced (so acknowledged as replicated).
+    /// was acknowledged as replicated: made in a synchronous group whose
+    /// pair both arrays showed Synced, with the link up, before and after
+    /// the write (a NBD host is not told; the arrays' own reports are).
     acked: BTreeMap<(String, u64), (u8, bool)>,
     remembered: [Option<Vec<[u8; 32]>>; 2],
 }
@@ -103,21 +108,21 @@ impl LabDriver {
         observe_group(&mut c, s.name(), &self.host(s)?)
     }
 
-    /// What every running array reports, for settling.
-    fn picture(&self) -> Result<Vec<(String, Vec<Observed>)>, String> {
+    /// What every running array reports, for settling. An array that does
+    /// not answer is part of the picture (as its error), not left out.
+    fn picture(&self) -> Result<Picture, String> {
         let lab = self.lab()?;
         let mut out = Vec::new();
         for s in [Site::A, Site::B] {
             if lab.running(s) {
-                let seen = self.observe_site(s).unwrap_or_default();
-                out.push((s.name().to_string(), seen));
+                out.push((s.name().to_string(), self.observe_site(s)));
             }
         }
         Ok(out)
     }
 
-    /// Waits until no pair is syncing and the picture has not changed for
-    /// longer than the link timeout.
+    /// Waits until every running array answers, no pair is syncing and the
+    /// picture has not changed for longer than the link timeout.
     fn settle(&self) -> Result<(), String> {
         let t0 = Instant::now();
         let quiet = Duration::from_millis(TIMEOUT_MS + 500);
@@ -126,9 +131,25 @@ impl LabDriver {
         loop {
             std::thread::sleep(Duration::from_millis(100));
             let now = self.picture()?;
-            let syncing = now
+            let failing: Vec<String> = now
                 .iter()
-                .any(|(_, v)| v.iter().any(|o| o.status == "Syncing"));
+                .filter_map(|(s, r)| r.as_ref().err().map(|e| format!("{s}: {e}")))
+                .collect();
+            if !failing.is_empty() {
+                if t0.elapsed() > LIMIT {
+                    return Err(format!(
+                        "the arrays did not settle within {LIMIT:?}: {}",
+                        failing.join("; ")
+                    ));
+                }
+                last = now;
+                since = Instant::now();
+                continue;
+            }
+            let syncing = now.iter().any(|(_, v)| {
+                v.as_ref()
+                    .is_ok_and(|v| v.iter().any(|o| o.status == "Syncing"))
+            });
             if now != last || syncing {
                 last = now;
                 since = Instant::now();
@@ -145,13 +166,35 @@ impl LabDriver {
         Ok(self.lab()?.nbd_url(s, vol))
     }
 
+    /// Whether a write to `vol` on `s` now is acknowledged only once the
+    /// peer applied it: a synchronous group, Synced on both arrays, each
+    /// reporting its link up.
+    fn replicates_now(&self, s: Site, vol: &str) -> Result<bool, String> {
+        let lab = self.lab()?;
+        let sync = lab
+            .console(s)?
+            .show()?
+            .iter()
+            .any(|g| g.name == GROUP && g.mode == "Sync");
+        if !sync || !lab.running(s.other()) {
+            return Ok(false);
+        }
+        for x in [s, s.other()] {
+            let synced = self
+                .observe_site(x)?
+                .into_iter()
+                .find(|o| o.vol == vol)
+                .is_some_and(|o| o.status == "Synced");
+            if !synced || !lab.link_reported(x)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     fn write(&mut self, side: Side, vol: &str, from: u64, to: u64, fill: u8) -> Result<(), String> {
         let s = site(side);
-        let replicated = self
-            .observe_site(s)
-            .ok()
-            .and_then(|v| v.into_iter().find(|o| o.vol == vol))
-            .is_some_and(|o| o.status == "Synced");
+        let before = self.replicates_now(s, vol)?;
         let bs = BLOCK_SIZE as u64;
         qemu::io(
             &self.url(s, vol)?,
@@ -161,16 +204,25 @@ impl LabDriver {
                 (to - from) * bs
             )],
         )?;
+        // Replicated only if nothing changed around the write either.
+        let replicated = before && self.replicates_now(s, vol)?;
         for b in from..to {
             self.acked.insert((vol.to_string(), b), (fill, replicated));
         }
         Ok(())
     }
 
-    /// Every write acknowledged as replicated reads back on `side`.
+    /// Every write acknowledged as replicated reads back on `side`. A row
+    /// that made no such write checks nothing, which is an error.
     fn check_acked(&self, side: Side) -> Result<(), String> {
         let s = site(side);
         let bs = BLOCK_SIZE as u64;
+        if !self.acked.values().any(|(_, rep)| *rep) {
+            return Err(format!(
+                "check-acked {}: no write of this row was acknowledged as replicated, so there is nothing to check",
+                s.name()
+            ));
+        }
         for vol in VOLUMES {
             // Contiguous runs of the same fill, one qemu-io read each.
             let mut cmds = Vec::new();

@@ -15,6 +15,7 @@
 //!   kill|start|link ...` are one-line requests to it.
 
 pub mod control;
+pub mod crash;
 pub mod qemu;
 pub mod switch;
 

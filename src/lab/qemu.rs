@@ -62,8 +62,8 @@ pub fn same(url_a: &str, url_b: &str) -> Result<bool, String> {
     }
 }
 
-/// SHA-256 of a whole image, read through qemu-img into `scratch`.
-pub fn sha256(url: &str, scratch: &Path) -> Result<[u8; 32], String> {
+/// Copies a whole image into the raw file `scratch` (`qemu-img convert`).
+pub fn dump(url: &str, scratch: &Path) -> Result<(), String> {
     let out = Command::new("qemu-img")
         .args(["convert", "-f", "raw", "-O", "raw", url])
         .arg(scratch)
@@ -75,6 +75,12 @@ pub fn sha256(url: &str, scratch: &Path) -> Result<[u8; 32], String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
+    Ok(())
+}
+
+/// SHA-256 of a whole image, read through qemu-img into `scratch`.
+pub fn sha256(url: &str, scratch: &Path) -> Result<[u8; 32], String> {
+    dump(url, scratch)?;
     let bytes = std::fs::read(scratch).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(scratch);
     Ok(Sha256::digest(&bytes).into())
