@@ -355,3 +355,88 @@ fn pywbem_console_replicates_a_whole_group() {
     step(&mut d, "settle");
     assert!(same_data(&d), "site-b differs after CreateGroupReplica");
 }
+
+/// One volume mirrored in three groups to the same array: showrcopy shows
+/// each group's own pair (remote volume and status), and dismissrcopyvv
+/// removes the pair of the group it names and no other; a group that does
+/// not exist, or does not hold the volume, is refused and changes nothing.
+#[test]
+fn one_volume_in_several_groups_is_handled_per_group() {
+    let mut d = two_arrays_with_volumes();
+    step(&mut d, "write A vol1 0..16 0x5d");
+    let _clock = d.wall_clock();
+    for (g, remote, mode) in [
+        ("rcg1", "vol1a", "sync"),
+        ("rcg2", "vol1b", "sync"),
+        ("rcg3", "vol1c", "periodic"),
+    ] {
+        rcopy_ok(&d, SITE_A, &["creatercopygroup", g, "site-b", mode]);
+        rcopy_ok(
+            &d,
+            SITE_A,
+            &["admitrcopyvv", "vol1", g, &format!("site-b:{remote}")],
+        );
+    }
+    // Only rcg2 runs: its pair is Synced, the others New.
+    rcopy_ok(&d, SITE_A, &["startrcopygroup", "rcg2"]);
+    step(&mut d, "settle");
+    let json: serde_json::Value =
+        serde_json::from_str(&rcopy_ok(&d, SITE_A, &["--json", "showrcopy"])).unwrap();
+    let pair = |g: &str| {
+        let grp = json["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == g)
+            .unwrap_or_else(|| panic!("{g} missing: {json}"));
+        let v = &grp["volumes"].as_array().unwrap()[0];
+        (
+            v["remote_vv"].as_str().unwrap().to_string(),
+            v["sync_status"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(pair("rcg1"), ("vol1a".into(), "New".into()));
+    assert_eq!(pair("rcg2"), ("vol1b".into(), "Synced".into()));
+    assert_eq!(pair("rcg3"), ("vol1c".into(), "New".into()));
+
+    // A group that does not exist, or does not hold vol1: refused.
+    let (rc, _, err) = rcopy(&d, SITE_A, &["dismissrcopyvv", "vol1", "nosuchgroup"]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("nosuchgroup does not exist"), "{err}");
+    rcopy_ok(&d, SITE_A, &["creatercopygroup", "rcg4", "site-b", "sync"]);
+    let (rc, _, err) = rcopy(&d, SITE_A, &["dismissrcopyvv", "vol1", "rcg4"]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("not in remote-copy group rcg4"), "{err}");
+
+    // Dismissing from rcg3 leaves rcg1 and rcg2 as they were.
+    rcopy_ok(&d, SITE_A, &["dismissrcopyvv", "vol1", "rcg3"]);
+    let json: serde_json::Value =
+        serde_json::from_str(&rcopy_ok(&d, SITE_A, &["--json", "showrcopy"])).unwrap();
+    let count = |g: &str| {
+        json["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == g)
+            .map(|x| x["volumes"].as_array().unwrap().len())
+    };
+    assert_eq!(count("rcg3"), Some(0));
+    assert_eq!(count("rcg1"), Some(1));
+    assert_eq!(count("rcg2"), Some(1));
+    let sim = d.sim();
+    let s = sim.lock().unwrap();
+    let a = s.array(SITE_A);
+    assert!(a
+        .group("rcg1")
+        .unwrap()
+        .pairs
+        .iter()
+        .any(|p| p.local == "vol1"));
+    assert!(a
+        .group("rcg2")
+        .unwrap()
+        .pairs
+        .iter()
+        .any(|p| p.local == "vol1"));
+    assert!(a.group("rcg3").unwrap().pairs.is_empty());
+}

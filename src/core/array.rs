@@ -586,8 +586,12 @@ impl<S: BlockStore> Array<S> {
 
     fn pair_view(&self, g: &Group, p: &Pair) -> PairView {
         let (remaining, total) = p.progress();
-        // A recover handshake under way: the resync is about to run.
-        let status = if g.recovering.is_some() && p.run.is_none() {
+        // Syncing while a recover handshake is under way (the resync is
+        // about to run) and while a run waits for the target to confirm
+        // its last block: a pair shows Synced only once the next operation
+        // on it will be accepted (the write path replicates synchronously
+        // from the moment the run drained, on `p.status`).
+        let status = if p.run.is_some() || g.recovering.is_some() {
             SyncStatus::Syncing
         } else {
             p.status

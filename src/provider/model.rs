@@ -641,7 +641,8 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
                     .with("ReplicaType", CimType::Uint16, u16v(2))
                     .with("SyncState", CimType::Uint16, u16v(v.sync_state.number()))
                     .with("ReadOnly", CimType::Uint16, u16v(3))
-                    .with("SyncStatus", CimType::Uint16, u16v(status_number(v.status)));
+                    .with("SyncStatus", CimType::Uint16, u16v(status_number(v.status)))
+                    .with("GroupName", CimType::String, s(&g.name));
                 sync_props(rep, &mut inst, g, v, Some(p.established));
                 Some(inst)
             })

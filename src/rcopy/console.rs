@@ -178,8 +178,8 @@ impl Console {
                 (text(v, "DeviceID"), bytes)
             })
             .collect();
-        // Each pair by (local volume, peer array): a volume may mirror to
-        // several arrays, one group each.
+        // Each pair by (group, local volume): a volume may mirror in
+        // several groups, to one array or several.
         let me = self.array.clone();
         type PairKey = (String, String);
         let mut by_local: BTreeMap<PairKey, (String, &Instance)> = BTreeMap::new();
@@ -198,11 +198,7 @@ impl Console {
                 |e: &ObjectPath| e.key("SystemName").and_then(Value::as_str) == Some(me.as_str());
             if let [a, b] = ends.as_slice() {
                 let (local, remote) = if mine(a) { (a, b) } else { (b, a) };
-                let peer = remote
-                    .key("SystemName")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                by_local.insert((name(local), peer.to_string()), (name(remote), p));
+                by_local.insert((text(p, "GroupName"), name(local)), (name(remote), p));
             }
         }
         let mut out = Vec::new();
@@ -221,7 +217,7 @@ impl Console {
                 else {
                     continue;
                 };
-                let Some((remote, p)) = by_local.get(&(local.to_string(), text(g, "TargetSystem")))
+                let Some((remote, p)) = by_local.get(&(text(g, "ElementName"), local.to_string()))
                 else {
                     continue;
                 };
@@ -294,16 +290,23 @@ impl Console {
             .ok_or_else(|| format!("group {name} has no volumes yet: admit one first (admitrcopyvv VV {name} TARGET:VV)"))
     }
 
-    /// The StorageSynchronized of one local volume.
-    pub fn pair_sync(&mut self, vol: &str) -> Result<(ObjectPath, Instance), String> {
+    /// The StorageSynchronized of one local volume in one group (a volume
+    /// can mirror in several groups).
+    pub fn pair_sync(&mut self, group: &str, vol: &str) -> Result<(ObjectPath, Instance), String> {
+        self.group(group)?;
         let vp = self.volume(vol)?;
         let refs = self
             .client
             .references(&vp, "CIM_StorageSynchronized")
             .map_err(cim)?;
         refs.into_iter()
-            .next()
-            .ok_or_else(|| format!("volume {vol} is in no remote-copy pair on {}", self.array))
+            .find(|(_, p)| text(p, "GroupName") == group)
+            .ok_or_else(|| {
+                format!(
+                    "volume {vol} is not in remote-copy group {group} on {}",
+                    self.array
+                )
+            })
     }
 
     fn volume(&mut self, vol: &str) -> Result<ObjectPath, String> {
@@ -379,7 +382,7 @@ impl Console {
                 self.invoke("CreateElementReplica", &params)?
             }
             Command::Dismiss { vol, .. } => {
-                let (sync, _) = self.pair_sync(vol)?;
+                let (sync, _) = self.pair_sync(&group, vol)?;
                 self.modify(8, sync, false)?
             }
             Command::Start { .. } => {
