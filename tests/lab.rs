@@ -598,3 +598,160 @@ fn the_lab_command_line_runs_faults_and_stops_cleanly() {
     qemu::io("nbd://127.0.0.1:10809/vol1", &["read -P 0x6d 0 64k".into()]).unwrap();
     interrupt(child, out);
 }
+
+/// A program speaking the link protocol as site-a sends site-b, one
+/// connection each, the malformed messages that used to stop or wedge an
+/// array: a block beyond the end of a volume, a 100,000-character group
+/// name, names with a slash, a SyncBlocks of 10,000 blocks, recover ranges
+/// past a volume's end, a Hello naming another array, an empty volume, and
+/// a frame over the size limit. Each is refused (B drops that session and
+/// logs why), B keeps running, its volumes and groups are untouched, and
+/// replication restarts: a write on A reads back on B.
+#[test]
+fn no_peer_message_stops_or_corrupts_an_array() {
+    use replicim::core::{Changed, DataTag, Mode, Msg, Policies, RunBlock, BLOCK_SIZE};
+    use replicim::link::{encode, Frame, Session, Timing};
+    use std::io::{Read, Write};
+
+    let t = lab_up(true);
+    let lab = &t.lab;
+    let mut acked = Acked::default();
+    acked.write(lab, Site::A, "vol0", &[(0, 16, 0x61)]).unwrap();
+    let b_link = format!("127.0.0.1:{}", lab.opts.ports.b.link);
+    let block = || Box::new([0xeeu8; BLOCK_SIZE]);
+    let long = "g".repeat(100_000);
+    let bad: Vec<(&str, Frame)> = vec![
+        (
+            "a block beyond the end of vol0",
+            Frame::Message(Msg::Data {
+                group: "rcg0".into(),
+                vol: "vol0".into(),
+                block: 1 << 40,
+                data: block(),
+                tag: DataTag::Sync,
+            }),
+        ),
+        (
+            "a 100,000-character group name",
+            Frame::Message(Msg::CreateGroup {
+                group: long.clone(),
+                mode: Mode::Sync,
+                policies: Policies::default(),
+            }),
+        ),
+        (
+            "a group name with a slash",
+            Frame::Message(Msg::CreateGroup {
+                group: "bad/name".into(),
+                mode: Mode::Sync,
+                policies: Policies::default(),
+            }),
+        ),
+        (
+            "a volume name that escapes the data directory",
+            Frame::Message(Msg::Admit {
+                group: "rcg0".into(),
+                vol: "../../etc".into(),
+                source_vol: "vol0".into(),
+                blocks: 16,
+            }),
+        ),
+        (
+            "an empty volume",
+            Frame::Message(Msg::Admit {
+                group: "rcg0".into(),
+                vol: "volz".into(),
+                source_vol: "volz".into(),
+                blocks: 0,
+            }),
+        ),
+        (
+            "a SyncBlocks of 200 blocks",
+            Frame::Message(Msg::SyncBlocks {
+                group: "rcg0".into(),
+                vol: "vol1".into(),
+                blocks: (0..200)
+                    .map(|b| RunBlock {
+                        block: b,
+                        data: block(),
+                    })
+                    .collect(),
+            }),
+        ),
+        (
+            "recover ranges past the end of vol1",
+            Frame::Message(Msg::RecoverReady {
+                group: "rcg0".into(),
+                changed: vec![("vol1".into(), Changed::Ranges(vec![(16380, 100)]))],
+            }),
+        ),
+        (
+            "a Hello naming another array",
+            Frame::Message(Msg::Hello {
+                array: "site-z".into(),
+                groups: vec![],
+                complete: true,
+            }),
+        ),
+    ];
+    let handshake = |s: &mut std::net::TcpStream| {
+        let mut hello = Session::dial("site-a", "site-b", Timing::default(), Default::default());
+        s.write_all(&hello.take_output()).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        let ev = hello.handle_input(&buf[..n], Default::default());
+        assert!(hello.is_up(), "no Welcome from site-b: {ev:?}");
+    };
+    let closed = |s: &mut std::net::TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => continue, // heartbeats, its own Hello
+            }
+        }
+    };
+    for (what, frame) in bad {
+        let mut s = std::net::TcpStream::connect(&b_link).unwrap();
+        handshake(&mut s);
+        let mut out = Vec::new();
+        encode(&frame, &mut out).unwrap();
+        s.write_all(&out).unwrap();
+        assert!(closed(&mut s), "{what}: site-b kept the session");
+        assert!(lab.running(Site::B), "{what}: site-b stopped");
+        println!("  refused: {what}");
+    }
+    // A frame over the 1 MiB limit: its length alone ends the session.
+    {
+        let mut s = std::net::TcpStream::connect(&b_link).unwrap();
+        handshake(&mut s);
+        let len = (2u32 << 20).to_be_bytes();
+        s.write_all(&len).unwrap();
+        let _ = s.write_all(&vec![0u8; 64 * 1024]);
+        assert!(closed(&mut s), "an oversized frame kept the session");
+        assert!(lab.running(Site::B), "an oversized frame stopped site-b");
+        println!("  refused: a frame over the size limit");
+    }
+    // Nothing changed on B, and replication comes back by itself.
+    let log = std::fs::read_to_string(lab.opts.dir.join("site-b.log")).unwrap();
+    assert!(
+        log.contains("refused a message, dropping the session"),
+        "site-b logged no refusal"
+    );
+    assert!(!log.contains("array stopped"), "site-b logged a stop");
+    let groups = lab.console(Site::B).unwrap().show().unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0].volumes.len(), 2);
+    // Each dropped session was a link failure for the group (no
+    // auto_recover in the lab): the operator starts it again.
+    lab.wait_link(Site::A, true, WAIT).unwrap();
+    rcopy(lab, Site::A, "startrcopygroup rcg0").unwrap();
+    expect(lab, Site::B, SYNCED_S, "replicating again");
+    acked
+        .write(lab, Site::A, "vol1", &[(100, 8, 0x62)])
+        .unwrap();
+    let n = acked.check(lab, Site::B).unwrap();
+    println!("  {n} acknowledged blocks read back on B after the attack");
+    same(lab);
+}

@@ -440,3 +440,45 @@ fn one_volume_in_several_groups_is_handled_per_group() {
         .any(|p| p.local == "vol1"));
     assert!(a.group("rcg3").unwrap().pairs.is_empty());
 }
+
+/// Names follow one rule wherever they enter: rcopy refuses a bad one
+/// before it reaches an array, and the array refuses it over CIM-XML as
+/// an invalid parameter (a 100,000-character group name, a slash), so no
+/// such name ever reaches the link.
+#[test]
+fn names_are_checked_where_they_enter() {
+    use replicim::cim::client::{Client, Param};
+    use replicim::cim::model::Value;
+    let d = two_arrays_with_volumes();
+    let (rc, _, err) = rcopy(
+        &d,
+        SITE_A,
+        &["creatercopygroup", "bad/name", "site-b", "sync"],
+    );
+    assert_ne!(rc, 0);
+    assert!(err.contains("1-31 characters"), "{err}");
+    let mut c = Client::new(&d.hosts()[SITE_A], None);
+    let rs = replicim::provider::model_paths::rs_path(SITE_A, &d.hosts()[SITE_A]);
+    for name in [
+        "x".repeat(100_000),
+        "bad/name".to_string(),
+        "..".to_string(),
+    ] {
+        let r = c.invoke(
+            &rs,
+            "CreateRemoteCopyGroup",
+            &[
+                Param::Value("GroupName", Value::String(name.clone())),
+                Param::Value("TargetSystem", Value::String("site-b".into())),
+                Param::Value("Mode", Value::Uint16(2)),
+            ],
+        );
+        let e = r.expect_err("a bad name is refused").to_string();
+        assert!(
+            e.contains("CIM_ERR_INVALID_PARAMETER") && e.contains("1-31 characters"),
+            "{e}"
+        );
+    }
+    let sim = d.sim();
+    assert_eq!(sim.lock().unwrap().array(SITE_A).groups().count(), 0);
+}
