@@ -547,9 +547,18 @@ fn the_lab_command_line_runs_faults_and_stops_cleanly() {
     }
     qemu::io("nbd://127.0.0.1:10809/vol0", &["write -P 0x5c 0 1M".into()]).unwrap();
     qemu::io("nbd://127.0.0.1:10810/vol0", &["read -P 0x5c 0 1M".into()]).unwrap();
-    assert_eq!(ctl(&["status"]), "site-a running, site-b running, link up");
+    assert_eq!(
+        ctl(&["status"]),
+        "site-a running, sees the link up; site-b running, sees the link up; switch up"
+    );
     ctl(&["link", "down"]);
-    assert!(ctl(&["status"]).ends_with("link down"));
+    assert!(ctl(&["status"]).ends_with("switch down"));
+    // Each array notices on its own, after its heartbeat timeout.
+    let t0 = Instant::now();
+    while !ctl(&["status"]).starts_with("site-a running, sees the link down") {
+        assert!(t0.elapsed() < WAIT, "site-a never saw the link down");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // A keeps writing: the first write waits out the link timeout.
     qemu::io(
         "nbd://127.0.0.1:10809/vol1",

@@ -51,16 +51,30 @@ pub fn execute(lab: &Lab, line: &str) -> Result<String, String> {
             lab.throttle(Some(rate));
             Ok(format!("link throttled to {rate} bytes/s each way"))
         }
-        ["status"] => Ok(format!(
-            "site-a {}, site-b {}, link {}{}",
-            if lab.running(Site::A) { "running" } else { "down" },
-            if lab.running(Site::B) { "running" } else { "down" },
-            if lab.switch.is_up() { "up" } else { "down" },
-            lab.switch
-                .rate()
-                .map(|r| format!(", throttled to {r} bytes/s"))
-                .unwrap_or_default()
-        )),
+        ["status"] => {
+            // Each array's own view of its link (what it reports over
+            // CIM-XML), then the switch.
+            let site = |s: Site| {
+                if !lab.running(s) {
+                    return format!("{} down", s.name());
+                }
+                match lab.link_reported(s) {
+                    Ok(true) => format!("{} running, sees the link up", s.name()),
+                    Ok(false) => format!("{} running, sees the link down", s.name()),
+                    Err(e) => format!("{} running, not answering ({e})", s.name()),
+                }
+            };
+            Ok(format!(
+                "{}; {}; switch {}{}",
+                site(Site::A),
+                site(Site::B),
+                if lab.switch.is_up() { "up" } else { "down" },
+                lab.switch
+                    .rate()
+                    .map(|r| format!(", throttled to {r} bytes/s"))
+                    .unwrap_or_default()
+            ))
+        }
         _ => Err(format!(
             "unknown request {line:?}; use kill A|B, start A|B, link down|up, link throttle N|off, status"
         )),
