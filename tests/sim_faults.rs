@@ -192,7 +192,10 @@ impl Run {
         let vols: Vec<String> = (0..nvols).map(|i| format!("vol{i}")).collect();
         let blocks = 8 + rng.below(24);
         let names: Vec<&str> = vols.iter().map(String::as_str).collect();
-        let sim = crate::util::pair_with(config, mode, policies, &names, blocks);
+        let mut sim = crate::util::pair_with(config, mode, policies, &names, blocks);
+        // A volume that operators admit to and dismiss from the running
+        // group (a pair that never started meets failovers and restores).
+        sim.create_volume(A, "volx", blocks).unwrap();
         let mut run = Run {
             seed,
             rng,
@@ -588,7 +591,7 @@ impl Run {
     }
 
     fn command(&mut self, side: &str) {
-        let line = match self.rng.below(12) {
+        let line = match self.rng.below(14) {
             0 | 1 => "startrcopygroup rcg0",
             2 => "stoprcopygroup rcg0",
             3 => "syncrcopy rcg0",
@@ -596,7 +599,9 @@ impl Run {
             6 | 7 => "setrcopygroup recover rcg0",
             8 => "setrcopygroup recover -full rcg0",
             9 | 10 => "setrcopygroup restore rcg0",
-            _ => "setrcopygroup reverse rcg0",
+            11 => "setrcopygroup reverse rcg0",
+            12 => "admitrcopyvv volx rcg0 site-b:volx",
+            _ => "dismissrcopyvv volx rcg0",
         };
         let c = replicim::rcopy::parse(&line.split_whitespace().collect::<Vec<_>>()).unwrap();
         let r = self.sim.command(side, c);
@@ -978,6 +983,10 @@ fn seeds_that_found_bugs_stay_fixed() {
         (
             5_340,
             "a reversed target rolled back by a cut recover reported Stale, which no row has for its role",
+        ),
+        (
+            9_000_016,
+            "an admit lost with the link left a pair on one side only, and recover/restore never converged",
         ),
         (
             19_388_213_022_959,

@@ -2019,12 +2019,30 @@ impl<S: BlockStore> Array<S> {
                 blocks,
                 ..
             } => {
+                // Only a target takes new pairs. The same pair again is a
+                // success (a source resends an admit whose answer it lost).
+                let same = g
+                    .pairs
+                    .iter()
+                    .any(|p| p.local == vol && p.remote == source_vol && p.blocks == blocks);
                 let error = if g.role.is_source() {
-                    Some(format!("{} is {} for group {}", self.name, g.role, g.name))
+                    Some(format!(
+                        "{} is {} for group {}; only a target takes new pairs",
+                        self.name, g.role, g.name
+                    ))
+                } else if same {
+                    None
                 } else if g.pairs.iter().any(|p| p.local == vol) {
                     Some(format!(
                         "{vol} is already in group {} on {}",
                         g.name, self.name
+                    ))
+                } else if g.pairs.len() >= names::MAX_PAIRS {
+                    Some(format!(
+                        "group {} already has {} pairs on {}",
+                        g.name,
+                        names::MAX_PAIRS,
+                        self.name
                     ))
                 } else if let Some(other) = self
                     .groups
@@ -2058,7 +2076,7 @@ impl<S: BlockStore> Array<S> {
                     }
                     None => None,
                 };
-                if error.is_none() {
+                if error.is_none() && !same {
                     g.pairs.push(Pair::new(&vol, &source_vol, blocks, self.now));
                 }
                 let reply = Msg::AdmitResult {
@@ -2310,6 +2328,7 @@ impl<S: BlockStore> Array<S> {
             }
             _ => {}
         }
+        self.reconcile_pairs(g, &h)?;
         let armed = std::mem::take(&mut g.auto_recover_armed);
         let agreed = h.role == g.role.counterpart();
         g.peer_hello = Some(h);
@@ -2327,6 +2346,54 @@ impl<S: BlockStore> Array<S> {
             g.requested = Some(CopyState::Synchronized);
             self.note(&g.name, "auto_recover: restarting".into());
             self.start_runs(g, false)?;
+        }
+        Ok(())
+    }
+
+    /// The source's pairs are the group's. An admit or a dismiss lost with
+    /// the link leaves the two sides with different pairs; each Hello
+    /// repairs that: a source resends the admit of every pair the target
+    /// lacks (it goes first, before anything that starts the group), and a
+    /// target drops every pair the source does not list (its volume and
+    /// data stay; it is just no longer replicated).
+    fn reconcile_pairs(&mut self, g: &mut Group, h: &GroupHello) -> R<()> {
+        let listed = |v: &str| h.pairs.iter().any(|x| x.vol == v);
+        if g.role.is_source() && !h.role.is_source() {
+            let missing: Vec<Msg> = g
+                .pairs
+                .iter()
+                .filter(|p| !listed(&p.remote))
+                .map(|p| Msg::Admit {
+                    group: g.name.clone(),
+                    vol: p.remote.clone(),
+                    source_vol: p.local.clone(),
+                    blocks: p.blocks,
+                })
+                .collect();
+            for m in missing {
+                self.send(&g.peer.clone(), m);
+            }
+        } else if !g.role.is_source() && h.role.is_source() {
+            let gone: Vec<usize> = (0..g.pairs.len())
+                .rev()
+                .filter(|&i| !listed(&g.pairs[i].local))
+                .collect();
+            for i in gone {
+                let p = g.pairs.remove(i);
+                for snap in [p.base_snap, p.target_snap, p.cycle_snap]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.vols.delete_snap(&mut self.store, snap)?;
+                }
+                self.note(
+                    &g.name,
+                    format!(
+                        "{} is no pair of the group on {}: dropped here",
+                        p.local, g.peer
+                    ),
+                );
+            }
         }
         Ok(())
     }
@@ -2531,6 +2598,16 @@ impl<S: BlockStore> Array<S> {
                 Ok(())
             }
             Command::Dismiss { vol, .. } => {
+                // The source's pairs are the group's: a target dismisses
+                // only while it can tell the source (else the next Hello
+                // would bring the pair back).
+                if !g.role.is_source() {
+                    self.need_link(
+                        g,
+                        "dismissrcopyvv",
+                        "on the target side the source must hear of it; dismiss on the source side, or bring the link up",
+                    )?;
+                }
                 if g.started {
                     return Err(CommandError::NotStopped {
                         op: "dismissrcopyvv",

@@ -181,10 +181,13 @@ pub fn derive(f: &PairFacts) -> PairView {
     use SyncState as S;
     let reversed = f.role.is_reversed();
     // The DR table knows a reversed pair that is not replicating only as
-    // Stopped (rows 3a/3b, 4, 8, 10): one with no usable point (NotSynced)
-    // or rolled back to its last complete cycle (Stale) is reported so.
+    // Stopped (rows 3a/3b, 4, 8, 10): one never started (New), with no
+    // usable point (NotSynced) or rolled back to its last complete cycle
+    // (Stale) is reported so.
     let status = match f.status {
-        SyncStatus::NotSynced | SyncStatus::Stale if reversed => SyncStatus::Stopped,
+        SyncStatus::New | SyncStatus::NotSynced | SyncStatus::Stale if reversed => {
+            SyncStatus::Stopped
+        }
         s => s,
     };
 

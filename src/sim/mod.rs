@@ -22,6 +22,8 @@
 //! hash order or wall time, so a run is a pure function of its inputs and
 //! seed.
 
+pub mod fuzz;
+
 use std::collections::{BTreeMap, VecDeque};
 
 use sha2::{Digest, Sha256};
@@ -343,6 +345,33 @@ impl Sim {
         self.dirs
             .get(&(from.to_string(), to.to_string()))
             .is_some_and(|d| d.held)
+    }
+
+    /// Delivers `msg` to `to` as if `from` had sent it (a fuzzer's input).
+    /// A message `to` refuses drops the session, as a real array does: the
+    /// link goes down and comes back. Returns the refusal's reason.
+    pub fn inject(
+        &mut self,
+        from: &str,
+        to: &str,
+        msg: Msg,
+    ) -> Result<Option<String>, VolumeError> {
+        if !self.effective(from, to) {
+            return Ok(None);
+        }
+        let mut refused = None;
+        self.batch(to, |b, now| match b.message(now, from, msg) {
+            Err(Fault::Peer { reason, .. }) => {
+                refused = Some(reason);
+                Ok(())
+            }
+            r => r,
+        })?;
+        if refused.is_some() {
+            self.link_down(from, to)?;
+            self.link_up(from, to)?;
+        }
+        Ok(refused)
     }
 
     /// Plans a crash of `name` inside its next batch, at `at`.
