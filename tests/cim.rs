@@ -363,7 +363,7 @@ fn protocol_faults_get_http_errors_and_the_server_stays_up() {
     // CIMMethod header disagrees with the body: 400 header-mismatch.
     let (st, h, _) = cim_post(
         a,
-        "CIMOperation: MethodCall\r\nCIMMethod: GetClass\r\n",
+        "CIMOperation: MethodCall\r\nCIMMethod: GetClass\r\nCIMObject: root/cimv2\r\n",
         ENUM_NAMES,
     );
     assert!(st == 400 && h.contains("header-mismatch"), "{h}");
@@ -374,7 +374,7 @@ fn protocol_faults_get_http_errors_and_the_server_stays_up() {
     let unknown = ENUM_NAMES.replace("EnumerateInstanceNames", "FrobnicateInstances");
     let (st, _, b) = cim_post(
         a,
-        "CIMOperation: MethodCall\r\nCIMMethod: FrobnicateInstances\r\n",
+        "CIMOperation: MethodCall\r\nCIMMethod: FrobnicateInstances\r\nCIMObject: root/cimv2\r\n",
         &unknown,
     );
     assert!(st == 200 && b.contains("<ERROR CODE=\"7\""), "{b}");
@@ -384,7 +384,7 @@ fn protocol_faults_get_http_errors_and_the_server_stays_up() {
     assert!(st == 200 && b.contains("<ERROR CODE=\"4\""), "{b}");
     // M-POST with extension headers works and is answered in kind.
     let req = format!(
-        "M-POST /cimom HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\nContent-Type: application/xml\r\nMan: http://www.dmtf.org/cim/mapping/http/v1.0;ns=73\r\n73-CIMOperation: MethodCall\r\n73-CIMMethod: EnumerateInstanceNames\r\nContent-Length: {}\r\n\r\n{ENUM_NAMES}",
+        "M-POST /cimom HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\nContent-Type: application/xml\r\nMan: http://www.dmtf.org/cim/mapping/http/v1.0;ns=73\r\n73-CIMOperation: MethodCall\r\n73-CIMMethod: EnumerateInstanceNames\r\n73-CIMObject: root%2Fcimv2\r\nContent-Length: {}\r\n\r\n{ENUM_NAMES}",
         ENUM_NAMES.len()
     );
     let (st, h, b) = raw(a, req.as_bytes());
@@ -399,7 +399,8 @@ fn protocol_faults_get_http_errors_and_the_server_stays_up() {
 #[test]
 fn authentication_is_basic_and_on_when_configured() {
     let s = TestServer::with_auth(0);
-    let ok_headers = "CIMOperation: MethodCall\r\nCIMMethod: EnumerateInstanceNames\r\n";
+    let ok_headers =
+        "CIMOperation: MethodCall\r\nCIMMethod: EnumerateInstanceNames\r\nCIMObject: root/cimv2\r\n";
     let (st, h, _) = cim_post(s.http, ok_headers, ENUM_NAMES);
     assert!(
         st == 401 && h.contains("www-authenticate: basic realm=\"replicim\""),
@@ -436,7 +437,7 @@ fn shutdown_drains_open_requests() {
     let addr = s.http;
     let body = ENUM_NAMES.replace("EnumerateInstanceNames", "EnumerateInstances");
     let req = format!(
-        "POST /cimom HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/xml\r\nCIMOperation: MethodCall\r\nCIMMethod: EnumerateInstances\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /cimom HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/xml\r\nCIMOperation: MethodCall\r\nCIMMethod: EnumerateInstances\r\nCIMObject: root/cimv2\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let mut conn = TcpStream::connect(addr).unwrap();

@@ -6,6 +6,7 @@ mod cim_support; // test provider and in-process server
 mod conformance; // the state tables replayed at core level, and that the runner can fail
 mod core_rules; // behaviours the seeds state in prose (dr-transitions.md)
 mod delta; // delta accounting on a 64 MiB volume
+mod dsp0200; // malformed CIM-XML requests answered as DSP0200 says (the wetest fault kinds)
 mod fuzz; // a short run of the fuzz targets (link decoder, peer messages)
 mod lab; // two serve processes behind the fault switch: DR with kills, link failure, crash points
 mod layering;

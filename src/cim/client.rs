@@ -268,6 +268,7 @@ impl Client {
             return Err(ClientError::Cim(CimError {
                 code,
                 description: desc,
+                not_valid: false,
             }));
         }
         Ok(resp.clone())
@@ -398,7 +399,7 @@ impl Client {
                 out.extend_from_slice(b"</PARAMVALUE>");
             }
         });
-        let object = format!("{ns}:{}", target.class);
+        let object = super::headers::cim_object(&ns, Some(target));
         let reply = self.post(method, &object, &body)?;
         let resp = self.response(&reply, "METHODRESPONSE")?;
         let proto =

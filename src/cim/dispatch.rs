@@ -133,6 +133,9 @@ pub struct Reply {
     pub tail: Vec<u8>,
     /// The CIM status, for logs (0 for success).
     pub status: u32,
+    /// Set when the request turned out not to be valid CIM-XML: the
+    /// server answers HTTP 400 `request-not-valid` with this text instead.
+    pub not_valid: Option<String>,
 }
 
 impl Reply {
@@ -770,6 +773,7 @@ impl Dispatcher {
             items: None,
             tail: Vec::new(),
             status: 0,
+            not_valid: None,
         }
     }
 
@@ -847,6 +851,7 @@ impl Dispatcher {
                 items: None,
                 tail: Vec::new(),
                 status: 0,
+                not_valid: None,
             }
         };
         let void = || small(&|_| {});
@@ -1264,6 +1269,7 @@ impl Dispatcher {
             items: None,
             tail: Vec::new(),
             status: 0,
+            not_valid: None,
         }
     }
 
@@ -1283,6 +1289,7 @@ impl Dispatcher {
             items: None,
             tail: Vec::new(),
             status: 0,
+            not_valid: None,
         }
     }
 
@@ -1326,6 +1333,7 @@ impl Dispatcher {
                     items: None,
                     tail: Vec::new(),
                     status: 0,
+                    not_valid: None,
                 }
             }
             Err(e) => error_reply(id, method, false, &e),
@@ -1378,16 +1386,16 @@ impl Dispatcher {
                 None => None,
                 Some(v) if decl.embedded() || pv.attr("EmbeddedObject").is_some() => {
                     decode::embedded_value(v).map_err(|e| {
-                        CimError::invalid_parameter(format!("{method}: {name}: {e}"))
+                        CimError::request_not_valid(format!("{method}: {name}: {e}"))
                     })?
                 }
                 Some(v) => decode::value_of(v, Some(&decl.ty))
-                    .map_err(|e| CimError::invalid_parameter(format!("{method}: {name}: {e}")))?,
+                    .map_err(|e| CimError::request_not_valid(format!("{method}: {name}: {e}")))?,
             };
             let value =
                 match value {
                     Some(v) => Some(coerce_param(v, &decl.ty, decl.is_array).map_err(|e| {
-                        CimError::invalid_parameter(format!("{method}: {name}: {e}"))
+                        CimError::request_not_valid(format!("{method}: {name}: {e}"))
                     })?),
                     None => None,
                 };
@@ -1505,6 +1513,7 @@ pub fn error_reply(id: &str, method: &str, intrinsic: bool, e: &CimError) -> Rep
         items: None,
         tail: Vec::new(),
         status: e.code,
+        not_valid: e.not_valid.then(|| e.description.clone()),
     }
 }
 
@@ -1519,6 +1528,7 @@ fn streaming(id: &str, method: &str, items: ItemWriter) -> Reply {
         items: Some(items),
         tail,
         status: 0,
+        not_valid: None,
     }
 }
 

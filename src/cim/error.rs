@@ -7,12 +7,16 @@ use std::fmt;
 pub struct CimError {
     pub code: u32,
     pub description: String,
+    /// The request's XML is well-formed but not valid CIM-XML (a value that
+    /// is not of its type, a required element or attribute missing): DSP0200
+    /// answers it with HTTP 400 `request-not-valid`, not a CIM error.
+    pub not_valid: bool,
 }
 
 macro_rules! codes {
     ($($n:literal $sym:ident $ctor:ident),* $(,)?) => {
         impl CimError {
-            $(pub fn $ctor(d: impl Into<String>) -> CimError { CimError { code: $n, description: d.into() } })*
+            $(pub fn $ctor(d: impl Into<String>) -> CimError { CimError { code: $n, description: d.into(), not_valid: false } })*
             /// The symbolic name of a code, such as CIM_ERR_NOT_FOUND.
             pub fn symbol(code: u32) -> &'static str {
                 match code { $($n => stringify!($sym),)* _ => "CIM_ERR_UNKNOWN" }
@@ -48,6 +52,17 @@ codes! {
     26 CIM_ERR_CONTINUATION_ON_ERROR_NOT_SUPPORTED continuation_on_error_not_supported,
     27 CIM_ERR_SERVER_LIMITS_EXCEEDED server_limits_exceeded,
     28 CIM_ERR_SERVER_IS_SHUTTING_DOWN server_is_shutting_down,
+}
+
+impl CimError {
+    /// The request is not valid CIM-XML (see [`CimError::not_valid`]).
+    pub fn request_not_valid(d: impl Into<String>) -> CimError {
+        CimError {
+            code: 4,
+            description: d.into(),
+            not_valid: true,
+        }
+    }
 }
 
 impl fmt::Display for CimError {

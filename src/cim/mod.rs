@@ -14,6 +14,7 @@
 pub mod client;
 pub mod dispatch;
 pub mod error;
+pub mod headers;
 pub mod interop;
 pub mod model;
 pub mod mof;

@@ -194,6 +194,11 @@ fn bad(m: impl Into<String>) -> CimError {
     CimError::invalid_parameter(m)
 }
 
+/// A value or element that is not valid CIM-XML (HTTP 400).
+fn not_valid(m: impl Into<String>) -> CimError {
+    CimError::request_not_valid(m)
+}
+
 impl Params {
     fn new(method: &str, items: Vec<(String, Element)>) -> Result<Params, CimError> {
         for (i, (n, _)) in items.iter().enumerate() {
@@ -234,7 +239,7 @@ impl Params {
                 Some(v) if v.name == "VALUE" => match v.text.trim().to_ascii_lowercase().as_str() {
                     "true" => Ok(true),
                     "false" => Ok(false),
-                    other => Err(bad(format!(
+                    other => Err(not_valid(format!(
                         "{}: {name} must be TRUE or FALSE, not `{other}`",
                         self.method
                     ))),
@@ -276,11 +281,11 @@ impl Params {
     fn u32(&mut self, name: &str) -> Result<Option<u32>, CimError> {
         match self.string(name)? {
             None => Ok(None),
-            Some(s) => s
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| bad(format!("{}: {name} `{s}` is not a uint32", self.method))),
+            Some(s) => {
+                s.trim().parse().map(Some).map_err(|_| {
+                    not_valid(format!("{}: {name} `{s}` is not a uint32", self.method))
+                })
+            }
         }
     }
 
@@ -291,7 +296,7 @@ impl Params {
                 None => Ok(None),
                 Some(c) if c.name == "CLASSNAME" => Ok(Some(Name::new(
                     c.attr("NAME")
-                        .ok_or_else(|| bad("CLASSNAME without NAME"))?,
+                        .ok_or_else(|| not_valid("CLASSNAME without NAME"))?,
                 ))),
                 Some(v) => Err(bad(format!(
                     "{}: {name} must be a CLASSNAME, not {}",
@@ -313,7 +318,7 @@ impl Params {
         let inner = e
             .first()
             .ok_or_else(|| bad(format!("{}: {name} is empty", self.method)))?;
-        decode::instance_name(inner).map_err(|x| bad(format!("{}: {name}: {x}", self.method)))
+        decode::instance_name(inner).map_err(|x| not_valid(format!("{}: {name}: {x}", self.method)))
     }
 
     /// ObjectName/InstanceName of association operations: an instance or a class.
@@ -325,7 +330,7 @@ impl Params {
         let inner = e
             .first()
             .ok_or_else(|| bad(format!("{}: {} is empty", self.method, names[0])))?;
-        decode::object_path(inner).map_err(|x| bad(format!("{}: {x}", self.method)))
+        decode::object_path(inner).map_err(|x| not_valid(format!("{}: {x}", self.method)))
     }
 
     fn property_list(&mut self) -> Result<Option<Vec<String>>, CimError> {
@@ -499,7 +504,7 @@ pub fn parse(method: &str, params: Vec<(String, Element)>) -> Result<Op, CimErro
                 e.first()
                     .ok_or_else(|| bad("CreateInstance: NewInstance is empty"))?,
             )
-            .map_err(|x| bad(x.to_string()))?;
+            .map_err(|x| not_valid(x.to_string()))?;
             Op::CreateInstance { instance: inst }
         }
         "modifyinstance" => {
@@ -514,12 +519,14 @@ pub fn parse(method: &str, params: Vec<(String, Element)>) -> Result<Op, CimErro
                 })?;
             let path = decode::instance_name(
                 ni.need_child("INSTANCENAME")
-                    .map_err(|x| bad(x.to_string()))?,
+                    .map_err(|x| not_valid(x.to_string()))?,
             )
-            .map_err(|x| bad(x.to_string()))?;
-            let instance =
-                decode::instance(ni.need_child("INSTANCE").map_err(|x| bad(x.to_string()))?)
-                    .map_err(|x| bad(x.to_string()))?;
+            .map_err(|x| not_valid(x.to_string()))?;
+            let instance = decode::instance(
+                ni.need_child("INSTANCE")
+                    .map_err(|x| not_valid(x.to_string()))?,
+            )
+            .map_err(|x| not_valid(x.to_string()))?;
             p.boolean("IncludeQualifiers", true)?;
             Op::ModifyInstance {
                 path,

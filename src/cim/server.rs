@@ -30,8 +30,8 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::dispatch::{Dispatcher, ItemWriter, Reply};
-use super::ops;
 use super::xml::decode::{self, Call, Limits};
+use super::{headers, ops};
 
 /// Limits and credentials of a server.
 #[derive(Clone, Debug)]
@@ -202,6 +202,20 @@ fn cim_header<'a>(h: &'a HeaderMap, prefix: &str, name: &str) -> Option<&'a str>
         .and_then(|v| v.to_str().ok())
 }
 
+/// How many times the header `name` was sent (prefixed or not).
+fn cim_header_count(h: &HeaderMap, prefix: &str, name: &str) -> usize {
+    let prefixed = if prefix.is_empty() {
+        0
+    } else {
+        h.get_all(format!("{prefix}{name}").as_str()).iter().count()
+    };
+    prefixed + h.get_all(name).iter().count()
+}
+
+fn mismatch(text: &str) -> Response<Body> {
+    plain(StatusCode::BAD_REQUEST, Some("header-mismatch"), text)
+}
+
 fn authorized(h: &HeaderMap, creds: &(String, String)) -> bool {
     let Some(v) = h.get("authorization").and_then(|v| v.to_str().ok()) else {
         return false;
@@ -292,6 +306,20 @@ async fn respond(req: Request<Incoming>, state: Arc<State>, peer: SocketAddr) ->
         }
     }
     let h = req.headers();
+    if req.version() == hyper::Version::HTTP_11 && !h.contains_key("host") {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            None,
+            "an HTTP/1.1 request needs a Host header",
+        );
+    }
+    if cim_header_count(h, &prefix, "CIMOperation") > 1 {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            Some("unsupported-operation"),
+            "the CIMOperation header is sent more than once",
+        );
+    }
     match cim_header(h, &prefix, "CIMOperation") {
         None => {
             return plain(
@@ -316,15 +344,6 @@ async fn respond(req: Request<Incoming>, state: Arc<State>, peer: SocketAddr) ->
             "batched requests are not supported",
         );
     }
-    if let Some(v) = cim_header(h, &prefix, "CIMProtocolVersion") {
-        if !v.trim().starts_with("1.") {
-            return plain(
-                StatusCode::NOT_IMPLEMENTED,
-                Some("unsupported-protocol-version"),
-                "CIMProtocolVersion must be 1.x",
-            );
-        }
-    }
     if let Some(ct) = h.get("content-type").and_then(|v| v.to_str().ok()) {
         let lower = ct.to_ascii_lowercase();
         let mime = lower.split(';').next().unwrap_or("").trim();
@@ -342,8 +361,28 @@ async fn respond(req: Request<Incoming>, state: Arc<State>, peer: SocketAddr) ->
             );
         }
     }
-    let header_method = cim_header(h, &prefix, "CIMMethod").map(str::to_string);
-    let header_object = cim_header(h, &prefix, "CIMObject").map(str::to_string);
+    let batch = cim_header(h, &prefix, "CIMBatch").is_some();
+    let header_version = cim_header(h, &prefix, "CIMProtocolVersion")
+        .unwrap_or("1.0")
+        .trim()
+        .to_string();
+    for name in ["CIMMethod", "CIMObject"] {
+        match cim_header_count(h, &prefix, name) {
+            0 => return mismatch(&format!("the {name} header is missing")),
+            1 => {}
+            _ => return mismatch(&format!("the {name} header is sent more than once")),
+        }
+    }
+    let header_method = cim_header(h, &prefix, "CIMMethod")
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if header_method.is_empty() {
+        return mismatch("the CIMMethod header is empty");
+    }
+    let header_object = cim_header(h, &prefix, "CIMObject")
+        .unwrap_or("")
+        .to_string();
     if let Some(len) = h
         .get("content-length")
         .and_then(|v| v.to_str().ok())
@@ -383,6 +422,15 @@ async fn respond(req: Request<Incoming>, state: Arc<State>, peer: SocketAddr) ->
     }
     let request = match decode::request(&body, cfg.xml) {
         Ok(r) => r,
+        Err(decode::DecodeError::MultiRequest) if !batch => {
+            return mismatch("a MULTIREQ body needs the CIMBatch header");
+        }
+        // The header and the body disagree before either is unsupported.
+        Err(decode::DecodeError::ProtocolVersion(v)) if v != header_version => {
+            return mismatch(&format!(
+                "CIMProtocolVersion {header_version} does not match the body's PROTOCOLVERSION {v}"
+            ));
+        }
         Err(e) => {
             let (status, cim_error) = e.cim_error();
             tracing::info!(%peer, error = %e, "malformed request");
@@ -401,14 +449,22 @@ async fn respond(req: Request<Incoming>, state: Arc<State>, peer: SocketAddr) ->
             method, namespace, ..
         } => (method.clone(), namespace.clone()),
     };
-    if let Some(hm) = &header_method {
-        if !hm.eq_ignore_ascii_case(&method) {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                Some("header-mismatch"),
-                "the CIMMethod header does not name the method in the body",
-            );
-        }
+    if header_version != request.protocol_version {
+        return mismatch(&format!(
+            "CIMProtocolVersion {header_version} does not match the body's PROTOCOLVERSION {}",
+            request.protocol_version
+        ));
+    }
+    // The method name, percent-decoded (or as sent, when that fails).
+    let named = |m: &str| m.eq_ignore_ascii_case(&method);
+    if !headers::percent_decode(&header_method).is_some_and(|m| named(&m)) && !named(&header_method)
+    {
+        return mismatch(&format!(
+            "the CIMMethod header {header_method:?} does not name the method in the body ({method})"
+        ));
+    }
+    if let Err(why) = headers::object_matches(&header_object, &request.call) {
+        return mismatch(&why);
     }
     let span = tracing::info_span!("cim", op = %method, namespace = %ns, class = tracing::field::Empty, status = tracing::field::Empty, duration_us = tracing::field::Empty);
     let dispatcher = state.dispatcher.clone();
@@ -436,14 +492,13 @@ async fn respond(req: Request<Incoming>, state: Arc<State>, peer: SocketAddr) ->
             dispatcher.extrinsic(&request.id, &method, &namespace, target, params)
         }
     });
+    if let Some(why) = &reply.not_valid {
+        tracing::debug!(%peer, "request not valid: {why}");
+        return plain(StatusCode::BAD_REQUEST, Some("request-not-valid"), why);
+    }
     span.record("status", reply.status);
     span.record("duration_us", started.elapsed().as_micros() as u64);
-    span.in_scope(|| {
-        tracing::info!(
-            cim_object = header_object.as_deref().unwrap_or(""),
-            "request"
-        )
-    });
+    span.in_scope(|| tracing::info!(cim_object = header_object.as_str(), "request"));
 
     let mut response = match reply.items {
         None => {

@@ -176,7 +176,14 @@ pub fn parse_tree(body: &[u8], limits: Limits) -> Result<Element, DecodeError> {
             Event::DocType(_) => {
                 return invalid("DOCTYPE declarations are not accepted (no entity definitions)")
             }
-            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Decl(d) => {
+                // The XML declaration is optional; one without a version
+                // is not XML.
+                if d.version().is_err() {
+                    return invalid("the XML declaration has no version");
+                }
+            }
+            Event::PI(_) | Event::Comment(_) => {}
             Event::Empty(_) => unreachable!("empty elements are expanded"),
             Event::Eof => break,
         }
@@ -212,7 +219,17 @@ pub enum Call {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
     pub id: String,
+    /// MESSAGE PROTOCOLVERSION, for the CIMProtocolVersion header check.
+    pub protocol_version: String,
     pub call: Call,
+}
+
+/// `major.<digits>` (DSP0201 versions: CIMVERSION and DTDVERSION 2.x,
+/// PROTOCOLVERSION 1.x).
+fn version_is(v: &str, major: &str) -> bool {
+    v.strip_prefix(major)
+        .and_then(|r| r.strip_prefix('.'))
+        .is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn namespace_of(lnp: &Element) -> Result<String, DecodeError> {
@@ -236,19 +253,20 @@ pub fn request(body: &[u8], limits: Limits) -> Result<Request, DecodeError> {
         return invalid(format!("root element is {}, not CIM", root.name));
     }
     let cv = root.need_attr("CIMVERSION")?;
-    if !cv.starts_with("2.") {
+    if !version_is(cv, "2") {
         return Err(DecodeError::CimVersion(cv.to_string()));
     }
     let dv = root.need_attr("DTDVERSION")?;
-    if !dv.starts_with("2.") {
+    if !version_is(dv, "2") {
         return Err(DecodeError::DtdVersion(dv.to_string()));
     }
     let msg = root.need_child("MESSAGE")?;
     let id = msg.need_attr("ID")?.to_string();
     let pv = msg.need_attr("PROTOCOLVERSION")?;
-    if !pv.starts_with("1.") {
+    if !version_is(pv, "1") {
         return Err(DecodeError::ProtocolVersion(pv.to_string()));
     }
+    let protocol_version = pv.to_string();
     if msg.child("MULTIREQ").is_some() {
         return Err(DecodeError::MultiRequest);
     }
@@ -262,6 +280,7 @@ pub fn request(body: &[u8], limits: Limits) -> Result<Request, DecodeError> {
         }
         return Ok(Request {
             id,
+            protocol_version,
             call: Call::Intrinsic {
                 namespace,
                 method,
@@ -286,6 +305,7 @@ pub fn request(body: &[u8], limits: Limits) -> Result<Request, DecodeError> {
         let params = call.children_named("PARAMVALUE").cloned().collect();
         return Ok(Request {
             id,
+            protocol_version,
             call: Call::Extrinsic {
                 namespace,
                 target,
@@ -436,6 +456,9 @@ pub fn instance(e: &Element) -> Result<Instance, DecodeError> {
             "QUALIFIER" => continue,
             other => return invalid(format!("{other} inside INSTANCE")),
         };
+        if inst.properties.iter().any(|q| q.name.is(name)) {
+            return invalid(format!("property {name} is given twice"));
+        }
         let (ty, is_array) = match p.name.as_str() {
             "PROPERTY.REFERENCE" => (
                 CimType::Reference(p.attr("REFERENCECLASS").map(Name::new)),
