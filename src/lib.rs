@@ -12,6 +12,8 @@
 //!   that uses both `cim` and `core`.
 //! * [`link`]: the replication link protocol (frames, handshake, heartbeats), sans-IO.
 //! * [`nbd`]: the NBD export (hosts read and write volumes).
+//! * [`secure`]: file modes for what an array keeps (0700 directories,
+//!   0600 volumes, journals, credentials and keys).
 //! * [`rcopy`]: the 3PAR command vocabulary and its CIM-XML console.
 //! * [`cli`]: the subcommands of the `replicim` binary.
 
@@ -26,5 +28,6 @@ pub mod node;
 pub mod provider;
 pub mod rcopy;
 pub mod rt;
+pub mod secure;
 pub mod sim;
 pub mod store;

@@ -608,7 +608,40 @@ fn the_lab_command_line_runs_faults_and_stops_cleanly() {
     interrupt(child, out);
 }
 
-/// A program speaking the link protocol as site-a sends site-b, one
+/// A TLS stream to site-b's link port.
+type Tls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// A TLS connection to site-b's link port as `identity`, trusting site-b's
+/// pinned certificate.
+fn tls_to_b(lab: &Lab, identity: replicim::link::tls::Identity) -> Tls {
+    use replicim::lab::{link_dir, Site as S};
+    let b = replicim::link::tls::ensure_identity(&link_dir(&lab.opts.dir, S::B), "site-b").unwrap();
+    let tls = replicim::link::tls::LinkTls {
+        identity,
+        peers: std::collections::BTreeMap::from([("site-b".to_string(), vec![b.fingerprint()])]),
+    };
+    let conn = rustls::ClientConnection::new(
+        tls.client("site-b").unwrap(),
+        "replicim-link".try_into().unwrap(),
+    )
+    .unwrap();
+    let tcp = std::net::TcpStream::connect(format!("127.0.0.1:{}", lab.opts.ports.b.link)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// site-a's own identity (read from its data directory), at site-b.
+fn genuine_site_a(lab: &Lab) -> Tls {
+    let a = replicim::link::tls::ensure_identity(
+        &replicim::lab::link_dir(&lab.opts.dir, Site::A),
+        "site-a",
+    )
+    .unwrap();
+    tls_to_b(lab, a)
+}
+
+/// A program speaking the link protocol as site-a — with site-a's own
+/// credentials, as a buggy genuine peer would — sends site-b, one
 /// connection each, the malformed messages that used to stop or wedge an
 /// array: a block beyond the end of a volume, a 100,000-character group
 /// name, names with a slash, a SyncBlocks of 10,000 blocks, recover ranges
@@ -626,7 +659,6 @@ fn no_peer_message_stops_or_corrupts_an_array() {
     let lab = &t.lab;
     let mut acked = Acked::default();
     acked.write(lab, Site::A, "vol0", &[(0, 16, 0x61)]).unwrap();
-    let b_link = format!("127.0.0.1:{}", lab.opts.ports.b.link);
     let block = || Box::new([0xeeu8; BLOCK_SIZE]);
     let long = "g".repeat(100_000);
     let bad: Vec<(&str, Frame)> = vec![
@@ -703,16 +735,21 @@ fn no_peer_message_stops_or_corrupts_an_array() {
             }),
         ),
     ];
-    let handshake = |s: &mut std::net::TcpStream| {
+    // A buggy peer, but a genuine one: it holds site-a's link identity.
+    let handshake = || {
+        let mut s = genuine_site_a(lab);
         let mut hello = Session::dial("site-a", "site-b", Timing::default(), Default::default());
         s.write_all(&hello.take_output()).unwrap();
         let mut buf = [0u8; 4096];
         let n = s.read(&mut buf).unwrap();
         let ev = hello.handle_input(&buf[..n], Default::default());
         assert!(hello.is_up(), "no Welcome from site-b: {ev:?}");
+        s
     };
-    let closed = |s: &mut std::net::TcpStream| {
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let closed = |s: &mut Tls| {
+        s.sock
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut buf = [0u8; 4096];
         loop {
             match s.read(&mut buf) {
@@ -722,8 +759,7 @@ fn no_peer_message_stops_or_corrupts_an_array() {
         }
     };
     for (what, frame) in bad {
-        let mut s = std::net::TcpStream::connect(&b_link).unwrap();
-        handshake(&mut s);
+        let mut s = handshake();
         let mut out = Vec::new();
         encode(&frame, &mut out).unwrap();
         s.write_all(&out).unwrap();
@@ -733,8 +769,7 @@ fn no_peer_message_stops_or_corrupts_an_array() {
     }
     // A frame over the 1 MiB limit: its length alone ends the session.
     {
-        let mut s = std::net::TcpStream::connect(&b_link).unwrap();
-        handshake(&mut s);
+        let mut s = handshake();
         let len = (2u32 << 20).to_be_bytes();
         s.write_all(&len).unwrap();
         let _ = s.write_all(&vec![0u8; 64 * 1024]);
@@ -762,5 +797,167 @@ fn no_peer_message_stops_or_corrupts_an_array() {
         .unwrap();
     let n = acked.check(lab, Site::B).unwrap();
     println!("  {n} acknowledged blocks read back on B after the attack");
+    same(lab);
+}
+
+/// A stream that keeps a copy of everything written to it.
+struct Recording {
+    tcp: std::net::TcpStream,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl std::io::Read for Recording {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.read(buf)
+    }
+}
+
+impl std::io::Write for Recording {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.tcp.write(buf)?;
+        self.sent.lock().unwrap().extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+use std::io::{Read as _, Write as _};
+
+/// Impostors on the replication link, each refused by TLS before any
+/// message reaches the core: a Hello with the right names but no
+/// credentials (plain TCP), garbage, a replay of a genuine session's bytes,
+/// and a TLS peer with a certificate nobody pinned. The real link stays up
+/// throughout (site-b logs no link change), every refusal is logged with
+/// its reason, and the volumes stay identical.
+#[test]
+fn impostors_on_the_link_are_refused_and_the_real_link_stays_up() {
+    use replicim::link::{Session, Timing};
+    let t = lab_up(true);
+    let lab = &t.lab;
+    let b_link = format!("127.0.0.1:{}", lab.opts.ports.b.link);
+    // A genuine session, recorded (it replaces the real one for a moment:
+    // site-a then dials again).
+    let recorded = {
+        let a = replicim::link::tls::ensure_identity(
+            &replicim::lab::link_dir(&lab.opts.dir, Site::A),
+            "site-a",
+        )
+        .unwrap();
+        let b = replicim::link::tls::ensure_identity(
+            &replicim::lab::link_dir(&lab.opts.dir, Site::B),
+            "site-b",
+        )
+        .unwrap();
+        let tls = replicim::link::tls::LinkTls {
+            identity: a,
+            peers: std::collections::BTreeMap::from([(
+                "site-b".to_string(),
+                vec![b.fingerprint()],
+            )]),
+        };
+        let conn = rustls::ClientConnection::new(
+            tls.client("site-b").unwrap(),
+            "replicim-link".try_into().unwrap(),
+        )
+        .unwrap();
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tcp = std::net::TcpStream::connect(&b_link).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut s = rustls::StreamOwned::new(
+            conn,
+            Recording {
+                tcp,
+                sent: sent.clone(),
+            },
+        );
+        let mut hello = Session::dial("site-a", "site-b", Timing::default(), Default::default());
+        s.write_all(&hello.take_output()).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        hello.handle_input(&buf[..n], Default::default());
+        assert!(hello.is_up(), "the genuine session was not welcomed");
+        drop(s);
+        let bytes = sent.lock().unwrap().clone();
+        bytes
+    };
+    // The recording replaced the real session for a moment, a link
+    // failure for the group: the operator starts it again.
+    lab.wait_link(Site::A, true, WAIT).unwrap();
+    lab.wait_link(Site::B, true, WAIT).unwrap();
+    rcopy(lab, Site::A, "startrcopygroup rcg0").unwrap();
+    expect(lab, Site::B, SYNCED_S, "replicating before the impostors");
+    std::thread::sleep(Duration::from_millis(500));
+    let log_path = lab.opts.dir.join("site-b.log");
+    let before = std::fs::read_to_string(&log_path).unwrap().len();
+
+    let refused_by_b = |what: &str, mut s: std::net::TcpStream, bytes: &[u8]| {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let _ = s.write_all(bytes);
+        let mut buf = [0u8; 4096];
+        let mut got = Vec::new();
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        // Whatever came back, it was no Welcome: TLS alerts at most.
+        let mut probe = Session::dial("site-a", "site-b", Timing::default(), Default::default());
+        probe.handle_input(&got, Default::default());
+        assert!(!probe.is_up(), "{what}: site-b welcomed it");
+        println!("  refused: {what}");
+    };
+    // 1. The right names, no credentials: the link protocol in clear.
+    let mut hello = Session::dial("site-a", "site-b", Timing::default(), Default::default());
+    refused_by_b(
+        "a Hello as site-a without credentials",
+        std::net::TcpStream::connect(&b_link).unwrap(),
+        &hello.take_output(),
+    );
+    // 2. Garbage.
+    let garbage: Vec<u8> = (0..600u32).map(|i| (i * 7919 % 251) as u8).collect();
+    refused_by_b(
+        "garbage",
+        std::net::TcpStream::connect(&b_link).unwrap(),
+        &garbage,
+    );
+    // 3. A replay of the genuine session's bytes.
+    refused_by_b(
+        "a replayed genuine handshake",
+        std::net::TcpStream::connect(&b_link).unwrap(),
+        &recorded,
+    );
+    // 4. A TLS peer with a certificate no one pinned.
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let stranger = replicim::link::tls::ensure_identity(dir.path(), "site-a").unwrap();
+        let mut s = tls_to_b(lab, stranger);
+        let mut hello = Session::dial("site-a", "site-b", Timing::default(), Default::default());
+        let _ = s.write_all(&hello.take_output());
+        let mut buf = [0u8; 4096];
+        let r = s.read(&mut buf);
+        assert!(
+            !matches!(r, Ok(n) if n > 0),
+            "a stranger's certificate got an answer: {r:?}"
+        );
+        println!("  refused: a peer with a certificate no one pinned ({r:?})");
+    }
+    // The real link never moved, and both arrays hold the same bytes.
+    std::thread::sleep(Duration::from_millis(1000));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let after = &log[before..];
+    let refusals = after.matches("link: refused a connection").count();
+    assert!(refusals >= 4, "site-b logged {refusals} refusals:\n{after}");
+    assert!(
+        !after.contains("link down") && !after.contains("link up"),
+        "the real link changed:\n{after}"
+    );
+    assert!(lab.link_reported(Site::A).unwrap() && lab.link_reported(Site::B).unwrap());
+    let mut acked = Acked::default();
+    acked.write(lab, Site::A, "vol0", &[(40, 8, 0x71)]).unwrap();
+    expect(lab, Site::B, SYNCED_S, "still replicating");
+    acked.check(lab, Site::B).unwrap();
     same(lab);
 }

@@ -252,7 +252,30 @@ mod tcp {
     use std::sync::mpsc as smpsc;
     use std::time::Duration;
 
+    /// The link identities of the test arrays, made once per test run.
+    fn identity(name: &str) -> replicim::link::tls::Identity {
+        type Ids = BTreeMap<String, replicim::link::tls::Identity>;
+        static IDS: std::sync::OnceLock<(tempfile::TempDir, Ids)> = std::sync::OnceLock::new();
+        let (_, ids) = IDS.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let ids = ["site-a", "site-b", "site-c"]
+                .iter()
+                .map(|n| {
+                    let id = replicim::link::tls::ensure_identity(&dir.path().join(n), n).unwrap();
+                    (n.to_string(), id)
+                })
+                .collect();
+            (dir, ids)
+        });
+        ids[name].clone()
+    }
+
+    /// `me` with `peer` pinned: mutual TLS, as `serve` runs it.
     fn config(me: &str, peer: &str, addr: &str) -> Config {
+        let tls = replicim::link::tls::LinkTls {
+            identity: identity(me),
+            peers: BTreeMap::from([(peer.to_string(), vec![identity(peer).fingerprint()])]),
+        };
         Config {
             me: me.into(),
             peers: BTreeMap::from([(peer.to_string(), addr.to_string())]),
@@ -262,6 +285,7 @@ mod tcp {
             },
             backoff_min: Duration::from_millis(20),
             backoff_max: Duration::from_millis(200),
+            tls: Some(tls),
         }
     }
 
@@ -432,7 +456,7 @@ mod tcp {
         let (_stop_a, ev_a, _) = array("site-a", "site-b", &addr_a, &addr_b);
         let e = wait_for(&ev_a, "Down on A", |e| matches!(e, LinkEvent::Down(..)));
         assert!(
-            matches!(&e, LinkEvent::Down(p, why) if p == "site-b" && why.contains("site-a is not a configured peer of site-b")),
+            matches!(&e, LinkEvent::Down(p, why) if p == "site-b" && (why.contains("TLS") || why.contains("fatal alert"))),
             "{e:?}"
         );
         std::thread::sleep(Duration::from_millis(200));

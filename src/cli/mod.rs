@@ -31,6 +31,10 @@ pub enum Cmd {
     Serve {
         #[arg(long)]
         config: PathBuf,
+        /// Print this array's link fingerprint (making its link identity on
+        /// first use) for its peers' `[[peer]] fingerprint`, and exit.
+        #[arg(long)]
+        link_fingerprint: bool,
     },
     /// A storage admin's remote-copy client (3PAR vocabulary) over CIM-XML.
     Rcopy(rcopy::Args),
@@ -57,7 +61,20 @@ pub enum Level {
 /// Runs the command line; returns the process exit code.
 pub fn main_with(cli: Cli) -> i32 {
     match cli.command {
-        Cmd::Serve { config } => {
+        Cmd::Serve {
+            config,
+            link_fingerprint: true,
+        } => match serve::Config::parse(&config).and_then(|c| serve::link_identity(&c)) {
+            Ok(id) => {
+                println!("{}", id.fingerprint());
+                0
+            }
+            Err(e) => {
+                eprintln!("replicim serve: {e}");
+                2
+            }
+        },
+        Cmd::Serve { config, .. } => {
             init_logging();
             let cfg = match serve::Config::load(&config) {
                 Ok(c) => c,

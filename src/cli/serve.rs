@@ -14,11 +14,16 @@
 //! listen = "127.0.0.1:7001"        # replication link from peers
 //! # heartbeat_ms = 500
 //! # timeout_ms = 3000              # silence that declares the link down
+//! # auth = false                   # mutual TLS with pinned peers is on by
+//! #                                # default; off, the array warns at start
 //!
 //! [[peer]]
 //! name = "site-b"
 //! link = "127.0.0.1:17001"         # its link listener
 //! cim = "127.0.0.1:15988"          # where consoles reach it (object paths)
+//! fingerprint = "sha256:..."       # its link certificate (`replicim serve
+//!                                  # --config ITS.toml --link-fingerprint`);
+//!                                  # or fingerprints = [...], or cert = "its.pem"
 //!
 //! [[volume]]                       # created at first start if missing
 //! name = "vol0"
@@ -83,6 +88,9 @@ pub struct LinkConfig {
     pub heartbeat_ms: u64,
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// Mutual TLS 1.3 with pinned peers (default). Off only on purpose.
+    #[serde(default = "yes")]
+    pub auth: bool,
 }
 
 fn default_heartbeat() -> u64 {
@@ -100,6 +108,27 @@ pub struct PeerConfig {
     pub link: String,
     /// The peer's CIM-XML address (host:port) as consoles reach it.
     pub cim: Option<String>,
+    /// The SHA-256 fingerprint of the peer's link certificate.
+    pub fingerprint: Option<String>,
+    /// More fingerprints (an old and a new one while keys rotate).
+    #[serde(default)]
+    pub fingerprints: Vec<String>,
+    /// The peer's link certificate (PEM), instead of its fingerprint.
+    pub cert: Option<PathBuf>,
+}
+
+impl PeerConfig {
+    /// Every fingerprint this peer may present.
+    pub fn pinned(&self) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for f in self.fingerprint.iter().chain(&self.fingerprints) {
+            out.push(link::tls::parse_fingerprint(f)?);
+        }
+        if let Some(c) = &self.cert {
+            out.push(link::tls::fingerprint_of_file(c)?);
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -184,10 +213,17 @@ impl Default for CimConfig {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let cfg: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let cfg = Config::parse(path)?;
         cfg.check()
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// The TOML alone, unchecked (enough to find the data directory).
+    pub fn parse(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::core::names::array(&cfg.name).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(cfg)
     }
 
@@ -203,6 +239,22 @@ impl Config {
             names::volume(&v.name).map_err(|e| format!("[[volume]]: {e}"))?;
             if !seen.insert(&v.name) {
                 return Err(format!("[[volume]] {} is listed twice", v.name));
+            }
+        }
+        if self.link.as_ref().is_some_and(|l| l.auth) {
+            for p in &self.peers {
+                if p.fingerprint.is_none() && p.fingerprints.is_empty() && p.cert.is_none() {
+                    return Err(format!(
+                        "[[peer]] {}: the link is authenticated (the default): give its link certificate's \
+                         `fingerprint` (print it with `replicim serve --config ITS.toml --link-fingerprint`) \
+                         or its `cert`, or turn authentication off with [link] auth = false",
+                        p.name
+                    ));
+                }
+                for f in p.fingerprint.iter().chain(&p.fingerprints) {
+                    link::tls::parse_fingerprint(f)
+                        .map_err(|e| format!("[[peer]] {}: {e}", p.name))?;
+                }
             }
         }
         if self.peers.iter().any(|p| p.name == self.name) {
@@ -279,10 +331,11 @@ pub fn password(cfg: &Config) -> Result<String, String> {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
         .map_err(|e| format!("/dev/urandom: {e}"))?;
     let pw: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
-    std::fs::write(&path, format!("user={}\npassword={pw}\n", cfg.cim.user))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::secure::private_dir(&cfg.data_dir)?;
+    crate::secure::write_private(
+        &path,
+        format!("user={}\npassword={pw}\n", cfg.cim.user).as_bytes(),
+    )?;
     Ok(pw)
 }
 
@@ -313,10 +366,43 @@ async fn bind(addr: &str, what: &str) -> Result<tokio::net::TcpListener, String>
         .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
 }
 
+/// The directory of the array's link identity.
+pub fn link_dir(cfg: &Config) -> PathBuf {
+    cfg.data_dir.join("link")
+}
+
+/// The array's link identity (made at the first start).
+pub fn link_identity(cfg: &Config) -> Result<link::tls::Identity, String> {
+    crate::secure::private_dir(&cfg.data_dir)?;
+    link::tls::ensure_identity(&link_dir(cfg), &cfg.name)
+}
+
+/// The link's security from the configuration: mutual TLS with every
+/// peer pinned, or None when `[link] auth = false` (warned of).
+fn link_tls(cfg: &Config) -> Result<Option<link::tls::LinkTls>, String> {
+    if cfg.link.as_ref().is_some_and(|l| !l.auth) {
+        tracing::warn!(
+            "the replication link is NOT authenticated or encrypted ([link] auth = false): \
+             anyone who can reach the link port can pose as a peer"
+        );
+        return Ok(None);
+    }
+    let identity = link_identity(cfg)?;
+    tracing::info!(fingerprint = %identity.fingerprint(), "link identity");
+    let mut peers = std::collections::BTreeMap::new();
+    for p in &cfg.peers {
+        peers.insert(
+            p.name.clone(),
+            p.pinned()
+                .map_err(|e| format!("[[peer]] {}: {e}", p.name))?,
+        );
+    }
+    Ok(Some(link::tls::LinkTls { identity, peers }))
+}
+
 /// Runs the array and its listeners until SIGINT or SIGTERM.
 pub async fn serve(cfg: Config) -> Result<(), String> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
+    crate::secure::private_dir(&cfg.data_dir)?;
     let host = cfg.cim.host.clone().unwrap_or_else(|| cfg.name.clone());
     let mut extra = Vec::new();
     for f in &cfg.cim.extra_mof {
@@ -348,6 +434,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             }),
         backoff_min: std::time::Duration::from_millis(100),
         backoff_max: std::time::Duration::from_secs(2),
+        tls: link_tls(&cfg)?,
     };
     let listener = match &cfg.link {
         Some(l) => {

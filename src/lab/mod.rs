@@ -20,7 +20,6 @@ pub mod qemu;
 pub mod switch;
 
 use std::fs;
-use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
@@ -207,12 +206,19 @@ impl Lab {
     /// Writes the configurations (reusing DIR's state), starts the switch
     /// and both arrays, and waits until both answer CIM-XML.
     pub fn start(opts: Options) -> Result<Lab, String> {
-        fs::create_dir_all(&opts.dir).map_err(|e| format!("{}: {e}", opts.dir.display()))?;
+        crate::secure::private_dir(&opts.dir)?;
         let password = lab_password(&opts)?;
+        // Each array's link identity, made here (as `serve` would at its
+        // first start) so that each configuration pins the other's.
+        let mut fingerprints = Vec::new();
+        for s in [Site::A, Site::B] {
+            let id = crate::link::tls::ensure_identity(&link_dir(&opts.dir, s), s.name())?;
+            fingerprints.push(id.fingerprint());
+        }
         for s in [Site::A, Site::B] {
             let path = config_path(&opts.dir, s);
-            fs::write(&path, config_text(&opts, s))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let peer_fp = &fingerprints[s.other().index()];
+            crate::secure::write_private(&path, config_text(&opts, s, peer_fp).as_bytes())?;
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -536,6 +542,16 @@ fn config_path(dir: &Path, s: Site) -> PathBuf {
     dir.join(format!("{}.toml", s.name()))
 }
 
+/// An array's data directory in the lab.
+pub fn data_dir(dir: &Path, s: Site) -> PathBuf {
+    dir.join(s.name())
+}
+
+/// Where an array of the lab keeps its link identity.
+pub fn link_dir(dir: &Path, s: Site) -> PathBuf {
+    data_dir(dir, s).join("link")
+}
+
 /// The password: given, else the one in DIR/credentials, else a new one.
 fn lab_password(opts: &Options) -> Result<String, String> {
     let path = opts.dir.join("credentials");
@@ -556,14 +572,12 @@ fn lab_password(opts: &Options) -> Result<String, String> {
             }
         },
     };
-    let mut f = fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    writeln!(f, "user={USER}\npassword={pw}").map_err(|e| e.to_string())?;
-    let pfile = opts.dir.join("password");
-    fs::write(&pfile, &pw).map_err(|e| format!("{}: {e}", pfile.display()))?;
+    crate::secure::write_private(&path, format!("user={USER}\npassword={pw}\n").as_bytes())?;
+    crate::secure::write_private(&opts.dir.join("password"), pw.as_bytes())?;
     Ok(pw)
 }
 
-fn config_text(opts: &Options, s: Site) -> String {
+fn config_text(opts: &Options, s: Site, peer_fingerprint: &str) -> String {
     let me = opts.ports.of(s);
     let peer = opts.ports.of(s.other());
     let dir = opts.dir.display();
@@ -589,7 +603,8 @@ fn config_text(opts: &Options, s: Site) -> String {
          [[peer]]\n\
          name = \"{peer_name}\"\n\
          link = \"127.0.0.1:{peer_switch}\"\n\
-         cim = \"127.0.0.1:{peer_http}\"\n",
+         cim = \"127.0.0.1:{peer_http}\"\n\
+         fingerprint = \"{peer_fingerprint}\"\n",
         name = s.name(),
         http = me.http,
         https = me.https,

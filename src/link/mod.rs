@@ -9,6 +9,7 @@
 //! is checksummed on its own.
 
 pub mod tcp;
+pub mod tls;
 
 use serde::{Deserialize, Serialize};
 

@@ -7,12 +7,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Mutex};
 
+use super::tls::LinkTls;
 use super::{Event, Session, Timing};
 use crate::core::{Msg, Tick};
+
+/// Longest a connecting peer may take over its TLS handshake.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+/// Most handshakes under way at once on the listener (the rest wait, so
+/// connections that never finish theirs cannot hold it).
+const HANDSHAKES: usize = 16;
 
 /// Where the link listens and whom it talks to.
 #[derive(Clone, Debug)]
@@ -23,6 +30,9 @@ pub struct Config {
     pub timing: Timing,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Mutual TLS with pinned peers; None only when the configuration
+    /// turns authentication off (plain TCP, logged at every start).
+    pub tls: Option<LinkTls>,
 }
 
 /// What the link reports to the array. `Up` names the session (one
@@ -200,13 +210,48 @@ pub fn start_with(cfg: Config, listener: TcpListener, sink: Sink) -> Link {
         let shared = shared.clone();
         let (peer, addr) = (peer.clone(), addr.clone());
         let (min, max) = (cfg.backoff_min, cfg.backoff_max);
+        let connector = match &cfg.tls {
+            Some(t) => match t.client(&peer) {
+                Ok(c) => Some(tokio_rustls::TlsConnector::from(c)),
+                Err(e) => {
+                    tracing::error!(%peer, "link: no TLS configuration: {e}");
+                    continue;
+                }
+            },
+            None => None,
+        };
         tokio::spawn(async move {
             let mut backoff = min;
             loop {
                 match TcpStream::connect(&addr).await {
                     Ok(s) => {
+                        let _ = s.set_nodelay(true);
                         let session = Session::dial(&shared.me, &peer, shared.timing, shared.now());
-                        if connection(s, session, &peer, &shared).await {
+                        let up = match &connector {
+                            None => connection(s, session, &peer, true, &shared).await,
+                            Some(c) => {
+                                let name = rustls::pki_types::ServerName::try_from("replicim-link")
+                                    .expect("a valid name");
+                                match tokio::time::timeout(HANDSHAKE_LIMIT, c.connect(name, s))
+                                    .await
+                                {
+                                    Ok(Ok(t)) => connection(t, session, &peer, true, &shared).await,
+                                    Ok(Err(e)) => {
+                                        let why = format!("TLS with {addr} failed: {e}");
+                                        tracing::warn!(%peer, "link refused: {why}");
+                                        shared.emit(LinkEvent::Down(peer.clone(), why));
+                                        false
+                                    }
+                                    Err(_) => {
+                                        let why = format!("no TLS handshake with {addr} within {HANDSHAKE_LIMIT:?}");
+                                        tracing::warn!(%peer, "link refused: {why}");
+                                        shared.emit(LinkEvent::Down(peer.clone(), why));
+                                        false
+                                    }
+                                }
+                            }
+                        };
+                        if up {
                             backoff = min;
                         }
                     }
@@ -220,6 +265,19 @@ pub fn start_with(cfg: Config, listener: TcpListener, sink: Sink) -> Link {
     // Accept the others.
     let accepted: Vec<String> = cfg.peers.keys().filter(|p| **p < cfg.me).cloned().collect();
     let acceptor = shared.clone();
+    let tls = cfg.tls.clone();
+    let server = match &cfg.tls {
+        Some(t) => match t.server() {
+            Ok(c) => Some(tokio_rustls::TlsAcceptor::from(c)),
+            Err(e) => {
+                tracing::error!("link: no TLS configuration, accepting no peer: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let refuse_all = cfg.tls.is_some() && server.is_none();
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
     tokio::spawn(async move {
         let shared = acceptor;
         loop {
@@ -227,11 +285,54 @@ pub fn start_with(cfg: Config, listener: TcpListener, sink: Sink) -> Link {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
+            if refuse_all {
+                continue;
+            }
+            let _ = s.set_nodelay(true);
             let (shared, accepted) = (shared.clone(), accepted.clone());
+            let (server, tls, handshakes) = (server.clone(), tls.clone(), handshakes.clone());
             tokio::spawn(async move {
-                let session = Session::accept(&shared.me, &accepted, shared.timing, shared.now());
-                // The peer is known once the handshake names it.
-                connection(s, session, &format!("{from}"), &shared).await;
+                match (server, tls) {
+                    (Some(server), Some(tls)) => {
+                        let Ok(permit) = handshakes.acquire_owned().await else {
+                            return;
+                        };
+                        let t = match tokio::time::timeout(HANDSHAKE_LIMIT, server.accept(s)).await
+                        {
+                            Ok(Ok(t)) => t,
+                            Ok(Err(e)) => {
+                                tracing::warn!("link: refused a connection from {from}: TLS: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::warn!("link: refused a connection from {from}: no TLS handshake within {HANDSHAKE_LIMIT:?}");
+                                return;
+                            }
+                        };
+                        drop(permit);
+                        // The certificate says which peer this is; its Hello
+                        // must name that peer and no other.
+                        let peer = t
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .and_then(|c| tls.peer_of(c));
+                        let Some(peer) = peer.filter(|p| accepted.contains(p)) else {
+                            tracing::warn!("link: refused a connection from {from}: its certificate is no accepting peer's");
+                            return;
+                        };
+                        let session =
+                            Session::accept(&shared.me, &[peer], shared.timing, shared.now());
+                        connection(t, session, &format!("{from}"), false, &shared).await;
+                    }
+                    _ => {
+                        let session =
+                            Session::accept(&shared.me, &accepted, shared.timing, shared.now());
+                        // The peer is known once the handshake names it.
+                        connection(s, session, &format!("{from}"), false, &shared).await;
+                    }
+                }
             });
         }
     });
@@ -272,8 +373,13 @@ fn tick(epoch: Instant) -> Tick {
 /// with the same peer replaces it; true if it was up. What was queued for
 /// the peer and not sent is dropped with the connection: the link loses
 /// what is in flight, never reorders it.
-async fn connection(mut s: TcpStream, mut session: Session, label: &str, sh: &Shared) -> bool {
-    let _ = s.set_nodelay(true);
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    mut session: Session,
+    label: &str,
+    dialed: bool,
+    sh: &Shared,
+) -> bool {
     let id = sh.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut replaced = sh.replaced.subscribe();
     let mut buf = vec![0u8; 64 * 1024];
@@ -305,7 +411,10 @@ async fn connection(mut s: TcpStream, mut session: Session, label: &str, sh: &Sh
                 }
             }
             r = s.read(&mut buf) => match r {
-                Ok(0) | Err(_) => break "connection closed".to_string(),
+                Ok(0) => break "connection closed".to_string(),
+                // With TLS, a peer's refusal of our certificate arrives
+                // here, as an alert read after the handshake.
+                Err(e) => break format!("connection closed: {e}"),
                 Ok(n) => events = session.handle_input(&buf[..n], sh.now()),
             },
             _ = tokio::time::sleep(wait) => events = session.handle_timeout(sh.now()),
@@ -357,8 +466,9 @@ async fn connection(mut s: TcpStream, mut session: Session, label: &str, sh: &Sh
             true
         }
         None => {
-            if verdict {
-                // Refused during the handshake: the array learns why.
+            if verdict || dialed {
+                // Refused during the handshake (by the link protocol, or
+                // by TLS on the peer's side): the array learns why.
                 let peer = session.peer().unwrap_or(label).to_string();
                 tracing::warn!(%peer, "link refused: {why}");
                 sh.emit(LinkEvent::Down(peer, why));
