@@ -2030,6 +2030,13 @@ impl<S: BlockStore> Array<S> {
                         "{} is {} for group {}; only a target takes new pairs",
                         self.name, g.role, g.name
                     ))
+                } else if !same && (g.started || g.op.is_some()) {
+                    Some(format!(
+                        "group {} is {} on {}; pairs are admitted to a stopped group",
+                        g.name,
+                        if g.started { "started" } else { "busy" },
+                        self.name
+                    ))
                 } else if same {
                     None
                 } else if g.pairs.iter().any(|p| p.local == vol) {
