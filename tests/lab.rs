@@ -961,3 +961,59 @@ fn impostors_on_the_link_are_refused_and_the_real_link_stays_up() {
     acked.check(lab, Site::B).unwrap();
     same(lab);
 }
+
+/// Every directory an array keeps is 0700 and every volume image, journal,
+/// checkpoint, save area, credential and key 0600 — even when the processes
+/// run with a umask that would leave them open to everyone.
+#[test]
+fn volumes_journals_and_secrets_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask(2) only sets this process's file mode mask.
+    let old = unsafe { libc::umask(0) };
+    let t = lab_up(true);
+    unsafe { libc::umask(old) };
+    let lab = &t.lab;
+    // Something in every kind of file: a link failure makes snapshot save
+    // areas, writes fill the journal.
+    let mut acked = Acked::default();
+    lab.link(false);
+    lab.wait_link(Site::A, false, WAIT).unwrap();
+    acked.write(lab, Site::A, "vol0", &[(0, 8, 0x51)]).unwrap();
+    let mut checked = 0;
+    let mut open = Vec::new();
+    let mut walk = vec![lab.opts.dir.clone()];
+    while let Some(d) = walk.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if e.file_type().unwrap().is_dir() {
+                walk.push(p.clone());
+                if mode != 0o700 {
+                    open.push(format!("{} is {mode:o}", p.display()));
+                }
+                checked += 1;
+                continue;
+            }
+            let private = name.ends_with(".img")
+                || name.ends_with(".cow")
+                || name == "wal.log"
+                || name == "meta.bin"
+                || name == "key.pem"
+                || name == "credentials"
+                || name == "password"
+                || name.ends_with(".toml");
+            if private {
+                checked += 1;
+                if mode != 0o600 {
+                    open.push(format!("{} is {mode:o}", p.display()));
+                }
+            }
+        }
+    }
+    println!("  {checked} directories and private files checked");
+    assert!(checked > 12, "too few files found: {checked}");
+    assert!(open.is_empty(), "open to others:\n{}", open.join("\n"));
+    lab.link(true);
+}

@@ -575,7 +575,7 @@ pub fn self_signed(
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
-    std::fs::create_dir_all(&tls).map_err(|e| format!("{}: {e}", tls.display()))?;
+    crate::secure::private_dir(&tls)?;
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     if !names.contains(&host.to_string()) {
         names.push(host.to_string());

@@ -44,7 +44,7 @@
 //! touches one group writes one group).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -169,7 +169,7 @@ impl Journal {
     /// the metadata as of the last committed batch, and what recovery did.
     pub fn open(dir: &Path) -> Result<(Journal, Recovery), StoreError> {
         let shown = dir.display().to_string();
-        fs::create_dir_all(dir).map_err(|e| err(&shown, e))?;
+        crate::secure::private_dir(dir).map_err(|e| err(&shown, e))?;
         let mut files = FileStore::open(&dir.join("data"))?;
         let ckpt_path = dir.join("meta.bin");
         let ckpt: Checkpoint = match fs::read(&ckpt_path) {
@@ -179,12 +179,7 @@ impl Journal {
             Err(e) => return Err(err(ckpt_path.display().to_string(), e)),
         };
         let wal_path = dir.join("wal.log");
-        let mut wal = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&wal_path)
+        let mut wal = crate::secure::open_private(&wal_path, true, false)
             .map_err(|e| err(wal_path.display().to_string(), e))?;
         let mut log = Vec::new();
         wal.read_to_end(&mut log)
@@ -382,7 +377,8 @@ impl Journal {
         let path = self.dir.join("meta.bin");
         let shown = path.display().to_string();
         {
-            let mut f = File::create(&tmp).map_err(|e| err(&shown, e))?;
+            let mut f =
+                crate::secure::open_private(&tmp, true, true).map_err(|e| err(&shown, e))?;
             f.write_all(&bytes).map_err(|e| err(&shown, e))?;
             f.sync_all().map_err(|e| err(&shown, e))?;
         }
@@ -669,6 +665,7 @@ pub fn describe_log(dir: &Path) -> Result<Vec<String>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     fn block(fill: u8) -> Block {
         [fill; crate::core::BLOCK_SIZE]

@@ -32,6 +32,7 @@ pub trait Journaled: crate::core::BlockStore {
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::core::{Block, BlockStore, SnapId, StoreError, BLOCK_SIZE};
@@ -172,8 +173,11 @@ impl FileStore {
     /// save files already there.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let shown = dir.display().to_string();
+        // Volumes hold hosts' data: the directories are 0700 and every
+        // file 0600, whatever the umask (crate::secure).
+        crate::secure::private_dir(dir).map_err(|e| StoreError::new(&shown, e))?;
         for sub in ["volumes", "snaps"] {
-            fs::create_dir_all(dir.join(sub)).map_err(|e| io_err(&shown, e))?;
+            crate::secure::private_dir(&dir.join(sub)).map_err(|e| StoreError::new(&shown, e))?;
         }
         let mut store = FileStore {
             dir: dir.to_path_buf(),
@@ -187,10 +191,7 @@ impl FileStore {
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_suffix(".img"))
             {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&path)
+                let file = crate::secure::open_private(&path, false, false)
                     .map_err(|e| io_err(name, e))?;
                 let len = file.metadata().map_err(|e| io_err(name, e))?.len();
                 store
@@ -206,10 +207,7 @@ impl FileStore {
                 .and_then(|n| n.strip_suffix(".cow"))
                 .and_then(|n| n.parse::<u64>().ok());
             if let Some(id) = id {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&path)
+                let file = crate::secure::open_private(&path, false, false)
                     .map_err(|e| io_err(path.display().to_string(), e))?;
                 let len = file
                     .metadata()
@@ -325,7 +323,10 @@ impl BlockStore for FileStore {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(crate::secure::FILE)
             .open(&path)
+            .map_err(|e| io_err(vol, e))?;
+        file.set_permissions(std::fs::Permissions::from_mode(crate::secure::FILE))
             .map_err(|e| io_err(vol, e))?;
         file.set_len(blocks * BLOCK_SIZE as u64)
             .map_err(|e| io_err(vol, e))?;
@@ -386,12 +387,7 @@ impl BlockStore for FileStore {
 
     fn save_create(&mut self, snap: SnapId) -> Result<(), StoreError> {
         let path = self.save_path(snap);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
+        let file = crate::secure::open_private(&path, true, true)
             .map_err(|e| io_err(path.display().to_string(), e))?;
         self.saves.insert(snap, (file, 0));
         Ok(())
