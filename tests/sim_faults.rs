@@ -992,6 +992,10 @@ fn seeds_that_found_bugs_stay_fixed() {
             19_388_213_022_959,
             "a write sent ahead of its batch's commit (activity log) was acknowledged with the batch never committed",
         ),
+        (
+            11_019_012,
+            "a target's dismiss crossed the admit of a Hello's reconcile: the source dropped the pair, the target kept it",
+        ),
     ] {
         if let Err(e) = run_seed(seed) {
             panic!("regression ({bug}):\n{e}");

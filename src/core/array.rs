@@ -2122,6 +2122,20 @@ impl<S: BlockStore> Array<S> {
                     {
                         self.vols.delete_snap(&mut self.store, s)?;
                     }
+                    // A target's dismiss is a request; the source answers
+                    // with its own, so that an admit it sent meanwhile (a
+                    // Hello's reconcile crossing the dismiss) is undone on
+                    // the target in session order. A target never echoes.
+                    if g.role.is_source() {
+                        let peer = g.peer.clone();
+                        self.send(
+                            &peer,
+                            Msg::Dismiss {
+                                group: g.name.clone(),
+                                vol: p.remote,
+                            },
+                        );
+                    }
                 }
             }
             Msg::RecoverPrepare { full, .. } => self.recover_prepare(g, full)?,
