@@ -99,10 +99,7 @@ fn child_cim(n: usize) {
     let items: Vec<Instance> = (0..n).map(item).collect();
     let index = (0..n).map(|i| (format!("item-{i:06}"), i)).collect();
     d.register(Arc::new(Items(items, index))).unwrap();
-    let state = Arc::new(State {
-        dispatcher: Arc::new(d),
-        config: ServerConfig::default(),
-    });
+    let state = Arc::new(State::new(Arc::new(d), ServerConfig::default()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,7 +5,7 @@
 
 use std::fs::{self, OpenOptions, Permissions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Mode of private files.
@@ -17,9 +17,15 @@ fn err(p: &Path, e: impl std::fmt::Display) -> String {
     format!("{}: {e}", p.display())
 }
 
-/// Creates `dir` (and its parents) and makes it 0700.
+/// Creates `dir` (and its missing parents, 0700) and makes it 0700.
 pub fn private_dir(dir: &Path) -> Result<(), String> {
-    fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+    // Every directory made on the way is private too (DIR/clients for
+    // DIR/clients/site-a), whatever the umask.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR)
+        .create(dir)
+        .map_err(|e| err(dir, e))?;
     fs::set_permissions(dir, Permissions::from_mode(DIR)).map_err(|e| err(dir, e))
 }
 

@@ -234,6 +234,83 @@ fn wbemcli_commands_over_http_and_https() {
     assert_ne!(r.0, 0, "wrong credentials accepted by the server");
 }
 
+/// HTTPS verified against the array's CA, with a client certificate the
+/// array issued standing in for the password: wbemcli and pywbem are served
+/// with a certificate and no password; without either they get 401, and a
+/// certificate from another CA fails the handshake.
+#[test]
+fn https_client_certificates_stand_in_for_the_password() {
+    let s = TestServer::with_auth(0);
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours");
+    replicim::pki::issue_client(&s.pki, &ours, "console1").unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let stranger =
+        replicim::pki::ensure(&other.path().join("tls"), "elsewhere", "elsewhere").unwrap();
+    let theirs = dir.path().join("theirs");
+    replicim::pki::issue_client(&stranger, &theirs, "console1").unwrap();
+    let f = |d: &std::path::Path, n: &str| d.join(n).to_str().unwrap().to_string();
+    let wbem = |client: Option<&std::path::Path>| {
+        let url = format!("https://{}/root/cimv2", s.https);
+        let ca = s.cert.to_str().unwrap().to_string();
+        let mut args: Vec<String> = vec!["ecn".into(), "-cacert".into(), ca];
+        if let Some(d) = client {
+            args.extend([
+                "-clientcert".into(),
+                f(d, "client-cert.pem"),
+                "-clientkey".into(),
+                f(d, "client-key.pem"),
+            ]);
+        }
+        args.push(url);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("wbemcli", &a)
+    };
+    let r = wbem(Some(&ours));
+    assert_eq!(r.0, 0, "wbemcli with our certificate: {}", r.2);
+    assert!(r.1.contains("CIM_ManagedElement"), "{}", r.1);
+    let r = wbem(None);
+    // wbemcli's words for a 401.
+    assert!(
+        r.0 != 0 && r.2.contains("Username/password required"),
+        "wbemcli without credentials: {r:?}"
+    );
+    let r = wbem(Some(&theirs));
+    assert!(
+        r.0 != 0,
+        "wbemcli with a stranger's certificate was served: {}",
+        r.1
+    );
+
+    let script = "import sys, pywbem\n\
+        cert = {'cert_file': sys.argv[3], 'key_file': sys.argv[4]} if len(sys.argv) > 3 else None\n\
+        c = pywbem.WBEMConnection(sys.argv[1], x509=cert, ca_certs=sys.argv[2], default_namespace='root/cimv2', timeout=20)\n\
+        try:\n    print(len(c.EnumerateClassNames()))\n\
+        except pywbem.Error as e:\n    print('refused', type(e).__name__, e)\n";
+    let url = format!("https://{}", s.https);
+    let ca = s.cert.to_str().unwrap();
+    let (c1, c2) = (f(&ours, "client-cert.pem"), f(&ours, "client-key.pem"));
+    let r = run("python3", &["-c", script, &url, ca, &c1, &c2]);
+    assert_eq!(r.0, 0, "{}", r.2);
+    assert!(
+        r.1.trim().parse::<u32>().is_ok_and(|n| n > 10),
+        "pywbem with our certificate: {}",
+        r.1
+    );
+    let r = run("python3", &["-c", script, &url, ca]);
+    assert!(
+        r.1.starts_with("refused AuthError"),
+        "pywbem without credentials: {r:?}"
+    );
+    let (t1, t2) = (f(&theirs, "client-cert.pem"), f(&theirs, "client-key.pem"));
+    let r = run("python3", &["-c", script, &url, ca, &t1, &t2]);
+    assert!(
+        r.1.starts_with("refused"),
+        "pywbem with a stranger's certificate: {r:?}"
+    );
+    println!("  our certificate served (wbemcli, pywbem); none: 401; a stranger's: refused");
+}
+
 /// Sends raw bytes; returns (status, headers, body).
 fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).unwrap();

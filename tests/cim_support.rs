@@ -254,6 +254,9 @@ pub struct TestServer {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub cert: std::path::PathBuf,
+    /// The server's CA and keys (`replicim::pki::issue_client` makes
+    /// client certificates from it).
+    pub pki: replicim::pki::Paths,
     stop: Option<tokio::sync::broadcast::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -273,12 +276,11 @@ impl TestServer {
             replicim::cim::interop::profile_path("replicim:profile:SNIA:Server:1.6.1"),
             profile,
         );
-        let state = Arc::new(State {
-            dispatcher: Arc::new(dispatcher),
-            config,
-        });
-        let (cert, key) = server::self_signed(dir.path(), "testhost").unwrap();
-        let tls = server::tls_acceptor(&cert, &key).unwrap();
+        let state = Arc::new(State::new(Arc::new(dispatcher), config));
+        let pki = replicim::pki::ensure(&dir.path().join("tls"), "testhost", "testhost").unwrap();
+        let tls = server::tls_acceptor(&pki.cert, &pki.key, Some(&pki.ca)).unwrap();
+        let cert = pki.ca.clone();
+        let pki_paths = pki.clone();
         let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let stop = stop_tx.clone();
@@ -310,6 +312,7 @@ impl TestServer {
             http,
             https,
             cert,
+            pki: pki_paths,
             stop: Some(stop_tx),
             thread: Some(thread),
             _dir: dir,

@@ -101,3 +101,50 @@ fn the_lint_catches_what_it_claims_to() {
     assert_eq!(violations("x.rs", "let s = \"synchronous\";").len(), 0);
     assert_eq!(violations("x.rs", "let now = chrono::Utc::now();").len(), 1);
 }
+
+/// The README's commands carry no secret on a command line, where `ps`
+/// shows it to every user: no `--password VALUE`, no pywbemcli `-u U -p PW`,
+/// no `user:password@` in a URL. (Prose may mention `--password`, as a
+/// demo-only option; the commands themselves must not use it.)
+#[test]
+fn no_secret_on_a_command_line_in_the_readme() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut in_code = false;
+    let mut bad = Vec::new();
+    let mut commands = 0;
+    for (n, line) in readme.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if !in_code {
+            continue;
+        }
+        commands += 1;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for (i, w) in words.iter().enumerate() {
+            let next = words.get(i + 1).copied().unwrap_or("");
+            let secret_follows =
+                !next.is_empty() && !next.starts_with('-') && !next.starts_with('#');
+            let pywbemcli_password = *w == "-p" && i > 0 && words[..i].contains(&"-u");
+            if (*w == "--password" && secret_follows) || pywbemcli_password {
+                bad.push(format!("README.md:{}: {line}", n + 1));
+            }
+            if let Some(rest) = w.split("://").nth(1) {
+                let authority = rest.split('/').next().unwrap_or("");
+                if let Some((userinfo, _)) = authority.split_once('@') {
+                    if userinfo.contains(':') {
+                        bad.push(format!("README.md:{}: {line}", n + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(commands > 50, "too few command lines found: {commands}");
+    assert!(
+        bad.is_empty(),
+        "secrets on command lines:\n{}",
+        bad.join("\n")
+    );
+}

@@ -29,8 +29,12 @@ impl Drop for Served {
 
 /// vol0 (4 MiB, writable) and ro (1 MiB, read-only) on 127.0.0.1.
 fn serve() -> Served {
-    let dir = tempfile::tempdir().unwrap();
-    let mut fs = FileStore::open(dir.path()).unwrap();
+    serve_with(tempfile::tempdir().unwrap(), server::Config::default())
+}
+
+/// The same with `config` (TLS, limits); `dir` may hold the array's PKI.
+fn serve_with(dir: tempfile::TempDir, config: server::Config) -> Served {
+    let mut fs = FileStore::open(&dir.path().join("store")).unwrap();
     fs.create_volume("vol0", 1024).unwrap();
     fs.create_volume("ro", 256).unwrap();
     let store = Arc::new(Mutex::new(fs));
@@ -54,7 +58,7 @@ fn serve() -> Served {
             .unwrap();
         rt.block_on(async move {
             let l = tokio::net::TcpListener::from_std(l).unwrap();
-            server::run(l, Arc::new(exports), async {
+            server::run(l, Arc::new(exports), config, async {
                 let _ = rx.await;
             })
             .await
@@ -253,4 +257,199 @@ fn bad_nbd_input_is_refused_and_the_server_keeps_serving() {
     let (rc, out) = qemu_io(&s, "vol0", &["write -P 0x42 0 4k", "read -P 0x42 0 4k"]);
     assert_eq!(rc, 0, "{out}");
     assert!(!out.contains("Pattern verification failed"), "{out}");
+}
+
+/// A server whose PKI lives in its directory, with NBD TLS `mode` and
+/// client certificates required; returns it and a client directory the
+/// array's CA issued.
+fn serve_tls(mode: server::TlsMode) -> (Served, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = replicim::pki::ensure(&dir.path().join("tls"), "site-a", "site-a").unwrap();
+    let client = dir.path().join("client");
+    replicim::pki::issue_client(&pki, &client, "host1").unwrap();
+    let tls = replicim::pki::server_config(
+        &pki.cert,
+        &pki.key,
+        Some(&pki.ca),
+        replicim::pki::ClientCerts::Required,
+    )
+    .unwrap();
+    let config = server::Config {
+        tls: mode,
+        acceptor: Some(tokio_rustls::TlsAcceptor::from(tls)),
+        ..server::Config::default()
+    };
+    (serve_with(dir, config), client)
+}
+
+/// qemu-io over NBD with TLS, credentials from `creds` (a tls-creds-x509
+/// directory).
+fn qemu_io_tls(s: &Served, creds: &std::path::Path, export: &str, cmds: &[&str]) -> (i32, String) {
+    let (host, port) = s.addr.split_once(':').unwrap();
+    let object = format!(
+        "tls-creds-x509,id=tls0,dir={},endpoint=client",
+        creds.display()
+    );
+    let image = format!("driver=nbd,host={host},port={port},export={export},tls-creds=tls0");
+    let mut args = vec!["--object", object.as_str(), "--image-opts", image.as_str()];
+    for c in cmds {
+        args.push("-c");
+        args.push(c);
+    }
+    let (rc, out, err) = run("qemu-io", &args);
+    (rc, format!("{out}{err}"))
+}
+
+/// Opens a plaintext session and sends one option; returns the reply's
+/// type.
+fn plaintext_option(addr: &str, opt: u32, data: &[u8]) -> u32 {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut h = [0u8; 18];
+    c.read_exact(&mut h).unwrap();
+    c.write_all(&3u32.to_be_bytes()).unwrap();
+    let mut o = b"IHAVEOPT".to_vec();
+    o.extend_from_slice(&opt.to_be_bytes());
+    o.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    o.extend_from_slice(data);
+    c.write_all(&o).unwrap();
+    let mut reply = [0u8; 20];
+    c.read_exact(&mut reply).unwrap();
+    assert_eq!(
+        u64::from_be_bytes(reply[..8].try_into().unwrap()),
+        0x0003_e889_0455_65a9
+    );
+    assert_eq!(u32::from_be_bytes(reply[8..12].try_into().unwrap()), opt);
+    u32::from_be_bytes(reply[12..16].try_into().unwrap())
+}
+
+const REP_ERR_TLS_REQD: u32 = 0x8000_0005;
+
+#[test]
+fn qemu_io_reads_and_writes_over_tls_and_plaintext_is_refused_when_required() {
+    let (s, creds) = serve_tls(server::TlsMode::Required);
+    let (rc, out) = qemu_io_tls(
+        &s,
+        &creds,
+        "vol0",
+        &["write -P 0x5a 0 1M", "read -P 0x5a 0 1M", "flush"],
+    );
+    assert_eq!(rc, 0, "{out}");
+    assert!(!out.contains("Pattern verification failed"), "{out}");
+    assert!(block(&s, "vol0", 0).iter().all(|&b| b == 0x5a));
+    assert!(block(&s, "vol0", 255).iter().all(|&b| b == 0x5a));
+    // A plaintext qemu-io is refused, and nothing it meant to write lands.
+    let (rc, out) = qemu_io(&s, "vol0", &["write -P 0x11 0 4k"]);
+    assert_ne!(rc, 0, "{out}");
+    assert!(out.contains("TLS"), "the refusal does not name TLS: {out}");
+    assert!(block(&s, "vol0", 0).iter().all(|&b| b == 0x5a));
+    // On the wire: every option but STARTTLS is NBD_REP_ERR_TLS_REQD.
+    for (opt, data) in [
+        (3u32, &b""[..]),
+        (7, &b"\0\0\0\x04vol0\0\0"[..]),
+        (6, &b"\0\0\0\x04vol0\0\0"[..]),
+    ] {
+        assert_eq!(
+            plaintext_option(&s.addr, opt, data),
+            REP_ERR_TLS_REQD,
+            "option {opt} in clear"
+        );
+    }
+    // STARTTLS is acknowledged.
+    assert_eq!(plaintext_option(&s.addr, 5, b""), 1);
+    // A TLS client without a certificate, or with one another CA signed,
+    // is refused by the handshake.
+    let bare = tempfile::tempdir().unwrap();
+    std::fs::copy(creds.join("ca-cert.pem"), bare.path().join("ca-cert.pem")).unwrap();
+    let (rc, out) = qemu_io_tls(&s, bare.path(), "vol0", &["read 0 4k"]);
+    assert_ne!(
+        rc, 0,
+        "a TLS client without a certificate was served: {out}"
+    );
+    let other = tempfile::tempdir().unwrap();
+    let pki = replicim::pki::ensure(&other.path().join("tls"), "site-x", "site-x").unwrap();
+    replicim::pki::issue_client(&pki, &other.path().join("c"), "host1").unwrap();
+    let stranger = other.path().join("c");
+    // It trusts our server (our CA), but its own certificate is not ours.
+    std::fs::copy(creds.join("ca-cert.pem"), stranger.join("ca-cert.pem")).unwrap();
+    let (rc, out) = qemu_io_tls(&s, &stranger, "vol0", &["write -P 0x22 0 4k"]);
+    assert_ne!(rc, 0, "a stranger's certificate was served: {out}");
+    assert!(block(&s, "vol0", 0).iter().all(|&b| b == 0x5a));
+    // And the real client still works.
+    let (rc, out) = qemu_io_tls(&s, &creds, "vol0", &["read -P 0x5a 0 64k"]);
+    assert_eq!(rc, 0, "{out}");
+}
+
+#[test]
+fn tls_optional_serves_tls_and_plaintext_clients() {
+    let (s, creds) = serve_tls(server::TlsMode::Optional);
+    let (rc, out) = qemu_io_tls(&s, &creds, "vol0", &["write -P 0x33 0 64k"]);
+    assert_eq!(rc, 0, "{out}");
+    let (rc, out) = qemu_io(&s, "vol0", &["read -P 0x33 0 64k"]);
+    assert_eq!(rc, 0, "{out}");
+    assert!(!out.contains("Pattern verification failed"), "{out}");
+    // With TLS off, STARTTLS is unsupported and clients go on in clear.
+    let s = serve();
+    assert_eq!(plaintext_option(&s.addr, 5, b""), 0x8000_0001);
+    let (rc, out) = qemu_io_tls(&s, &creds, "vol0", &["read 0 4k"]);
+    assert_ne!(rc, 0, "qemu asked for TLS and got clear: {out}");
+}
+
+/// One address gets its share of connections and no more, a client that
+/// never finishes the handshake is cut off, and a real client is served
+/// meanwhile.
+#[test]
+fn nbd_connections_are_bounded_per_address_and_in_time() {
+    use std::io::Read;
+    let s = serve_with(
+        tempfile::tempdir().unwrap(),
+        server::Config {
+            per_addr: 8,
+            handshake_timeout: std::time::Duration::from_secs(2),
+            ..server::Config::default()
+        },
+    );
+    let addr: std::net::SocketAddr = s.addr.parse().unwrap();
+    let from = |ip: [u8; 4]| {
+        let sock = socket2_connect(ip, addr);
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        sock
+    };
+    let t0 = std::time::Instant::now();
+    let mut held: Vec<_> = (0..20).map(|_| from([127, 0, 0, 2])).collect();
+    // The first 8 get the greeting; the rest are closed at once.
+    let mut greeted = 0;
+    for c in held.iter_mut() {
+        let mut h = [0u8; 18];
+        if c.read_exact(&mut h).is_ok() {
+            greeted += 1;
+        }
+    }
+    assert_eq!(
+        greeted, 8,
+        "connections from one address beyond its share were served"
+    );
+    let (rc, out) = qemu_io(&s, "vol0", &["write -P 0x44 0 4k", "read -P 0x44 0 4k"]);
+    assert_eq!(
+        rc, 0,
+        "a real client was not served while one address held its share: {out}"
+    );
+    // The greeted ones never answered: closed by the handshake timeout.
+    for c in held.iter_mut() {
+        let mut b = [0u8; 8];
+        assert!(matches!(c.read(&mut b), Ok(0) | Err(_)));
+    }
+    let took = t0.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(9),
+        "stalled handshakes were held for {took:?}"
+    );
+}
+
+/// A TCP connection to `to` from the loopback address `ip`.
+fn socket2_connect(ip: [u8; 4], to: std::net::SocketAddr) -> std::net::TcpStream {
+    crate::util::connect_from(ip, to)
 }

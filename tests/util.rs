@@ -80,3 +80,12 @@ pub fn cmd(sim: &mut Sim, side: &str, line: &str) -> Result<(), String> {
     let c = replicim::rcopy::parse(&words)?;
     sim.command(side, c).map_err(|e| e.to_string())
 }
+
+/// A TCP connection to `to` from the loopback address `ip` (127.0.0.0/8 is
+/// all loopback on Linux), so a test can play a second client host.
+pub fn connect_from(ip: [u8; 4], to: std::net::SocketAddr) -> std::net::TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&std::net::SocketAddr::from((ip, 0)).into()).unwrap();
+    s.connect(&to.into()).unwrap();
+    s.into()
+}

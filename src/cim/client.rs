@@ -1,5 +1,6 @@
-//! A small blocking CIM-XML client (HTTP/1.1 keep-alive over TCP), used by
-//! the CIM-level conformance runner and the `rcopy` admin client.
+//! A small blocking CIM-XML client (HTTP/1.1 keep-alive over TCP, or TLS
+//! with rustls), used by the CIM-level conformance runner and the `rcopy`
+//! admin client.
 //!
 //! It writes requests with the same encoder the server uses and reads
 //! replies with the same decoder, so it speaks exactly the dialect the
@@ -7,6 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -31,12 +33,62 @@ pub enum ClientError {
     Cim(CimError),
 }
 
+/// The largest reply body read (a hostile server cannot make the client
+/// allocate more).
+pub const MAX_REPLY: usize = 512 << 20;
+
 /// A connection to one server.
 pub struct Client {
     addr: String,
     auth: Option<String>,
-    conn: Option<BufReader<TcpStream>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    conn: Option<BufReader<Conn>>,
     next_id: u64,
+}
+
+/// The longest header line read.
+const MAX_LINE: u64 = 64 * 1024;
+
+/// Reads one line of at most `MAX_LINE` bytes.
+fn line_of(conn: &mut BufReader<Conn>, out: &mut String) -> std::io::Result<usize> {
+    let n = conn.take(MAX_LINE).read_line(out)?;
+    if n as u64 == MAX_LINE && !out.ends_with('\n') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "a reply header line above 64 KiB",
+        ));
+    }
+    Ok(n)
+}
+
+/// A socket, in clear or inside TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
 }
 
 /// The result of an extrinsic method call.
@@ -70,9 +122,51 @@ impl Client {
             addr: addr.to_string(),
             auth: credentials
                 .map(|(u, p)| base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))),
+            tls: None,
             conn: None,
             next_id: 1,
         }
+    }
+
+    /// The same over HTTPS: `tls` says how the server is checked (and
+    /// carries a client certificate if there is one).
+    pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> Client {
+        self.tls = Some(tls);
+        self
+    }
+
+    fn connect(&self) -> Result<Conn, ClientError> {
+        let s = TcpStream::connect(&self.addr)
+            .map_err(|e| ClientError::Connect(self.addr.clone(), e))?;
+        let _ = s.set_nodelay(true);
+        let _ = s.set_read_timeout(Some(Duration::from_secs(120)));
+        let Some(tls) = &self.tls else {
+            return Ok(Conn::Plain(s));
+        };
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map_or(self.addr.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+            ClientError::Connect(
+                self.addr.clone(),
+                std::io::Error::other(format!("{host}: {e}")),
+            )
+        })?;
+        let c = rustls::ClientConnection::new(tls.clone(), name)
+            .map_err(|e| ClientError::Connect(self.addr.clone(), std::io::Error::other(e)))?;
+        let mut t = rustls::StreamOwned::new(c, s);
+        // Finish the handshake here, so that a refused certificate is a
+        // connection error with its reason.
+        while t.conn.is_handshaking() {
+            t.conn
+                .complete_io(&mut t.sock)
+                .map_err(|e| ClientError::Connect(self.addr.clone(), e))?;
+        }
+        Ok(Conn::Tls(Box::new(t)))
     }
 
     pub fn addr(&self) -> &str {
@@ -83,11 +177,7 @@ impl Client {
         // One retry on a fresh connection: a kept-alive one may have closed.
         for attempt in 0..2 {
             if self.conn.is_none() {
-                let s = TcpStream::connect(&self.addr)
-                    .map_err(|e| ClientError::Connect(self.addr.clone(), e))?;
-                let _ = s.set_nodelay(true);
-                let _ = s.set_read_timeout(Some(Duration::from_secs(120)));
-                self.conn = Some(BufReader::new(s));
+                self.conn = Some(BufReader::new(self.connect()?));
             }
             match self.exchange(method, object, body) {
                 Ok(r) => return Ok(r),
@@ -119,10 +209,12 @@ impl Client {
         }
         head.push_str("\r\n");
         let s = conn.get_mut();
-        s.write_all(head.as_bytes()).map_err(io)?;
-        s.write_all(body).map_err(io)?;
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        s.write_all(&request).map_err(io)?;
+        s.flush().map_err(io)?;
         let mut status_line = String::new();
-        if conn.read_line(&mut status_line).map_err(io)? == 0 {
+        if line_of(conn, &mut status_line).map_err(io)? == 0 {
             return Err(ClientError::Io(
                 addr.clone(),
                 std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"),
@@ -137,7 +229,7 @@ impl Client {
             (None, false, false, String::new());
         loop {
             let mut line = String::new();
-            conn.read_line(&mut line).map_err(io)?;
+            line_of(conn, &mut line).map_err(io)?;
             let line = line.trim_end();
             if line.is_empty() {
                 break;
@@ -157,14 +249,20 @@ impl Client {
         if chunked {
             loop {
                 let mut size = String::new();
-                conn.read_line(&mut size).map_err(io)?;
+                line_of(conn, &mut size).map_err(io)?;
                 let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
                     .map_err(|_| {
                         ClientError::Protocol(addr.clone(), format!("bad chunk size {size:?}"))
                     })?;
+                if body.len() + n > MAX_REPLY {
+                    return Err(ClientError::Protocol(
+                        addr.clone(),
+                        format!("a reply above {MAX_REPLY} bytes"),
+                    ));
+                }
                 if n == 0 {
                     let mut trailer = String::new();
-                    while conn.read_line(&mut trailer).map_err(io)? > 2 {
+                    while line_of(conn, &mut trailer).map_err(io)? > 2 {
                         trailer.clear();
                     }
                     break;
@@ -176,10 +274,24 @@ impl Client {
                 conn.read_exact(&mut crlf).map_err(io)?;
             }
         } else if let Some(n) = length {
+            if n > MAX_REPLY {
+                return Err(ClientError::Protocol(
+                    addr.clone(),
+                    format!("a reply of {n} bytes (above {MAX_REPLY})"),
+                ));
+            }
             body.resize(n, 0);
             conn.read_exact(&mut body).map_err(io)?;
         } else {
-            conn.read_to_end(&mut body).map_err(io)?;
+            conn.take(MAX_REPLY as u64 + 1)
+                .read_to_end(&mut body)
+                .map_err(io)?;
+            if body.len() > MAX_REPLY {
+                return Err(ClientError::Protocol(
+                    addr.clone(),
+                    format!("a reply above {MAX_REPLY} bytes"),
+                ));
+            }
             close = true;
         }
         if close {

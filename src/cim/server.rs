@@ -32,17 +32,25 @@ use tokio_rustls::TlsAcceptor;
 use super::dispatch::{Dispatcher, ItemWriter, Reply};
 use super::xml::decode::{self, Call, Limits};
 use super::{headers, ops};
+use crate::guard::{self, Guard, Verdict};
 
 /// Limits and credentials of a server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// (user, password) for HTTP Basic; None turns authentication off.
+    /// Over HTTPS a client certificate signed by the array's CA stands in
+    /// for them.
     pub credentials: Option<(String, String)>,
     pub max_body: usize,
     pub xml: Limits,
     pub request_timeout: Duration,
+    /// How long a client has to send a request's headers once it has
+    /// opened a connection or had its last answer (hyper's timer also runs
+    /// while a kept-alive connection idles), and to finish a TLS handshake.
     pub header_timeout: Duration,
     pub max_connections: usize,
+    /// Per client address, and failed-login blocking.
+    pub guard: guard::Limits,
     pub drain_timeout: Duration,
 }
 
@@ -53,8 +61,9 @@ impl Default for ServerConfig {
             max_body: 4 << 20,
             xml: Limits::default(),
             request_timeout: Duration::from_secs(60),
-            header_timeout: Duration::from_secs(30),
-            max_connections: 512,
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            guard: guard::Limits::default(),
             drain_timeout: Duration::from_secs(10),
         }
     }
@@ -109,10 +118,30 @@ impl hyper::body::Body for Streamed {
     }
 }
 
-/// What every connection shares.
+/// What every connection shares (all listeners of an array share one).
 pub struct State {
     pub dispatcher: Arc<Dispatcher>,
     pub config: ServerConfig,
+    pub guard: Arc<Guard>,
+}
+
+impl State {
+    pub fn new(dispatcher: Arc<Dispatcher>, config: ServerConfig) -> State {
+        let guard = Guard::new(config.guard);
+        State {
+            dispatcher,
+            config,
+            guard,
+        }
+    }
+}
+
+/// Who a connection's client is, as far as TLS tells.
+#[derive(Clone, Debug)]
+struct Client {
+    addr: SocketAddr,
+    /// The subject of a client certificate the array's CA signed.
+    certificate: Option<Arc<str>>,
 }
 
 /// Serves `listener` (TLS when `tls` is given) until `shutdown` resolves,
@@ -126,6 +155,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(state.config.max_connections));
+    let mut full_logged = false;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -139,7 +169,17 @@ pub async fn run(
                     }
                 };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, "connection refused: connection limit reached");
+                    if !full_logged {
+                        tracing::warn!(limit = state.config.max_connections, "refusing connections: the server holds its limit");
+                        full_logged = true;
+                    }
+                    continue;
+                };
+                if full_logged && slots.available_permits() > state.config.max_connections / 2 {
+                    tracing::warn!("accepting connections again");
+                    full_logged = false;
+                }
+                let Some(slot) = state.guard.connect(peer.ip()) else {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
@@ -147,21 +187,32 @@ pub async fn run(
                 let tls = tls.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let _permit = permit;
-                    let svc_state = state.clone();
-                    let service = service_fn(move |req| handle(req, svc_state.clone(), peer));
+                    let (_permit, _slot) = (permit, slot);
                     let mut builder = http1::Builder::new();
                     builder.keep_alive(true).timer(TokioTimer::new()).header_read_timeout(state.config.header_timeout);
                     let result = match tls {
                         Some(acceptor) => match tokio::time::timeout(state.config.header_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => watcher.watch(builder.serve_connection(TokioIo::new(s), service)).await,
+                            Ok(Ok(s)) => {
+                                let certificate = s.get_ref().1.peer_certificates()
+                                    .and_then(|c| c.first())
+                                    .map(|c| Arc::from(subject_of(c).as_str()));
+                                let client = Client { addr: peer, certificate };
+                                let svc_state = state.clone();
+                                let service = service_fn(move |req| handle(req, svc_state.clone(), client.clone()));
+                                watcher.watch(builder.serve_connection(TokioIo::new(s), service)).await
+                            }
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
                                 return;
                             }
                             Err(_) => return,
                         },
-                        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                        None => {
+                            let client = Client { addr: peer, certificate: None };
+                            let svc_state = state.clone();
+                            let service = service_fn(move |req| handle(req, svc_state.clone(), client.clone()));
+                            watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await
+                        }
                     };
                     if let Err(e) = result {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -242,10 +293,10 @@ fn authorized(h: &HeaderMap, creds: &(String, String)) -> bool {
 async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
-    peer: SocketAddr,
+    client: Client,
 ) -> Result<Response<Body>, Infallible> {
     let timeout = state.config.request_timeout;
-    match tokio::time::timeout(timeout, respond(req, state, peer)).await {
+    match tokio::time::timeout(timeout, respond(req, state, client)).await {
         Ok(r) => Ok(r),
         Err(_) => Ok(plain(
             StatusCode::REQUEST_TIMEOUT,
@@ -255,7 +306,8 @@ async fn handle(
     }
 }
 
-async fn respond(req: Request<Incoming>, state: Arc<State>, peer: SocketAddr) -> Response<Body> {
+async fn respond(req: Request<Incoming>, state: Arc<State>, client: Client) -> Response<Body> {
+    let peer = client.addr;
     let started = Instant::now();
     let cfg = &state.config;
     // Method: POST, or M-POST with the extension prefix; anything else 501.
@@ -290,9 +342,28 @@ async fn respond(req: Request<Incoming>, state: Arc<State>, peer: SocketAddr) ->
             }
         }
     }
-    if let Some(creds) = &cfg.credentials {
-        if !authorized(req.headers(), creds) {
-            tracing::info!(%peer, "authentication failed");
+    if let (Some(creds), None) = (&cfg.credentials, &client.certificate) {
+        if let Verdict::Blocked(left) = state.guard.check(peer.ip()) {
+            let mut r = plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                "too many failed logins from this address; try again later",
+            );
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from(left.as_secs().max(1)));
+            r.headers_mut()
+                .insert("connection", HeaderValue::from_static("close"));
+            return r;
+        }
+        if authorized(req.headers(), creds) {
+            state.guard.succeeded(peer.ip());
+        } else {
+            // A request without any credentials is how clients find out
+            // they need them (pywbem sends them at once, browsers do not):
+            // only wrong ones count.
+            if req.headers().contains_key("authorization") {
+                state.guard.failed(peer.ip());
+            }
             let mut r = plain(
                 StatusCode::UNAUTHORIZED,
                 None,
@@ -538,61 +609,33 @@ async fn respond(req: Request<Incoming>, state: Arc<State>, peer: SocketAddr) ->
     response
 }
 
-/// Loads a TLS acceptor from PEM files.
-pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
-    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(cert).map_err(|e| format!("{}: {e}", cert.display()))?,
-    ))
-    .collect::<Result<Vec<_>, _>>()
-    .map_err(|e| format!("{}: {e}", cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate found", cert.display()));
-    }
-    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(key).map_err(|e| format!("{}: {e}", key.display()))?,
-    ))
-    .map_err(|e| format!("{}: {e}", key.display()))?
-    .ok_or_else(|| format!("{}: no private key found", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| format!("TLS certificate and key do not fit: {e}"))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+/// A TLS acceptor for the HTTPS listeners: the server certificate and
+/// key, and client certificates (optional) checked against `client_ca`.
+pub fn tls_acceptor(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<TlsAcceptor, String> {
+    let clients = if client_ca.is_some() {
+        crate::pki::ClientCerts::Optional
+    } else {
+        crate::pki::ClientCerts::Off
+    };
+    Ok(TlsAcceptor::from(crate::pki::server_config(
+        cert, key, client_ca, clients,
+    )?))
 }
 
-/// Returns `dir/tls/cert.pem` and `dir/tls/key.pem`, generating a
-/// self-signed pair (for localhost, 127.0.0.1 and `host`) at first use.
-pub fn self_signed(
-    dir: &Path,
-    host: &str,
-) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
-    let tls = dir.join("tls");
-    let (cert, key) = (tls.join("cert.pem"), tls.join("key.pem"));
-    if cert.exists() && key.exists() {
-        return Ok((cert, key));
+/// The subject common name of a certificate, for the log.
+fn subject_of(cert: &rustls::pki_types::CertificateDer<'_>) -> String {
+    match x509_parser::parse_x509_certificate(cert.as_ref()) {
+        Ok((_, c)) => c
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|n| n.as_str().ok())
+            .unwrap_or("(no common name)")
+            .to_string(),
+        Err(_) => "(unreadable certificate)".into(),
     }
-    crate::secure::private_dir(&tls)?;
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    if !names.contains(&host.to_string()) {
-        names.push(host.to_string());
-    }
-    let ck = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| format!("generating a TLS certificate: {e}"))?;
-    std::fs::write(&cert, ck.cert.pem()).map_err(|e| format!("{}: {e}", cert.display()))?;
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&key)
-        .map_err(|e| format!("{}: {e}", key.display()))?;
-    f.write_all(ck.key_pair.serialize_pem().as_bytes())
-        .map_err(|e| format!("{}: {e}", key.display()))?;
-    Ok((cert, key))
 }

@@ -13,8 +13,13 @@ pub struct Args {
     /// Default: $TMPDIR/replicim-lab.
     #[arg(long, global = true)]
     dir: Option<PathBuf>,
-    /// HTTP Basic password of user admin (default: generated once and kept
-    /// in DIR/credentials).
+    /// A file whose first line is the HTTP Basic password of user admin
+    /// (also REPLICIM_PASSWORD; default: generated once and kept in
+    /// DIR/password and DIR/credentials, mode 0600).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// The password on the command line: for demos only, as every user of
+    /// this machine can read it in the process list.
     #[arg(long)]
     password: Option<String>,
     #[command(subcommand)]
@@ -49,7 +54,15 @@ enum LinkAction {
 pub fn main(a: Args) -> i32 {
     let dir = a.dir.clone().unwrap_or_else(lab::default_dir);
     let request = match &a.action {
-        None => return supervise(dir, a.password),
+        None => {
+            return match crate::cli::password(a.password.as_deref(), a.password_file.as_deref()) {
+                Ok(p) => supervise(dir, p),
+                Err(e) => {
+                    eprintln!("replicim lab: {e}");
+                    2
+                }
+            }
+        }
         Some(Action::Kill { site }) => format!("kill {site}"),
         Some(Action::Start { site }) => format!("start {site}"),
         Some(Action::Link { what }) => match what {

@@ -13,19 +13,79 @@ use crate::rcopy::console::{Console, GroupRow, Wait};
     after_help = "Commands: showrcopy [GROUP] | creatercopygroup G TARGET sync|periodic[:MS] | admitrcopyvv VV G TARGET:VV | dismissrcopyvv VV G | removercopygroup G | startrcopygroup G | stoprcopygroup G | syncrcopy G | setrcopygroup failover|restore|reverse G | setrcopygroup recover [-full] G | setrcopygroup mode sync|periodic G | setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err G"
 )]
 pub struct Args {
-    /// The array's CIM-XML endpoint, e.g. http://127.0.0.1:5988.
+    /// The array's CIM-XML endpoint: http://127.0.0.1:5988, or
+    /// https://127.0.0.1:5989 (with --ca-file, --pin, --client-dir or
+    /// --insecure).
     #[arg(long)]
     url: String,
+    /// HTTP Basic user (default admin when a password is given).
     #[arg(long)]
     user: Option<String>,
+    /// A file whose first line is the password.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<std::path::PathBuf>,
+    /// The password on the command line: for demos only, as every user of
+    /// this machine can read it in the process list. Prefer
+    /// --password-file or the REPLICIM_PASSWORD environment variable.
     #[arg(long)]
     password: Option<String>,
+    /// HTTPS: trust the server if a CA in this PEM file signed its
+    /// certificate (the array's DATA_DIR/tls/ca.pem).
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
+    /// HTTPS: trust the server whose certificate has this SHA-256
+    /// fingerprint (sha256:HEX).
+    #[arg(long, value_name = "FINGERPRINT")]
+    pin: Option<String>,
+    /// HTTPS: a client directory the array issued (`serve --issue-client`):
+    /// its certificate stands in for the password, and its ca-cert.pem
+    /// checks the server unless --ca-file or --pin is given.
+    #[arg(long, value_name = "DIR")]
+    client_dir: Option<std::path::PathBuf>,
+    /// HTTPS without checking the server's certificate: encrypted, but to
+    /// whoever answers.
+    #[arg(long)]
+    insecure: bool,
     /// Machine-readable output (showrcopy: the groups; other commands: a status object).
     #[arg(long)]
     json: bool,
     /// The rcopy command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+/// How rcopy checks an HTTPS server, and its client certificate.
+fn tls_config(a: &Args) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use crate::pki::ServerCheck;
+    let dir_ca = a.client_dir.as_ref().map(|d| d.join("ca-cert.pem"));
+    let check = match (&a.ca_file, &a.pin, a.insecure) {
+        (Some(ca), None, false) => ServerCheck::Ca(ca.clone()),
+        (None, Some(pin), false) => ServerCheck::Pin(pin.clone()),
+        (None, None, true) => ServerCheck::Insecure,
+        (None, None, false) => match dir_ca {
+            Some(ca) => ServerCheck::Ca(ca),
+            None => {
+                return Err(
+                    "https:// needs a way to check the array's certificate: --ca-file \
+                     DATA_DIR/tls/ca.pem, --pin sha256:..., --client-dir DIR, or --insecure \
+                     to skip the check"
+                        .into(),
+                )
+            }
+        },
+        _ => return Err("give one of --ca-file, --pin and --insecure".into()),
+    };
+    if a.insecure {
+        eprintln!("replicim rcopy: --insecure: the server's certificate is not checked");
+    }
+    let client = a
+        .client_dir
+        .as_ref()
+        .map(|d| (d.join("client-cert.pem"), d.join("client-key.pem")));
+    crate::pki::client_config(
+        &check,
+        client.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+    )
 }
 
 #[derive(Serialize)]
@@ -49,21 +109,33 @@ pub fn main(a: Args) -> i32 {
 }
 
 fn run(a: &Args) -> Result<(), String> {
-    let addr = match a.url.split_once("://") {
-        Some(("http", rest)) => rest.trim_end_matches('/'),
+    let (https, addr) = match a.url.split_once("://") {
+        Some(("http", rest)) => (false, rest.trim_end_matches('/')),
+        Some(("https", rest)) => (true, rest.trim_end_matches('/')),
         Some((scheme, _)) => {
             return Err(format!(
-                "{scheme}:// is not supported by rcopy yet; use the array's http:// endpoint"
+                "{scheme}:// is not a CIM-XML endpoint; use http:// or https://"
             ))
         }
-        None => a.url.as_str(),
+        None => (false, a.url.as_str()),
     };
-    let creds = match (&a.user, &a.password) {
-        (Some(u), Some(p)) => Some((u.as_str(), p.as_str())),
-        (None, None) => None,
-        _ => return Err("give both --user and --password, or neither".into()),
-    };
-    let mut console = Console::connect(Client::new(addr, creds))?;
+    let password = super::password(a.password.as_deref(), a.password_file.as_deref())?;
+    let creds =
+        match (&a.user, &password) {
+            (u, Some(p)) => Some((u.as_deref().unwrap_or("admin"), p.as_str())),
+            (Some(_), None) => return Err(
+                "--user needs a password: --password-file FILE, REPLICIM_PASSWORD, or --password"
+                    .into(),
+            ),
+            (None, None) => None,
+        };
+    let mut client = Client::new(addr, creds);
+    if https {
+        client = client.with_tls(tls_config(a)?);
+    } else if a.ca_file.is_some() || a.pin.is_some() || a.client_dir.is_some() || a.insecure {
+        return Err("--ca-file, --pin, --client-dir and --insecure are for https:// URLs".into());
+    }
+    let mut console = Console::connect(client)?;
     let words: Vec<&str> = a.command.iter().map(String::as_str).collect();
     if words[0] == "showrcopy" {
         let mut groups = console.show()?;

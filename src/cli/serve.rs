@@ -9,6 +9,9 @@
 //!
 //! [nbd]
 //! listen = "127.0.0.1:10809"       # every volume is an export of its name
+//! tls = "optional"                 # NBD_OPT_STARTTLS: off | optional | required
+//! client_certs = true              # a TLS client must show a certificate the
+//!                                  # array's CA signed (serve --issue-client)
 //!
 //! [link]
 //! listen = "127.0.0.1:7001"        # replication link from peers
@@ -35,8 +38,12 @@
 //! user = "admin"                   # HTTP Basic user
 //! password = "secret"              # or password_file = "...", else generated
 //! auth = true                      # Basic authentication (default true)
-//! # tls_cert = "cert.pem"          # default: self-signed pair in data_dir/tls
-//! # tls_key = "key.pem"
+//! # host = "array1.example:5988"   # the address every object path names
+//!                                  # (default: the first http listener)
+//! # tls_cert = "cert.pem"          # default: data_dir/tls/cert.pem, signed by
+//! # tls_key = "key.pem"            # the array's CA (data_dir/tls/ca.pem)
+//! # client_certs = true            # HTTPS: a certificate the array's CA signed
+//!                                  # stands in for the password
 //! # extra_mof = ["site.mof"]       # more classes; a bad file stops start-up
 //! ```
 
@@ -78,6 +85,12 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct NbdConfig {
     pub listen: String,
+    /// TLS by NBD_OPT_STARTTLS: off, optional (the default) or required.
+    #[serde(default)]
+    pub tls: nbd::server::TlsMode,
+    /// TLS clients must show a certificate the array's CA signed.
+    #[serde(default = "yes")]
+    pub client_certs: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -182,6 +195,10 @@ pub struct CimConfig {
     pub auth: bool,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Over HTTPS, a client certificate the array's CA signed stands in
+    /// for the password.
+    #[serde(default = "yes")]
+    pub client_certs: bool,
     #[serde(default)]
     pub extra_mof: Vec<PathBuf>,
     pub host: Option<String>,
@@ -366,6 +383,47 @@ async fn bind(addr: &str, what: &str) -> Result<tokio::net::TcpListener, String>
         .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
 }
 
+/// The address consoles reach the array by, which every object path it
+/// returns names: `[cim] host`, else its first HTTP (or HTTPS) listener,
+/// else its name.
+pub fn host(cfg: &Config) -> String {
+    cfg.cim
+        .host
+        .clone()
+        .or_else(|| cfg.cim.http.first().or(cfg.cim.https.first()).cloned())
+        .unwrap_or_else(|| cfg.name.clone())
+}
+
+/// A host:port, [v6]:port or bare host without its port.
+fn without_port(addr: &str) -> &str {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match addr.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => addr,
+    }
+}
+
+/// The array's CA and server certificate (made at the first start).
+pub fn pki(cfg: &Config) -> Result<crate::pki::Paths, String> {
+    crate::secure::private_dir(&cfg.data_dir)?;
+    crate::pki::ensure(
+        &cfg.data_dir.join("tls"),
+        &cfg.name,
+        without_port(&host(cfg)),
+    )
+}
+
+/// The certificate and key the array serves (configured, or its own).
+fn server_pair(cfg: &Config, pki: &crate::pki::Paths) -> Result<(PathBuf, PathBuf), String> {
+    match (&cfg.cim.tls_cert, &cfg.cim.tls_key) {
+        (Some(c), Some(k)) => Ok((c.clone(), k.clone())),
+        (None, None) => Ok((pki.cert.clone(), pki.key.clone())),
+        _ => Err("tls_cert and tls_key go together".into()),
+    }
+}
+
 /// The directory of the array's link identity.
 pub fn link_dir(cfg: &Config) -> PathBuf {
     cfg.data_dir.join("link")
@@ -403,7 +461,9 @@ fn link_tls(cfg: &Config) -> Result<Option<link::tls::LinkTls>, String> {
 /// Runs the array and its listeners until SIGINT or SIGTERM.
 pub async fn serve(cfg: Config) -> Result<(), String> {
     crate::secure::private_dir(&cfg.data_dir)?;
-    let host = cfg.cim.host.clone().unwrap_or_else(|| cfg.name.clone());
+    let host = host(&cfg);
+    let pki = pki(&cfg)?;
+    let (cert, key) = server_pair(&cfg, &pki)?;
     let mut extra = Vec::new();
     for f in &cfg.cim.extra_mof {
         let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
@@ -459,13 +519,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     }
 
     // The provider: this array and where consoles reach its peers.
-    let my_cim = cfg
-        .cim
-        .http
-        .first()
-        .or(cfg.cim.https.first())
-        .cloned()
-        .unwrap_or_else(|| host.clone());
+    let my_cim = host.clone();
     let mut hosts: Hosts = cfg
         .peers
         .iter()
@@ -483,23 +537,19 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     let mut dispatcher = cim.dispatcher;
     dispatcher.register(rep)?;
 
-    let state = Arc::new(State {
-        dispatcher: Arc::new(dispatcher),
-        config: ServerConfig {
+    let state = Arc::new(State::new(
+        Arc::new(dispatcher),
+        ServerConfig {
             credentials,
             max_body: cfg.cim.max_body,
             ..ServerConfig::default()
         },
-    });
+    ));
     let tls = if cfg.cim.https.is_empty() {
         None
     } else {
-        let (cert, key) = match (&cfg.cim.tls_cert, &cfg.cim.tls_key) {
-            (Some(c), Some(k)) => (c.clone(), k.clone()),
-            (None, None) => server::self_signed(&cfg.data_dir, &host)?,
-            _ => return Err("tls_cert and tls_key go together".into()),
-        };
-        Some(server::tls_acceptor(&cert, &key)?)
+        let client_ca = cfg.cim.client_certs.then_some(pki.ca.as_path());
+        Some(server::tls_acceptor(&cert, &key, client_ca)?)
     };
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = Vec::new();
@@ -524,11 +574,48 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     }
     if let Some(n) = &cfg.nbd {
         let l = bind(&n.listen, "NBD").await?;
-        tracing::info!(address = %n.listen, "NBD listening");
+        let tls = match n.tls {
+            nbd::server::TlsMode::Off => None,
+            _ => {
+                let clients = if n.client_certs {
+                    crate::pki::ClientCerts::Required
+                } else {
+                    crate::pki::ClientCerts::Off
+                };
+                Some(crate::pki::server_config(
+                    &cert,
+                    &key,
+                    Some(&pki.ca),
+                    clients,
+                )?)
+            }
+        };
+        let loopback = l
+            .local_addr()
+            .map(|a| a.ip().is_loopback())
+            .unwrap_or(false);
+        if n.tls != nbd::server::TlsMode::Required && !loopback {
+            tracing::warn!(
+                address = %n.listen,
+                "NBD listens beyond this host without [nbd] tls = \"required\": \
+                 anyone who reaches it can read and write the volumes"
+            );
+        }
+        if n.tls != nbd::server::TlsMode::Off && !n.client_certs {
+            tracing::warn!(
+                "NBD over TLS takes clients without certificates ([nbd] client_certs = false)"
+            );
+        }
+        tracing::info!(address = %n.listen, tls = ?n.tls, "NBD listening");
         let mut stop = stop_tx.subscribe();
         let catalog = Arc::new(VolumeCatalog { node: node.clone() });
+        let nbd_cfg = nbd::server::Config {
+            tls: n.tls,
+            acceptor: tls.map(tokio_rustls::TlsAcceptor::from),
+            ..nbd::server::Config::default()
+        };
         tasks.push(tokio::spawn(async move {
-            nbd::server::run(l, catalog, async move {
+            nbd::server::run(l, catalog, nbd_cfg, async move {
                 let _ = stop.recv().await;
             })
             .await

@@ -73,10 +73,7 @@ impl CimDriver {
             rep.register_profiles(&cim.interop);
             let mut d = cim.dispatcher;
             d.register(rep)?;
-            states.push(Arc::new(State {
-                dispatcher: Arc::new(d),
-                config: ServerConfig::default(),
-            }));
+            states.push(Arc::new(State::new(Arc::new(d), ServerConfig::default())));
         }
         let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
         let stop = stop_tx.clone();
@@ -331,33 +328,47 @@ impl Driver for CimDriver {
 }
 
 /// Every pair of rcg0 on `array`, and a check that the group's own
-/// GroupSynchronized agrees with its pairs.
+/// GroupSynchronized agrees with its pairs. The pairs and the group are
+/// separate requests, so a running array may move between them: the check
+/// is made when the pairs read the same before and after the group, and
+/// the reads are retried (a few times) while they do not.
 pub fn observe_group(
     console: &mut Console,
     array: &str,
     host: &str,
 ) -> Result<Vec<Observed>, String> {
-    let mut out = Vec::new();
-    for v in VOLUMES {
-        out.push(observe_pair(console.client(), array, host, v)?);
-    }
-    let (gs, _) = console.group_sync(GROUP)?;
-    let g = console
-        .client()
-        .get_instance(&gs)
-        .map_err(|e| e.to_string())?;
-    for (n, pick) in [("CopyState", 0usize), ("ProgressStatus", 2)] {
-        let want = [out[0].copy_state, out[0].sync_state, out[0].progress][pick];
-        let got = g.get(n).and_then(Value::as_u64).map(|v| v as u16);
-        if out
+    let pairs = |console: &mut Console| -> Result<Vec<Observed>, String> {
+        VOLUMES
             .iter()
-            .all(|o| [o.copy_state, o.sync_state, o.progress][pick] == want)
-            && got != Some(want)
-        {
-            return Err(format!(
-                "GroupSynchronized {n} is {got:?}, its pairs show {want}"
-            ));
+            .map(|v| observe_pair(console.client(), array, host, v))
+            .collect()
+    };
+    let mut out = pairs(console)?;
+    for _ in 0..5 {
+        let (gs, _) = console.group_sync(GROUP)?;
+        let g = console
+            .client()
+            .get_instance(&gs)
+            .map_err(|e| e.to_string())?;
+        let after = pairs(console)?;
+        if after != out {
+            out = after;
+            continue;
         }
+        for (n, pick) in [("CopyState", 0usize), ("ProgressStatus", 2)] {
+            let want = [out[0].copy_state, out[0].sync_state, out[0].progress][pick];
+            let got = g.get(n).and_then(Value::as_u64).map(|v| v as u16);
+            if out
+                .iter()
+                .all(|o| [o.copy_state, o.sync_state, o.progress][pick] == want)
+                && got != Some(want)
+            {
+                return Err(format!(
+                    "GroupSynchronized {n} is {got:?}, its pairs show {want} before and after it"
+                ));
+            }
+        }
+        break;
     }
     Ok(out)
 }

@@ -51,6 +51,8 @@ pub struct LabDriver {
     /// the write (a NBD host is not told; the arrays' own reports are).
     acked: BTreeMap<(String, u64), (u8, bool)>,
     remembered: [Option<Vec<[u8; 32]>>; 2],
+    /// Directories of failed rows, left on disk.
+    kept: Vec<PathBuf>,
 }
 
 impl LabDriver {
@@ -63,7 +65,13 @@ impl LabDriver {
             lab: None,
             acked: BTreeMap::new(),
             remembered: [None, None],
+            kept: Vec::new(),
         }
+    }
+
+    /// How many failed rows' lab directories were left on disk.
+    pub fn kept(&self) -> usize {
+        self.kept.len()
     }
 
     fn lab(&self) -> Result<&Lab, String> {
@@ -266,7 +274,9 @@ impl Driver for LabDriver {
         if let Some(old) = self.lab.take() {
             let dir = old.opts.dir.clone();
             drop(old);
-            let _ = std::fs::remove_dir_all(dir);
+            if !self.kept.contains(&dir) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
         self.runs += 1;
         let dir = self.root.join(format!("row-{}", self.runs));
@@ -280,6 +290,13 @@ impl Driver for LabDriver {
         self.acked.clear();
         self.remembered = [None, None];
         Ok(())
+    }
+
+    fn keep(&mut self) -> Option<String> {
+        let dir = self.lab.as_ref()?.opts.dir.clone();
+        let shown = dir.display().to_string();
+        self.kept.push(dir);
+        Some(shown)
     }
 
     fn command(&mut self, side: Side, cmd: crate::core::Command) -> Result<(), String> {
@@ -322,13 +339,30 @@ impl Driver for LabDriver {
             }
             Step::RunUntil { side, vol, status } => {
                 let t0 = Instant::now();
+                let mut shown = Vec::<String>::new();
                 loop {
                     let seen = self.observe_site(site(*side))?;
                     if seen.iter().any(|o| o.vol == *vol && o.status == *status) {
                         return Ok(());
                     }
+                    for o in seen.iter().filter(|o| o.vol == *vol) {
+                        let now = format!(
+                            "{}/{} at {:.2} s",
+                            o.role,
+                            o.status,
+                            t0.elapsed().as_secs_f64()
+                        );
+                        if shown.last().map(|l| l.split(" at ").next())
+                            != Some(now.split(" at ").next())
+                        {
+                            shown.push(now);
+                        }
+                    }
                     if t0.elapsed() > LIMIT {
-                        return Err(format!("{vol} on {side:?} never showed {status}"));
+                        return Err(format!(
+                            "{vol} on {side:?} never showed {status} (it showed {})",
+                            shown.join(", then ")
+                        ));
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -397,7 +431,9 @@ impl Drop for LabDriver {
         if let Some(old) = self.lab.take() {
             let dir = old.opts.dir.clone();
             drop(old);
-            let _ = std::fs::remove_dir_all(dir);
+            if !self.kept.contains(&dir) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
     }
 }

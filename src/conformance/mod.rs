@@ -295,6 +295,11 @@ pub trait Driver {
     fn unreachable(&self, _row: &Row) -> Option<String> {
         None
     }
+    /// The row just run failed: keep what explains it (a lab's logs and
+    /// journals) and say where, if this level has anything to keep.
+    fn keep(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// The outcome of one row.
@@ -419,7 +424,10 @@ pub fn run_row(driver: &mut dyn Driver, table: &str, row: &Row) -> RowResult {
         Err(e) => RowResult {
             table: table.into(),
             id: row.id.clone(),
-            line: format!("FAIL  {head} {e}"),
+            line: match driver.keep() {
+                Some(kept) => format!("FAIL  {head} {e} (kept: {kept})"),
+                None => format!("FAIL  {head} {e}"),
+            },
             passed: false,
             skipped: false,
         },
@@ -432,10 +440,25 @@ pub fn run(
     driver: &mut dyn Driver,
     out: &mut dyn std::io::Write,
 ) -> Result<(usize, usize), String> {
+    run_rows(driver, out, None)
+}
+
+/// [`run`], limited to the rows whose id is `only` when given (`Stale`,
+/// `3a`, ...); an id that names no row is an error.
+pub fn run_rows(
+    driver: &mut dyn Driver,
+    out: &mut dyn std::io::Write,
+    only: Option<&str>,
+) -> Result<(usize, usize), String> {
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let mut matched = false;
     for text in TABLES {
         let table = Table::parse(text)?;
         for row in &table.rows {
+            if only.is_some_and(|id| !id.eq_ignore_ascii_case(&row.id)) {
+                continue;
+            }
+            matched = true;
             let r = run_row(driver, &table.name, row);
             writeln!(out, "{}", r.line).map_err(|e| e.to_string())?;
             match (r.skipped, r.passed) {
@@ -444,6 +467,9 @@ pub fn run(
                 (false, false) => failed += 1,
             }
         }
+    }
+    if let (Some(id), false) = (only, matched) {
+        return Err(format!("no row has the id {id}"));
     }
     if skipped > 0 {
         writeln!(out, "{passed} passed, {failed} failed, {skipped} skipped")

@@ -214,6 +214,14 @@ impl Lab {
         for s in [Site::A, Site::B] {
             let id = crate::link::tls::ensure_identity(&link_dir(&opts.dir, s), s.name())?;
             fingerprints.push(id.fingerprint());
+            // Its CA and server certificate, and a client directory for the
+            // hosts and consoles of the demo (NBD over TLS, HTTPS without
+            // a password).
+            let pki = crate::pki::ensure(&data_dir(&opts.dir, s).join("tls"), s.name(), s.name())?;
+            let client = client_dir(&opts.dir, s);
+            if !client.join("client-key.pem").exists() {
+                crate::pki::issue_client(&pki, &client, "lab-client")?;
+            }
         }
         for s in [Site::A, Site::B] {
             let path = config_path(&opts.dir, s);
@@ -492,14 +500,16 @@ impl Lab {
         }
     }
 
-    /// The text the supervisor prints once the lab is up.
+    /// The text the supervisor prints once the lab is up. Its commands
+    /// carry no secret on their command lines (a process list shows those
+    /// to every user): passwords come from the environment, certificates
+    /// from files.
     pub fn banner(&self) -> String {
         let mut out = String::new();
-        let pw = &self.password;
         for s in [Site::A, Site::B] {
             let p = self.opts.ports.of(s);
             out += &format!(
-                "{} ({}): CIM-XML http://127.0.0.1:{}  https://127.0.0.1:{}  NBD nbd://127.0.0.1:{}/vol0 and /vol1\n",
+                "{} ({}): CIM-XML http://127.0.0.1:{}  https://127.0.0.1:{}  NBD nbd://127.0.0.1:{}/vol0 and /vol1 (TLS offered)\n",
                 if s == Site::A { "A" } else { "B" },
                 s.name(),
                 p.http,
@@ -510,23 +520,29 @@ impl Lab {
         let a = self.opts.ports.a;
         let b = self.opts.ports.b;
         let dir = self.opts.dir.display();
+        let ca = client_dir(&self.opts.dir, Site::A);
+        let ca = ca.display();
         out += &format!(
-            "credentials: user {USER}, password {pw} (also in {dir}/credentials)\n\
+            "credentials: user {USER}, password in {dir}/password (mode 0600)\n\
+             client certificates: {dir}/clients/site-a and site-b (NBD over TLS, HTTPS without a password)\n\
              namespaces: root/cimv2, interop root/interop\n\
              group {GROUP}: synchronous, vol0 and vol1 ({VOLUME_MIB} MiB each), site-a -> site-b\n\
              \n\
              try:\n\
-             \x20 replicim rcopy --url http://127.0.0.1:{} --user {USER} --password {pw} showrcopy\n\
-             \x20 pywbemcli -s http://127.0.0.1:{} -u {USER} -p {pw} -d root/cimv2 instance enumerate CIM_StorageSynchronized --di\n\
-             \x20 wbemcli ein 'http://{USER}:{pw}@127.0.0.1:{}/root/cimv2:CIM_StorageVolume'\n\
+             \x20 export REPLICIM_PASSWORD=\"$(cat {dir}/password)\" PYWBEMCLI_PASSWORD=\"$(cat {dir}/password)\"\n\
+             \x20 replicim rcopy --url http://127.0.0.1:{} showrcopy\n\
+             \x20 replicim rcopy --url https://127.0.0.1:{} --client-dir {ca} showrcopy\n\
+             \x20 pywbemcli -s http://127.0.0.1:{} -u {USER} -d root/cimv2 instance enumerate CIM_StorageSynchronized --di\n\
+             \x20 wbemcli -cacert {ca}/ca-cert.pem -clientcert {ca}/client-cert.pem -clientkey {ca}/client-key.pem ein 'https://127.0.0.1:{}/root/cimv2:CIM_StorageVolume'\n\
              \x20 qemu-io -f raw nbd://127.0.0.1:{}/vol0 -c 'write -P 0xab 0 1M'\n\
-             \x20 qemu-io -f raw nbd://127.0.0.1:{}/vol0 -c 'read -P 0xab 0 1M'\n\
-             \x20 replicim lab kill A --dir {dir}     (then: rcopy --url http://127.0.0.1:{} ... setrcopygroup failover {GROUP})\n\
+             \x20 qemu-io --object tls-creds-x509,id=tls0,dir={ca},endpoint=client --image-opts driver=nbd,host=127.0.0.1,port={},export=vol0,tls-creds=tls0 -c 'read -P 0xab 0 1M'\n\
+             \x20 qemu-io -f raw nbd://127.0.0.1:{}/vol0 -c 'read -P 0xab 0 1M'   (B, read-only)\n\
+             \x20 replicim lab kill A --dir {dir}     (then: rcopy --url http://127.0.0.1:{} setrcopygroup failover {GROUP})\n\
              \x20 replicim lab start A --dir {dir}\n\
              \x20 replicim lab link down|up --dir {dir};  replicim lab link throttle 1000000|off --dir {dir}\n\
              logs: {dir}/site-a.log, {dir}/site-b.log\n\
              Ctrl-C stops both arrays.\n",
-            a.http, a.http, a.http, a.nbd, b.nbd, b.http
+            a.http, a.https, a.http, a.https, a.nbd, a.nbd, b.nbd, b.http
         );
         out
     }
@@ -545,6 +561,12 @@ fn config_path(dir: &Path, s: Site) -> PathBuf {
 /// An array's data directory in the lab.
 pub fn data_dir(dir: &Path, s: Site) -> PathBuf {
     dir.join(s.name())
+}
+
+/// A client certificate directory the array's CA issued (QEMU's
+/// tls-creds-x509 layout): `DIR/clients/site-a`.
+pub fn client_dir(dir: &Path, s: Site) -> PathBuf {
+    dir.join("clients").join(s.name())
 }
 
 /// Where an array of the lab keeps its link identity.

@@ -138,14 +138,27 @@ async fn pump(
             sw.dropped.fetch_add(n as u64, Ordering::Relaxed);
             continue;
         }
-        if let Some(rate) = sw.rate() {
-            let wait = Duration::from_secs_f64(n as f64 / rate as f64);
-            tokio::time::sleep(wait).await;
+        // A throttled line delivers its bytes evenly, not a buffer's worth
+        // in one burst after a long silence: 20 ms of the rate at a time.
+        let mut sent = 0;
+        while sent < n {
+            let take = match sw.rate() {
+                Some(rate) => {
+                    let take = ((rate / 50) as usize).clamp(1, n - sent);
+                    tokio::time::sleep(Duration::from_secs_f64(take as f64 / rate as f64)).await;
+                    take
+                }
+                None => n - sent,
+            };
+            if w.write_all(&buf[sent..sent + take]).await.is_err() {
+                break;
+            }
+            sent += take;
+            sw.delivered.fetch_add(take as u64, Ordering::Relaxed);
         }
-        if w.write_all(&buf[..n]).await.is_err() {
+        if sent < n {
             break;
         }
-        sw.delivered.fetch_add(n as u64, Ordering::Relaxed);
     }
     // A pulled cable carries no FIN either: while down, the other end is
     // left to find out by itself.
