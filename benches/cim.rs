@@ -91,6 +91,31 @@ fn item(i: usize) -> Instance {
         )
 }
 
+/// The MOF of `n` static items (what `extra_mof` loads), each as
+/// `item(i)` would build it.
+fn static_mof(n: usize) -> String {
+    let mut m = String::from(BENCH_MOF);
+    for i in 0..n {
+        m += &format!(
+            "instance of BNC_Item {{ Name = \"item-{i:06}\"; Size = {i}; Vendor = \"replicim benchmark vendor\"; \
+             Model = \"model-{}\"; Serial = \"SN{:012}\"; Location = \"rack {} slot {}\"; \
+             Owner = \"storage operations\"; Status = \"OK\"; Enabled = {}; States = {{2, 5}}; }};\n",
+            i % 17,
+            i * 7919,
+            i / 40,
+            i % 40,
+            if i % 3 != 0 { "true" } else { "false" }
+        );
+    }
+    m
+}
+
+/// Child: the CIM server with `n` static instances from MOF, no provider.
+fn child_static(n: usize) {
+    let cim = replicim::cli::serve::build("bench", &[("bench.mof".into(), static_mof(n))]).unwrap();
+    serve_child(cim.dispatcher);
+}
+
 /// Child: the CIM server with `n` items in namespace root/cimv2.
 fn child_cim(n: usize) {
     let cim =
@@ -99,6 +124,11 @@ fn child_cim(n: usize) {
     let items: Vec<Instance> = (0..n).map(item).collect();
     let index = (0..n).map(|i| (format!("item-{i:06}"), i)).collect();
     d.register(Arc::new(Items(items, index))).unwrap();
+    serve_child(d);
+}
+
+/// Serves `d` on a free port (printed) until killed.
+fn serve_child(d: replicim::cim::dispatch::Dispatcher) {
     let state = Arc::new(State::new(Arc::new(d), ServerConfig::default()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -269,6 +299,10 @@ fn main() {
         let n = args.last().unwrap().parse().unwrap();
         return child_cim(n);
     }
+    if args.iter().any(|a| a == "--child-static") {
+        let n = args.last().unwrap().parse().unwrap();
+        return child_static(n);
+    }
     if args.iter().any(|a| a == "--child-provider") {
         return child_provider();
     }
@@ -367,6 +401,51 @@ fn main() {
         format!("{rss_idle:.0} MB after start-up"),
         "-".into(),
     ));
+
+    // 10,000 static instances (extra_mof), no provider: the server's own
+    // instance store.
+    let stat = Server::spawn(&["--child-static", "10000"]);
+    let sample = rt.block_on(load(&stat.addr, &get.0, &get.1, 1, 0.2));
+    let size = (sample.1 / sample.0.max(1)) as usize;
+    let bare = Server::spawn(&["--child-bare", &size.to_string()]);
+    let bb = rt.block_on(load(&bare.addr, &get.0, &get.1, 4, secs));
+    let ss = rt.block_on(load(&stat.addr, &get.0, &get.1, 4, secs));
+    let (rb, rs) = (
+        bb.0 as f64 / bb.2.as_secs_f64(),
+        ss.0 as f64 / ss.2.as_secs_f64(),
+    );
+    rows.push((
+        format!("static: GetInstance of one of 10,000, 4 connections, {size} B reply"),
+        format!("{rs:.0} req/s"),
+        format!("bare hyper {rb:.0} req/s"),
+        format!("{:.2}x of bare hyper", rs / rb),
+    ));
+    drop(bare);
+    let ei = rt.block_on(load(&stat.addr, &enum_i.0, &enum_i.1, 1, secs));
+    let en = rt.block_on(load(&stat.addr, &enum_n.0, &enum_n.1, 1, secs));
+    let mbs = |r: &(u64, u64, Duration)| r.1 as f64 / 1e6 / r.2.as_secs_f64();
+    rows.push(throughput(
+        "static: EnumerateInstances of 10,000, 1 connection".to_string(),
+        &ei,
+        1,
+    ));
+    rows.push((
+        "static: EnumerateInstanceNames of 10,000, 1 connection".to_string(),
+        format!(
+            "{:.1} req/s, {:.0} MB/s of XML",
+            en.0 as f64 / en.2.as_secs_f64(),
+            mbs(&en)
+        ),
+        format!("EnumerateInstances: {:.0} MB/s", mbs(&ei)),
+        format!("{:.2}x the MB/s of EnumerateInstances", mbs(&en) / mbs(&ei)),
+    ));
+    rows.push((
+        "static: server peak RSS with 10,000 instances loaded from MOF".into(),
+        format!("{:.0} MB", stat.peak_rss_mb()),
+        "-".into(),
+        "-".into(),
+    ));
+    drop(stat);
 
     // The SMI-S provider: what consoles poll. Each request takes a fresh
     // snapshot of the (simulated) array and builds the instances from it.

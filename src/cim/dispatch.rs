@@ -294,9 +294,7 @@ impl Dispatcher {
         req: &str,
     ) -> Result<Vec<Raw>, CimError> {
         let mut out: Vec<Raw> = n
-            .instances()
-            .iter()
-            .filter(|i| i.class == class.name)
+            .instances_of(&class.name)
             .map(|i| (class.clone(), i.clone()))
             .collect();
         if let Some(p) = self.provider(&n.name, &class.name) {
@@ -340,6 +338,35 @@ impl Dispatcher {
         for c in n.subtree(class) {
             let cls = n.class(c.as_str()).expect("listed");
             out.extend(self.raw_instances_of(n, cls, req)?);
+        }
+        Ok(out)
+    }
+
+    /// Paths of the instances of `class` and its subclasses, keys typed by
+    /// their class. Static instances give their keys without being copied.
+    fn enumerate_names(
+        &self,
+        n: &Namespace,
+        class: &str,
+        req: &str,
+    ) -> Result<Vec<ObjectPath>, CimError> {
+        let mut out = Vec::new();
+        for c in n.subtree(class) {
+            let cls = n.class(c.as_str()).expect("listed");
+            out.extend(
+                n.instances_of(&cls.name)
+                    .map(|i| normalize_keys(cls, i.path(cls, &n.name, None))),
+            );
+            if let Some(p) = self.provider(&n.name, &cls.name) {
+                for i in p.enumerate(&self.ctx(req), &cls.name)? {
+                    let ic = if i.class == cls.name {
+                        cls.clone()
+                    } else {
+                        self.class(n, i.class.as_str(), CimError::failed)?.clone()
+                    };
+                    out.push(normalize_keys(&ic, i.path(&ic, &n.name, None)));
+                }
+            }
         }
         Ok(out)
     }
@@ -398,11 +425,7 @@ impl Dispatcher {
     fn get_instance(&self, n: &Namespace, path: &ObjectPath, req: &str) -> Result<Found, CimError> {
         let (class, typed) = self.typed_path(n, path)?;
         let ns = n.name.as_str();
-        if let Some(i) = n
-            .instances()
-            .iter()
-            .find(|i| i.class == class.name && i.path(&class, ns, None).same_instance(&typed))
-        {
+        if let Some(i) = n.static_instance(&class, &typed) {
             return Ok((
                 i.path(&class, ns, Some(&self.host)),
                 normalize(&class, i.clone()),
@@ -977,20 +1000,15 @@ impl Dispatcher {
             }
             Op::EnumerateInstanceNames { class } => {
                 self.class(n, class.as_str(), CimError::invalid_class)?;
-                let mut raw = self.raw_enumerate(n, class.as_str(), req)?.into_iter();
-                let ns = n.name.clone();
+                let mut names = self.enumerate_names(n, class.as_str(), req)?.into_iter();
                 streaming(
                     id,
                     method,
                     Box::new(move |out| {
-                        for (cls, inst) in raw.by_ref().take(64) {
-                            // Keys are typed by the class, as in a full path.
-                            encode::instance_name(
-                                out,
-                                &normalize_keys(&cls, inst.path(&cls, &ns, None)),
-                            );
+                        for path in names.by_ref().take(64) {
+                            encode::instance_name(out, &path);
                         }
-                        raw.len() > 0
+                        names.len() > 0
                     }),
                 )
             }

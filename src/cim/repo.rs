@@ -1,10 +1,11 @@
 //! The class repository: namespaces holding qualifier declarations,
 //! resolved classes (inherited members merged in) and static instances.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::model::{Class, Instance, Name, QualifierDecl};
+use super::model::{Class, Instance, Name, ObjectPath, QualifierDecl, Value};
 
 /// The interop namespace and its alias.
 pub const INTEROP: &str = "root/interop";
@@ -18,6 +19,13 @@ pub struct Namespace {
     children: BTreeMap<Name, Vec<Name>>,
     qualifiers: BTreeMap<Name, QualifierDecl>,
     instances: Vec<Instance>,
+    /// Static instances by class (positions in `instances`)...
+    by_class: HashMap<Name, Vec<usize>>,
+    /// ...and by identity ([`identity`] of their path), so GetInstance
+    /// and enumeration cost what one class holds, not the namespace.
+    by_identity: HashMap<String, usize>,
+    /// Instances added before their class, by class (compared one by one).
+    unindexed: HashMap<Name, Vec<usize>>,
 }
 
 impl Namespace {
@@ -62,8 +70,46 @@ impl Namespace {
         self.classes.insert(c.name.clone(), Arc::new(c));
     }
 
+    /// Adds a static instance. Its class should be in the namespace already
+    /// (MOF defines a class before its instances); one that is not yet is
+    /// found by a scan of its class's instances instead of by identity.
     pub fn add_instance(&mut self, i: Instance) {
+        let at = self.instances.len();
+        match self.class(i.class.as_str()) {
+            Some(c) => {
+                // A duplicate keeps the first, as a scan would find it.
+                let id = identity(&i.path(c, &self.name, None));
+                self.by_identity.entry(id).or_insert(at);
+            }
+            None => self.unindexed.entry(i.class.clone()).or_default().push(at),
+        }
+        self.by_class.entry(i.class.clone()).or_default().push(at);
         self.instances.push(i);
+    }
+
+    /// The static instances of exactly `class` (not its subclasses).
+    pub fn instances_of(&self, class: &Name) -> impl Iterator<Item = &Instance> {
+        self.by_class
+            .get(class)
+            .into_iter()
+            .flatten()
+            .map(|at| &self.instances[*at])
+    }
+
+    /// The static instance at `path` (keys typed by `class`), if any.
+    pub fn static_instance(&self, class: &Class, path: &ObjectPath) -> Option<&Instance> {
+        let indexed = self
+            .by_identity
+            .get(&identity(path))
+            .map(|at| &self.instances[*at]);
+        indexed.or_else(|| {
+            self.unindexed
+                .get(&class.name)
+                .into_iter()
+                .flatten()
+                .map(|at| &self.instances[*at])
+                .find(|i| i.path(class, &self.name, None).same_instance(path))
+        })
     }
 
     /// Direct subclasses of `class`, or every class with no superclass.
@@ -119,6 +165,49 @@ impl Namespace {
     }
 }
 
+/// A text that two paths share exactly when they name the same instance
+/// ([`ObjectPath::same_instance`]): the class and the keys, names without
+/// case and in order, numbers by value whatever type wrote them, strings
+/// exactly, references by their own identity; host and namespace left out.
+pub fn identity(p: &ObjectPath) -> String {
+    let mut out = String::new();
+    write_identity(p, &mut out);
+    out
+}
+
+fn write_identity(p: &ObjectPath, out: &mut String) {
+    let class = p.class.as_str().to_ascii_lowercase();
+    let _ = write!(out, "{}:{class}(", class.len());
+    let mut keys: Vec<(String, &Value)> = p
+        .keys
+        .iter()
+        .map(|(n, v)| (n.as_str().to_ascii_lowercase(), v))
+        .collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    for (n, v) in keys {
+        let _ = write!(out, "{}:{n}=", n.len());
+        match v {
+            Value::Reference(r) => {
+                out.push('r');
+                write_identity(r, out);
+            }
+            Value::String(s) => {
+                let _ = write!(out, "s{}:{s}", s.len());
+            }
+            other => match other.as_u64() {
+                Some(n) => {
+                    let _ = write!(out, "n{n};");
+                }
+                None => {
+                    let t = other.to_text().to_ascii_lowercase();
+                    let _ = write!(out, "t{}:{t}", t.len());
+                }
+            },
+        }
+    }
+    out.push(')');
+}
+
 /// All namespaces of a server.
 #[derive(Clone, Debug, Default)]
 pub struct Repository {
@@ -151,5 +240,92 @@ impl Repository {
 
     pub fn namespaces(&self) -> impl Iterator<Item = &Namespace> {
         self.namespaces.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(class: &str, keys: Vec<(&str, Value)>) -> ObjectPath {
+        ObjectPath {
+            host: None,
+            namespace: None,
+            class: Name::new(class),
+            keys: keys.into_iter().map(|(n, v)| (Name::new(n), v)).collect(),
+        }
+    }
+
+    /// `identity` agrees with `same_instance` on what makes two paths the
+    /// same instance and what does not.
+    #[test]
+    fn identity_is_same_instance() {
+        let a = path(
+            "TST_W",
+            vec![
+                ("Name", Value::String("a".into())),
+                ("Id", Value::Uint32(1)),
+            ],
+        );
+        let alike = [
+            // Key order, case of names, host, the integer type.
+            path(
+                "tst_w",
+                vec![
+                    ("ID", Value::Uint64(1)),
+                    ("name", Value::String("a".into())),
+                ],
+            ),
+            ObjectPath {
+                host: Some("h:5988".into()),
+                ..path(
+                    "TST_W",
+                    vec![("Name", Value::String("a".into())), ("Id", Value::Uint8(1))],
+                )
+            },
+        ];
+        let different = [
+            path(
+                "TST_W",
+                vec![
+                    ("Name", Value::String("A".into())),
+                    ("Id", Value::Uint32(1)),
+                ],
+            ),
+            path(
+                "TST_W",
+                vec![
+                    ("Name", Value::String("a".into())),
+                    ("Id", Value::Uint32(2)),
+                ],
+            ),
+            path(
+                "TST_V",
+                vec![
+                    ("Name", Value::String("a".into())),
+                    ("Id", Value::Uint32(1)),
+                ],
+            ),
+            path("TST_W", vec![("Name", Value::String("a".into()))]),
+            // A string that reads like the identity of another.
+            path(
+                "TST_W",
+                vec![
+                    ("Name", Value::String("a);4:id=n1;".into())),
+                    ("Id", Value::Uint32(1)),
+                ],
+            ),
+        ];
+        for b in &alike {
+            assert!(a.same_instance(b));
+            assert_eq!(identity(&a), identity(b), "{b}");
+        }
+        for b in &different {
+            assert!(!a.same_instance(b));
+            assert_ne!(identity(&a), identity(b), "{b}");
+        }
+        let r = |p: &ObjectPath| path("TST_L", vec![("Left", Value::reference(p.clone()))]);
+        assert_eq!(identity(&r(&a)), identity(&r(&alike[0])));
+        assert_ne!(identity(&r(&a)), identity(&r(&different[1])));
     }
 }

@@ -537,7 +537,16 @@ async fn respond(req: Request<Incoming>, state: Arc<State>, client: Client) -> R
     if let Err(why) = headers::object_matches(&header_object, &request.call) {
         return mismatch(&why);
     }
-    let span = tracing::info_span!("cim", op = %method, namespace = %ns, class = tracing::field::Empty, status = tracing::field::Empty, duration_us = tracing::field::Empty);
+    // Method calls change things: each is logged at info (an audit trail of
+    // operator actions). Reads are logged at debug, under the target
+    // `replicim::cim::access` (RUST_LOG=info,replicim::cim::access=debug):
+    // one line per read costs more than the read itself at full rate.
+    let change = matches!(request.call, Call::Extrinsic { .. });
+    let span = if change {
+        tracing::info_span!(target: "replicim::cim::access", "cim", op = %method, namespace = %ns, class = tracing::field::Empty, status = tracing::field::Empty, duration_us = tracing::field::Empty)
+    } else {
+        tracing::debug_span!(target: "replicim::cim::access", "cim", op = %method, namespace = %ns, class = tracing::field::Empty, status = tracing::field::Empty, duration_us = tracing::field::Empty)
+    };
     let dispatcher = state.dispatcher.clone();
     let reply: Reply = span.in_scope(|| match request.call {
         Call::Intrinsic {
@@ -569,7 +578,13 @@ async fn respond(req: Request<Incoming>, state: Arc<State>, client: Client) -> R
     }
     span.record("status", reply.status);
     span.record("duration_us", started.elapsed().as_micros() as u64);
-    span.in_scope(|| tracing::info!(cim_object = header_object.as_str(), "request"));
+    span.in_scope(|| {
+        if change {
+            tracing::info!(target: "replicim::cim::access", cim_object = header_object.as_str(), "request");
+        } else {
+            tracing::debug!(target: "replicim::cim::access", cim_object = header_object.as_str(), "request");
+        }
+    });
 
     let mut response = match reply.items {
         None => {
