@@ -81,6 +81,24 @@ fn core_is_sans_io() {
     );
 }
 
+/// No file of the core is over 600 lines: each operation lives in a file
+/// of its own (src/core/array/), small enough to read whole.
+#[test]
+fn no_core_file_is_over_600_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let n = std::fs::read_to_string(f).expect("readable").lines().count();
+            (n > 600).then(|| format!("{}: {n} lines", f.display()))
+        })
+        .collect();
+    assert!(files.len() >= 20, "expected the core's modules, found {files:?}");
+    assert!(long.is_empty(), "split these by operation:\n{}", long.join("\n"));
+}
+
 #[test]
 fn the_lint_catches_what_it_claims_to() {
     assert_eq!(violations("x.rs", "use std::fs::File;").len(), 1);

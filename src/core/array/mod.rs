@@ -1,0 +1,450 @@
+//! One array: volumes, snapshots and remote-copy groups, as a deterministic
+//! state machine.
+//!
+//! # Driving an `Array`
+//!
+//! Methods come in four kinds (the shape of quinn-proto's `Connection`):
+//!
+//! * inputs: [`Array::write`] (host I/O), [`Array::handle_message`],
+//!   [`Array::handle_link_up`], [`Array::handle_link_down`],
+//!   [`Array::handle_timeout`], [`Array::command`], [`Array::crash`] and
+//!   [`Array::restart`]; each takes `now`, which must never go backwards;
+//! * outputs: [`Array::poll_transmit`] (messages for a peer, in order) and
+//!   [`Array::poll_event`] (write completions, refusals, points in time);
+//! * [`Array::poll_timeout`]: the next `now` at which `handle_timeout` has
+//!   work (a periodic cycle, a restore deadline, a running failover);
+//! * getters: [`Array::views`], [`Array::group`], [`Array::read`], ...
+//!
+//! After every input, drain `poll_transmit` and `poll_event`, then call
+//! `handle_timeout` no later than `poll_timeout`.
+//!
+//! # State that survives a crash
+//!
+//! Everything except the fields marked *volatile* (link states, outbox,
+//! events, pending host writes, running sync queues, handshakes in progress).
+//! [`Array::crash`] drops exactly those; the block store is kept, as a disk is.
+
+mod check;
+mod config;
+mod failover;
+mod failure;
+mod guard;
+mod hello;
+mod membership;
+mod recover;
+mod restore;
+mod reverse;
+mod state;
+mod sync;
+mod writes;
+
+use super::error::{CommandError, Fault, WriteError};
+use super::msg::{Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};
+use super::names;
+use super::store::BlockStore;
+use super::types::*;
+use super::view::{derive, CopyState, PairFacts, PairView};
+use super::volumes::{VolumeError, Volumes};
+use guard::busy;
+pub use state::*;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// A source volume can have at most this many mirrors (as ETERNUS REC).
+pub const MAX_MIRRORS: usize = 8;
+
+type R<T> = Result<T, VolumeError>;
+
+/// One array.
+pub struct Array<S: BlockStore> {
+    name: String,
+    config: ArrayConfig,
+    store: S,
+    vols: Volumes,
+    groups: BTreeMap<String, Group>,
+    next_write: u64,
+    gen_counter: u64,
+    point_counter: u64,
+    counters: Counters,
+    now: Tick,
+    // Volatile.
+    links: BTreeMap<String, bool>,
+    outbox: VecDeque<(String, Msg)>,
+    events: VecDeque<Event>,
+    pending: BTreeMap<WriteId, PendingWrite>,
+}
+
+impl<S: BlockStore> Array<S> {
+    pub fn new(name: &str, store: S, config: ArrayConfig) -> Self {
+        Array {
+            name: name.to_string(),
+            config,
+            store,
+            vols: Volumes::default(),
+            groups: BTreeMap::new(),
+            next_write: 1,
+            gen_counter: 0,
+            point_counter: 0,
+            counters: Counters::default(),
+            now: Tick(0),
+            links: BTreeMap::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// The durable state, borrowed: the head (small, copied), every
+    /// snapshot and every group. A shell persists these after each batch of
+    /// inputs, before it releases the batch's outputs.
+    pub fn durable(
+        &self,
+    ) -> (
+        Head,
+        &BTreeMap<SnapId, super::volumes::SnapMeta>,
+        &BTreeMap<String, Group>,
+    ) {
+        let (vols, next_snap, snaps) = self.vols.parts();
+        let head = Head {
+            name: self.name.clone(),
+            vols: vols.clone(),
+            next_snap,
+            next_write: self.next_write,
+            gen_counter: self.gen_counter,
+            point_counter: self.point_counter,
+            counters: self.counters,
+            now: self.now,
+        };
+        (head, snaps, &self.groups)
+    }
+
+    /// An array rebuilt from its durable state over the store that holds its
+    /// blocks, as it is after [`Array::crash`]: call [`Array::restart`] next.
+    pub fn from_durable(store: S, config: ArrayConfig, d: Durable) -> Self {
+        let mut a = Array::new(&d.head.name, store, config);
+        a.vols = Volumes::from_parts(d.head.vols, d.head.next_snap, d.snaps);
+        a.groups = d.groups;
+        a.next_write = d.head.next_write;
+        a.gen_counter = d.head.gen_counter;
+        a.point_counter = d.head.point_counter;
+        a.counters = d.head.counters;
+        a.now = d.head.now;
+        a.crash();
+        a
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The latest time any input carried.
+    pub fn now(&self) -> Tick {
+        self.now
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    pub fn volumes(&self) -> &Volumes {
+        &self.vols
+    }
+
+    /// The block store, giving up the array (a simulated crash keeps the
+    /// disk and drops everything else).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.get(name)
+    }
+
+    /// Every peer a link has been reported for, and whether it is up.
+    pub fn links(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.links.iter().map(|(p, up)| (p.as_str(), *up))
+    }
+
+    pub fn link_up(&self, peer: &str) -> bool {
+        self.links.get(peer).copied().unwrap_or(false)
+    }
+
+    /// This array's view of every pair: (group, local volume, view).
+    pub fn views(&self) -> Vec<(String, String, PairView)> {
+        let mut out = Vec::new();
+        for g in self.groups.values() {
+            for p in &g.pairs {
+                out.push((g.name.clone(), p.local.clone(), self.pair_view(g, p)));
+            }
+        }
+        out
+    }
+
+    /// The view of one pair, by group and local volume.
+    pub fn view(&self, group: &str, vol: &str) -> Option<PairView> {
+        let g = self.groups.get(group)?;
+        let p = g.pairs.iter().find(|p| p.local == vol)?;
+        Some(self.pair_view(g, p))
+    }
+
+    fn pair_view(&self, g: &Group, p: &Pair) -> PairView {
+        let (remaining, total) = p.progress();
+        // Syncing while a recover handshake is under way (the resync is
+        // about to run) and while a run waits for the target to confirm
+        // its last block: a pair shows Synced only once the next operation
+        // on it will be accepted (the write path replicates synchronously
+        // from the moment the run drained, on `p.status`).
+        let status = if p.run.is_some() || g.recovering.is_some() {
+            SyncStatus::Syncing
+        } else {
+            p.status
+        };
+        derive(&PairFacts {
+            role: g.role,
+            status,
+            mode: g.mode,
+            started: g.started,
+            stop_cause: g.stop_cause,
+            link_up: self.link_up(&g.peer),
+            op: g.op,
+            remaining_blocks: remaining,
+            total_blocks: total,
+            last_sync: p.last_sync,
+            requested: g.requested,
+        })
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(String, Msg)> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next time `handle_timeout` has work, if any.
+    pub fn poll_timeout(&self) -> Option<Tick> {
+        let mut next: Option<Tick> = None;
+        let mut at = |t: Tick| next = Some(next.map_or(t, |n| n.min(t)));
+        for g in self.groups.values() {
+            if g.op == Some(GroupOp::FailingOver) {
+                at(self.now);
+            }
+            if let Some(d) = g.restore_deadline {
+                at(d);
+            }
+            if g.started && g.role.is_source() && !g.running() {
+                if let Some(c) = g.next_cycle {
+                    at(c);
+                }
+            }
+        }
+        next
+    }
+
+    fn send(&mut self, peer: &str, msg: Msg) {
+        if self.link_up(peer) {
+            self.outbox.push_back((peer.to_string(), msg));
+        }
+    }
+
+    fn note(&mut self, group: &str, text: String) {
+        self.events.push_back(Event::Transition {
+            group: group.to_string(),
+            text,
+        });
+    }
+
+    fn advance(&mut self, now: Tick) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn new_gen(&mut self) -> u64 {
+        // Unique across arrays: the array name's hash in the high bits.
+        self.gen_counter += 1;
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.name.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        (h << 32) | (self.gen_counter & 0xffff_ffff)
+    }
+
+    /// Takes the group out of the map for the duration of `f`.
+    fn with_group<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Self, &mut Group) -> T,
+    ) -> Option<T> {
+        let mut g = self.groups.remove(name)?;
+        let out = f(self, &mut g);
+        self.groups.insert(name.to_string(), g);
+        Some(out)
+    }
+
+    pub fn handle_timeout(&mut self, now: Tick) -> R<()> {
+        self.advance(now);
+        let names: Vec<String> = self.groups.keys().cloned().collect();
+        for name in names {
+            self.with_group(&name, |a, g| a.group_timeout(g))
+                .transpose()?;
+        }
+        Ok(())
+    }
+
+    /// Each operation's own deadlines.
+    fn group_timeout(&mut self, g: &mut Group) -> R<()> {
+        self.failover_timeout(g)?;
+        self.restore_timeout(g);
+        self.cycle_timeout(g)
+    }
+
+    /// A message from `from`. It is checked against this array's state
+    /// before anything changes: one that cannot be right (a block beyond a
+    /// volume's end, a bad name, a count out of bounds) is refused as a
+    /// [`Fault::Peer`], and nothing changed; the shell drops the session
+    /// and keeps running. Only a failing store is a [`Fault::Store`].
+    pub fn handle_message(&mut self, now: Tick, from: &str, msg: Msg) -> Result<(), Fault> {
+        self.advance(now);
+        if !self.link_up(from) {
+            return Ok(());
+        }
+        self.check_message(from, &msg)
+            .map_err(|reason| Fault::Peer {
+                peer: from.to_string(),
+                reason,
+            })?;
+        self.message(from, msg)
+            .map_err(|e| Fault::from_volume(from, e))
+    }
+
+    fn message(&mut self, from: &str, msg: Msg) -> R<()> {
+        match msg {
+            Msg::Hello {
+                groups, complete, ..
+            } => self.on_hello(from, groups, complete),
+            Msg::CreateGroup {
+                group,
+                mode,
+                policies,
+            } => {
+                self.on_create_group(from, group, mode, policies);
+                Ok(())
+            }
+            Msg::RemoveGroup { group } => self.on_remove_group(group),
+            other => {
+                let Some(name) = other.group().map(str::to_string) else {
+                    return Ok(());
+                };
+                if !self.groups.contains_key(&name) {
+                    self.no_such_group(from, &other, name);
+                    return Ok(());
+                }
+                self.with_group(&name, |a, g| a.group_message(g, from, other))
+                    .transpose()?;
+                Ok(())
+            }
+        }
+    }
+
+    fn group_message(&mut self, g: &mut Group, from: &str, msg: Msg) -> R<()> {
+        if g.peer != from {
+            return Ok(());
+        }
+        match msg {
+            Msg::Data {
+                vol,
+                block,
+                data,
+                tag,
+                ..
+            } => self.on_data(g, from, vol, block, data, tag)?,
+            Msg::SyncBlocks { vol, blocks, .. } => self.on_sync_blocks(g, from, vol, blocks)?,
+            Msg::SyncBlocksAck { vol, count, .. } => self.on_sync_blocks_ack(g, vol, count)?,
+            Msg::DataAck {
+                vol, block, tag, ..
+            } => self.on_data_ack(g, vol, block, tag)?,
+            Msg::Start { pairs, .. } => self.on_start(g, pairs)?,
+            Msg::SyncDone { vol, gen, .. } => self.on_sync_done(g, from, vol, gen)?,
+            Msg::SyncDoneAck { vol, gen, .. } => self.sync_done_ack(g, &vol, gen)?,
+            Msg::Stop { .. } => self.on_stop(g)?,
+            Msg::Refused { reason, .. } => self.on_refused(g, reason)?,
+            Msg::OpRefused { op, reason, .. } => self.on_op_refused(g, op, reason)?,
+            Msg::Config { mode, policies, .. } => self.on_config(g, mode, policies)?,
+            Msg::Admit {
+                vol,
+                source_vol,
+                blocks,
+                ..
+            } => self.on_admit(g, from, vol, source_vol, blocks)?,
+            Msg::AdmitResult {
+                vol, fresh, error, ..
+            } => self.on_admit_result(g, vol, fresh, error)?,
+            Msg::Dismiss { vol, .. } => self.on_dismiss(g, vol)?,
+            Msg::RecoverPrepare { full, .. } => self.recover_prepare(g, full)?,
+            Msg::RecoverReady { changed, .. } => self.on_recover_ready(g, changed)?,
+            Msg::RestorePrepare { .. } => self.on_restore_prepare(g, from)?,
+            Msg::RestoreReady { .. } => self.on_restore_ready(g, from)?,
+            Msg::RestoreCommit { .. } => self.on_restore_commit(g)?,
+            Msg::RestoreAbort { .. } => self.on_restore_abort(g)?,
+            Msg::Reverse { epoch, .. } => self.on_reverse(g, from, epoch)?,
+            Msg::ReverseDone { epoch, .. } => self.on_reverse_done(g, epoch)?,
+            Msg::Hello { .. } | Msg::CreateGroup { .. } | Msg::RemoveGroup { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Runs an operator command. On `Err`, nothing changed.
+    pub fn command(&mut self, now: Tick, cmd: Command) -> Result<(), CommandError> {
+        self.advance(now);
+        cmd.check_names()?;
+        match cmd {
+            Command::CreateGroup {
+                group,
+                peer,
+                mode,
+                policies,
+            } => self.create_group(group, peer, mode, policies),
+            Command::RemoveGroup { group } => self.remove_group(group),
+            other => {
+                let name = other.group().to_string();
+                self.need_group(&name)?;
+                self.with_group(&name, |a, g| a.group_command(g, other))
+                    .expect("checked")
+            }
+        }
+    }
+
+    fn group_command(&mut self, g: &mut Group, cmd: Command) -> Result<(), CommandError> {
+        match cmd {
+            Command::Admit {
+                vol, remote_vol, ..
+            } => self.cmd_admit(g, vol, remote_vol),
+            Command::Dismiss { vol, .. } => self.cmd_dismiss(g, vol),
+            Command::Start { .. } => self.cmd_start(g),
+            Command::Stop { .. } => self.cmd_stop(g),
+            Command::Sync { .. } => self.cmd_sync(g),
+            Command::Failover { .. } => self.cmd_failover(g),
+            Command::Recover { full, .. } => self.cmd_recover(g, full),
+            Command::Restore { .. } => self.cmd_restore(g),
+            Command::Reverse { .. } => self.cmd_reverse(g),
+            Command::SetMode { mode, .. } => self.cmd_set_mode(g, mode),
+            Command::SetPolicy { change, .. } => self.cmd_set_policy(g, change),
+            Command::CreateGroup { .. } | Command::RemoveGroup { .. } => {
+                unreachable!("handled in command()")
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Host writes: refusals on targets and during quiesces, acknowledgements
+//! (locally durable, and in sync mode applied by the peer), releases.
+
+use super::*;
+
+impl<S: BlockStore> Array<S> {
+    /// Marks blocks of the volume that this array sends to `peer` as
+    /// `remote` as changed: the next sync of that pair sends them whatever
+    /// the snapshots say. A shell calls it at start for blocks whose writes
+    /// it may have sent to the peer before they were durable here (its
+    /// activity log), so both sides end up with this side's data. Returns
+    /// how many pairs it marked.
+    pub fn mark_changed(
+        &mut self,
+        peer: &str,
+        remote: &str,
+        blocks: impl Iterator<Item = u64> + Clone,
+    ) -> usize {
+        let mut n = 0;
+        for g in self.groups.values_mut() {
+            if g.peer != peer || !g.role.is_source() {
+                continue;
+            }
+            for p in g.pairs.iter_mut().filter(|p| p.remote == remote) {
+                p.extra.extend(blocks.clone().filter(|b| *b < p.blocks));
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Whether a host may write `vol` now.
+    pub fn is_writable(&self, vol: &str) -> bool {
+        self.vols.exists(vol) && self.write_refusal(vol).is_none()
+    }
+
+    pub(super) fn write_refusal(&self, vol: &str) -> Option<WriteError> {
+        for g in self.groups.values() {
+            if !g.pairs.iter().any(|p| p.local == vol) {
+                continue;
+            }
+            if !g.role.is_source() {
+                return Some(WriteError::ReadOnly {
+                    vol: vol.to_string(),
+                    array: self.name.clone(),
+                    group: g.name.clone(),
+                    role: g.role,
+                });
+            }
+            match g.op {
+                Some(GroupOp::FailingOver) => {
+                    return Some(WriteError::Quiesced {
+                        vol: vol.to_string(),
+                        group: g.name.clone(),
+                        what: "is failing over",
+                    })
+                }
+                Some(GroupOp::FailingBack) => {
+                    return Some(WriteError::Quiesced {
+                        vol: vol.to_string(),
+                        group: g.name.clone(),
+                        what: "is failing back",
+                    })
+                }
+                None if g.restore_after_cycle => {
+                    return Some(WriteError::Quiesced {
+                        vol: vol.to_string(),
+                        group: g.name.clone(),
+                        what: "is failing back",
+                    })
+                }
+                None if g.reverse_pending.is_some() => {
+                    return Some(WriteError::Quiesced {
+                        vol: vol.to_string(),
+                        group: g.name.clone(),
+                        what: "is reversing its direction",
+                    })
+                }
+                None => {}
+            }
+            if g.mode.is_sync()
+                && g.policies.fail_wrt_on_err
+                && !g.started
+                && g.stop_cause.is_failure()
+            {
+                return Some(WriteError::CannotReplicate {
+                    vol: vol.to_string(),
+                    group: g.name.clone(),
+                    peer: g.peer.clone(),
+                });
+            }
+        }
+        None
+    }
+
+    pub fn create_volume(&mut self, vol: &str, blocks: u64) -> Result<(), VolumeError> {
+        self.vols.create(&mut self.store, vol, blocks)
+    }
+
+    pub fn delete_volume(&mut self, vol: &str) -> Result<(), CommandError> {
+        if let Some(g) = self
+            .groups
+            .values()
+            .find(|g| g.pairs.iter().any(|p| p.local == vol))
+        {
+            return Err(CommandError::AlreadyAdmitted {
+                vol: vol.to_string(),
+                group: g.name.clone(),
+            });
+        }
+        Ok(self.vols.delete(&mut self.store, vol)?)
+    }
+
+    pub fn read(&mut self, vol: &str, block: u64, out: &mut Block) -> Result<(), VolumeError> {
+        self.vols.read(&mut self.store, vol, block, out)
+    }
+
+    /// A host write of one block.
+    pub fn write(
+        &mut self,
+        now: Tick,
+        vol: &str,
+        block: u64,
+        data: &Block,
+    ) -> Result<WriteTicket, WriteError> {
+        self.advance(now);
+        if let Some(e) = self.write_refusal(vol) {
+            return Err(e);
+        }
+        self.vols.write(&mut self.store, vol, block, data)?;
+        let id = WriteId(self.next_write);
+        self.next_write += 1;
+        let mut waiting = BTreeSet::new();
+        let names: Vec<String> = self.groups.keys().cloned().collect();
+        for name in names {
+            self.with_group(&name, |a, g| {
+                if !g.started {
+                    return;
+                }
+                let sync = g.mode.is_sync();
+                let link = a.link_up(&g.peer);
+                for p in g.pairs.iter_mut().filter(|p| p.local == vol) {
+                    if let Some(run) = p.run.as_mut().filter(|r| !r.done_sent) {
+                        if run.kind == RunKind::Resync {
+                            run.queue.insert(block);
+                        }
+                        continue;
+                    }
+                    if sync && p.status == SyncStatus::Synced && link {
+                        *p.inflight.entry(block).or_insert(0) += 1;
+                        a.counters.write_bytes_sent += BLOCK_SIZE as u64;
+                        let msg = Msg::Data {
+                            group: g.name.clone(),
+                            vol: p.remote.clone(),
+                            block,
+                            data: Box::new(*data),
+                            tag: DataTag::Write(id),
+                        };
+                        a.send(&g.peer, msg);
+                        waiting.insert(g.name.clone());
+                    }
+                }
+            });
+        }
+        if waiting.is_empty() {
+            return Ok(WriteTicket::Done {
+                id,
+                replicated: false,
+            });
+        }
+        self.pending.insert(
+            id,
+            PendingWrite {
+                waiting,
+                fell_back: false,
+                failed: None,
+            },
+        );
+        Ok(WriteTicket::Pending { id })
+    }
+
+    /// A group no longer waits for acks of pending writes (stopped or failed).
+    pub(super) fn release_writes(&mut self, group: &str, fail: Option<String>) {
+        let ids: Vec<WriteId> = self
+            .pending
+            .iter()
+            .filter(|(_, w)| w.waiting.contains(group))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let w = self.pending.get_mut(&id).expect("listed");
+            w.waiting.remove(group);
+            w.fell_back = true;
+            if fail.is_some() && w.failed.is_none() {
+                w.failed = fail.clone();
+            }
+            self.finish_write(id);
+        }
+    }
+
+    pub(super) fn finish_write(&mut self, id: WriteId) {
+        let done = self
+            .pending
+            .get(&id)
+            .map(|w| w.waiting.is_empty())
+            .unwrap_or(false);
+        if !done {
+            return;
+        }
+        let w = self.pending.remove(&id).expect("checked");
+        self.events.push_back(match w.failed {
+            Some(reason) => Event::WriteFailed { id, reason },
+            None => Event::WriteDone {
+                id,
+                replicated: !w.fell_back,
+            },
+        });
+    }
+}
