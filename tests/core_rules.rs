@@ -593,3 +593,29 @@ fn batched_sync_runs_move_the_same_blocks() {
     assert_eq!(batched, one, "batched runs resend the same blocks");
     assert_eq!(sum_batched, sum_one);
 }
+
+/// A group belongs to its two arrays: a third array's RemoveGroup (or any
+/// message for it) changes nothing. Found reading the core split: removal
+/// by a peer did not check which peer asked.
+#[test]
+fn a_third_array_cannot_remove_a_group_it_does_not_share() {
+    let mut sim = pair(Mode::Sync, Policies::default(), &["vol0"], 16);
+    start(&mut sim, A);
+    sim.add_array("site-c", replicim::core::ArrayConfig::default());
+    sim.link_up("site-c", B).unwrap();
+    sim.settle(1000).unwrap();
+    let refused = sim
+        .inject(
+            "site-c",
+            B,
+            replicim::core::Msg::RemoveGroup { group: G.into() },
+        )
+        .unwrap();
+    sim.settle(1000).unwrap();
+    assert!(
+        sim.array(B).group(G).is_some(),
+        "site-c removed site-b's group"
+    );
+    assert_eq!(status(&sim, B, "vol0"), SyncStatus::Synced);
+    println!("site-c's RemoveGroup: {refused:?}; rcg0 still Synced on site-b");
+}

@@ -91,12 +91,22 @@ fn no_core_file_is_over_600_lines() {
     let long: Vec<String> = files
         .iter()
         .filter_map(|f| {
-            let n = std::fs::read_to_string(f).expect("readable").lines().count();
+            let n = std::fs::read_to_string(f)
+                .expect("readable")
+                .lines()
+                .count();
             (n > 600).then(|| format!("{}: {n} lines", f.display()))
         })
         .collect();
-    assert!(files.len() >= 20, "expected the core's modules, found {files:?}");
-    assert!(long.is_empty(), "split these by operation:\n{}", long.join("\n"));
+    assert!(
+        files.len() >= 20,
+        "expected the core's modules, found {files:?}"
+    );
+    assert!(
+        long.is_empty(),
+        "split these by operation:\n{}",
+        long.join("\n")
+    );
 }
 
 #[test]

@@ -29,11 +29,13 @@ impl<S: BlockStore> Array<S> {
         }
     }
 
-    pub(super) fn on_remove_group(&mut self, group: String) -> R<()> {
-        // A group this array does not have: nothing to remove, nothing to say.
-        let Some(g) = self.groups.remove(&group) else {
+    pub(super) fn on_remove_group(&mut self, from: &str, group: String) -> R<()> {
+        // A group this array does not have, or shares with another array:
+        // nothing to remove, nothing to say.
+        if self.groups.get(&group).is_none_or(|g| g.peer != from) {
             return Ok(());
-        };
+        }
+        let g = self.groups.remove(&group).expect("checked");
         self.drop_group_snaps(&g)?;
         self.note(&group, "removed by peer".into());
         Ok(())

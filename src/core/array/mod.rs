@@ -343,7 +343,7 @@ impl<S: BlockStore> Array<S> {
                 self.on_create_group(from, group, mode, policies);
                 Ok(())
             }
-            Msg::RemoveGroup { group } => self.on_remove_group(group),
+            Msg::RemoveGroup { group } => self.on_remove_group(from, group),
             other => {
                 let Some(name) = other.group().map(str::to_string) else {
                     return Ok(());
