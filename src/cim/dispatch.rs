@@ -9,6 +9,8 @@
 //! untyped) and include every Required one. Providers are told, per method,
 //! what is already checked and what they must check.
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,59 @@ pub struct Ctx {
     /// The namespace as the client named it (an alias stays an alias).
     pub namespace: String,
     pub host: String,
+}
+
+impl Ctx {
+    /// The value `make` gives, made once per CIM request and shared by every
+    /// provider call the request makes (GetInstance, or the many calls of an
+    /// association walk), so that one request reads one consistent state.
+    /// Outside a request (a provider called directly) it is made each time.
+    pub fn per_request<T: Any + Send + Sync>(
+        &self,
+        key: &'static str,
+        make: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        let found = SCOPE.with(|s| {
+            s.borrow()
+                .as_ref()
+                .and_then(|m| m.get(key).cloned())
+                .and_then(|v| v.downcast::<T>().ok())
+        });
+        if let Some(v) = found {
+            return v;
+        }
+        let v = Arc::new(make());
+        SCOPE.with(|s| {
+            if let Some(m) = s.borrow_mut().as_mut() {
+                m.insert(key, v.clone() as Arc<dyn Any + Send + Sync>);
+            }
+        });
+        v
+    }
+}
+
+type Scope = HashMap<&'static str, Arc<dyn Any + Send + Sync>>;
+
+thread_local! {
+    /// The values of the request running on this thread (a request runs
+    /// start to end on one thread: dispatch is synchronous).
+    static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
+}
+
+/// The request scope while it lives; dropping it forgets the values.
+struct InRequest;
+
+impl InRequest {
+    fn enter() -> InRequest {
+        SCOPE.with(|s| *s.borrow_mut() = Some(HashMap::new()));
+        InRequest
+    }
+}
+
+impl Drop for InRequest {
+    fn drop(&mut self) {
+        SCOPE.with(|s| *s.borrow_mut() = None);
+    }
 }
 
 /// The result of an extrinsic method.
@@ -818,6 +873,7 @@ impl Dispatcher {
 
     /// Runs one intrinsic operation and encodes its reply.
     pub fn intrinsic(&self, id: &str, method: &str, ns: &str, op: Op) -> Reply {
+        let _scope = InRequest::enter();
         match self.run(id, method, ns, op) {
             Ok(r) => r,
             Err(e) => error_reply(id, method, true, &e),
@@ -1592,4 +1648,36 @@ fn object_paths(id: &str, method: &str, found: Vec<ObjectPath>, host: String) ->
             i < found.len()
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A per-request value is made once per request, shared by every call
+    /// inside it, and made afresh by the next request (and on every call
+    /// outside any request).
+    #[test]
+    fn per_request_values_are_made_once_per_request() {
+        let ctx = Ctx {
+            namespace: "root/cimv2".into(),
+            host: "h".into(),
+        };
+        let made = AtomicU64::new(0);
+        let make = || made.fetch_add(1, Ordering::SeqCst);
+        ctx.per_request("k", make);
+        ctx.per_request("k", make);
+        assert_eq!(made.load(Ordering::SeqCst), 2, "outside a request");
+        for request in 0..2u64 {
+            let _scope = InRequest::enter();
+            let a = ctx.per_request("k", make);
+            let b = ctx.per_request("k", make);
+            assert_eq!(a, b);
+            assert_eq!(*a, 2 + request);
+            // Another key is another value.
+            let c = ctx.per_request("other", || "x".to_string());
+            assert_eq!(*c, "x");
+        }
+        assert_eq!(made.load(Ordering::SeqCst), 4);
+    }
 }

@@ -199,8 +199,9 @@ impl Provider for Replication {
             .collect()
     }
 
-    fn enumerate(&self, _ctx: &Ctx, class: &Name) -> Result<Vec<Instance>, CimError> {
-        let snap = self.snapshot();
+    fn enumerate(&self, ctx: &Ctx, class: &Name) -> Result<Vec<Instance>, CimError> {
+        // One read of the array per CIM request, whatever the request walks.
+        let snap = ctx.per_request("replicim.snapshot", || self.snapshot());
         if class.is("RCM_ConcreteJob")
             || class.is("CIM_OwningJobElement")
             || class.is("CIM_AffectedJobElement")
