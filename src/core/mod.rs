@@ -32,5 +32,5 @@ pub use error::{CommandError, Fault, WriteError};
 pub use msg::{block_bytes, Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};
 pub use store::{BlockStore, StoreError};
 pub use types::*;
-pub use view::{derive, CopyState, PairFacts, PairView, ProgressStatus, SyncState};
+pub use view::{derive, CopyState, PairFacts, PairView, ProgressStatus, SyncOperation, SyncState};
 pub use volumes::{SnapMeta, VolMeta, VolumeError, Volumes};

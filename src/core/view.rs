@@ -120,6 +120,48 @@ pub enum ProgressStatus {
     Pending = 20,
 }
 
+/// The Operation of ModifyReplicaSynchronization (SNIA ValueMap numbers),
+/// as the provider takes it and rcopy sends it: the operations this array
+/// serves. Other numbers of the ValueMap (2 to 25) are answered Not
+/// Supported.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::EnumIter,
+)]
+#[repr(u16)]
+pub enum SyncOperation {
+    Activate = 4,
+    Deactivate = 7,
+    Detach = 8,
+    Failover = 10,
+    Failback = 11,
+    #[strum(serialize = "Resync Replica")]
+    ResyncReplica = 14,
+    Resume = 16,
+    #[strum(serialize = "Reset To Sync")]
+    ResetToSync = 17,
+    #[strum(serialize = "Reset To Async")]
+    ResetToAsync = 18,
+    #[strum(serialize = "Reverse Roles")]
+    ReverseRoles = 20,
+    Suspend = 22,
+}
+
+/// The numbers of the vendor property RCM_StorageSynchronized.Role.
+impl Role {
+    pub fn number(self) -> u16 {
+        match self {
+            Role::Primary => 1,
+            Role::Secondary => 2,
+            Role::PrimaryRev => 3,
+            Role::SecondaryRev => 4,
+        }
+    }
+
+    pub fn from_number(n: u16) -> Option<Role> {
+        <Role as strum::IntoEnumIterator>::iter().find(|r| r.number() == n)
+    }
+}
+
 macro_rules! dmtf_number {
     ($($t:ty),*) => {$(
         impl $t {
@@ -134,7 +176,7 @@ macro_rules! dmtf_number {
         }
     )*};
 }
-dmtf_number!(CopyState, SyncState, ProgressStatus);
+dmtf_number!(CopyState, SyncState, ProgressStatus, SyncOperation);
 
 /// Everything the derivation needs to know about one pair on one array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,6 +339,16 @@ mod tests {
         assert_eq!(CopyState::from_number(13), Some(CopyState::Skewed));
         assert_eq!(CopyState::from_number(1), None);
         assert_eq!(CopyState::FailedOver.to_string(), "Failedover");
+        assert_eq!(
+            SyncOperation::from_number(14),
+            Some(SyncOperation::ResyncReplica)
+        );
+        assert_eq!(SyncOperation::from_number(9), None);
+        assert_eq!(SyncOperation::ReverseRoles.number(), 20);
+        for r in <Role as strum::IntoEnumIterator>::iter() {
+            assert_eq!(Role::from_number(r.number()), Some(r));
+        }
+        assert_eq!(Role::from_number(0), None);
     }
 
     #[test]

@@ -11,13 +11,18 @@ use super::{Replication, Snapshot};
 use crate::cim::dispatch::MethodResult;
 use crate::cim::model::{Method, Name, ObjectPath, Value};
 use crate::cim::CimError;
-use crate::core::{Command, CopyState, Mode, Policies, Role};
+use crate::core::{Command, CopyState, Mode, Policies, Role, SyncOperation};
 
 /// SupportedReplicationTypes: synchronous and asynchronous remote mirrors.
 pub const REPLICATION_TYPES: &[u16] = &[4, 5];
 
 /// ModifyReplicaSynchronization operations that work.
-pub const OPERATIONS: &[u16] = &[4, 7, 8, 10, 11, 14, 16, 17, 18, 20, 22];
+/// Every ModifyReplicaSynchronization operation this array serves.
+pub fn operations() -> Vec<u16> {
+    <SyncOperation as strum::IntoEnumIterator>::iter()
+        .map(SyncOperation::number)
+        .collect()
+}
 
 /// Default period of an asynchronous (periodic) mirror created through CIM.
 pub const DEFAULT_PERIOD_MS: u64 = 300_000;
@@ -223,8 +228,17 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
     let (group, pair) = resolve(rep, &snap, &sync)?;
     let g = snap.group(&group).expect("resolved");
     let name = group.clone();
-    let (cmd, goal) = match op {
-        4 | 16 => (
+    let Some(operation) = SyncOperation::from_number(op) else {
+        if (2..=25).contains(&op) {
+            return done(NOT_SUPPORTED, Vec::new());
+        }
+        return Err(CimError::invalid_parameter(format!(
+            "Operation {op} is not a ModifyReplicaSynchronization operation"
+        )));
+    };
+    use SyncOperation as O;
+    let (cmd, goal) = match operation {
+        O::Activate | O::Resume => (
             Command::Start { group: name },
             Goal {
                 role: None,
@@ -232,7 +246,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 pair: None,
             },
         ),
-        7 | 22 => (
+        O::Deactivate | O::Suspend => (
             Command::Stop { group: name },
             Goal {
                 role: None,
@@ -240,7 +254,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 pair: None,
             },
         ),
-        8 => {
+        O::Detach => {
             let vol = pair.clone().ok_or_else(|| {
                 CimError::invalid_parameter(
                     "Detach takes a StorageSynchronized (one pair), not a group",
@@ -255,7 +269,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 },
             )
         }
-        10 => (
+        O::Failover => (
             Command::Failover { group: name },
             Goal {
                 role: Some(Role::PrimaryRev),
@@ -263,7 +277,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 pair: None,
             },
         ),
-        11 => (
+        O::Failback => (
             Command::Restore { group: name },
             Goal {
                 role: Some(Role::Secondary),
@@ -271,7 +285,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 pair: None,
             },
         ),
-        14 => {
+        O::ResyncReplica => {
             let cmd = if (g.role == Role::PrimaryRev && !g.recovered) || !g.role.is_source() {
                 // recover (on a target-role side the core refuses it and
                 // names the side to use); Force asks for the full resync
@@ -294,7 +308,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 },
             )
         }
-        17 => (
+        O::ResetToSync => (
             Command::SetMode {
                 group: name,
                 mode: Mode::Sync,
@@ -305,7 +319,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 pair: None,
             },
         ),
-        18 => {
+        O::ResetToAsync => {
             let mode = match g.mode {
                 Mode::Periodic { .. } => g.mode,
                 Mode::Sync => Mode::Periodic {
@@ -321,7 +335,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 },
             )
         }
-        20 => (
+        O::ReverseRoles => (
             Command::Reverse { group: name },
             Goal {
                 role: Some(if g.role.is_source() {
@@ -333,12 +347,6 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 pair: None,
             },
         ),
-        n if (2..=25).contains(&n) => return done(NOT_SUPPORTED, Vec::new()),
-        n => {
-            return Err(CimError::invalid_parameter(format!(
-                "Operation {n} is not a ModifyReplicaSynchronization operation"
-            )))
-        }
     };
     let goal = Goal {
         copy: wait.or(goal.copy),
@@ -875,16 +883,29 @@ fn peers(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
 
 /// Operations valid in a CopyState (for GetSupportedOperations).
 fn operations_in(state: Option<u16>) -> Vec<u16> {
-    match state {
-        None => OPERATIONS.to_vec(),
-        Some(2) => vec![4, 8],
-        Some(3) => vec![7, 8, 22],
-        Some(4) => vec![7, 8, 11, 22],
-        Some(5) | Some(13) => vec![4, 8, 10, 14],
-        Some(8) => vec![4, 8, 14, 16, 17, 18, 20],
-        Some(10) => vec![8, 11, 14],
-        Some(_) => Vec::new(),
-    }
+    use CopyState as C;
+    use SyncOperation as O;
+    let ops: &[SyncOperation] = match state.map(CopyState::from_number) {
+        None => return operations(),
+        Some(Some(C::Initialized)) => &[O::Activate, O::Detach],
+        Some(Some(C::Unsynchronized)) => &[O::Deactivate, O::Detach, O::Suspend],
+        Some(Some(C::Synchronized)) => &[O::Deactivate, O::Detach, O::Failback, O::Suspend],
+        Some(Some(C::Broken | C::Skewed)) => {
+            &[O::Activate, O::Detach, O::Failover, O::ResyncReplica]
+        }
+        Some(Some(C::Inactive)) => &[
+            O::Activate,
+            O::Detach,
+            O::ResyncReplica,
+            O::Resume,
+            O::ResetToSync,
+            O::ResetToAsync,
+            O::ReverseRoles,
+        ],
+        Some(Some(C::FailedOver)) => &[O::Detach, O::Failback, O::ResyncReplica],
+        Some(_) => &[],
+    };
+    ops.iter().map(|o| o.number()).collect()
 }
 
 fn capabilities(m: &str, p: &Params) -> Result<MethodResult, CimError> {

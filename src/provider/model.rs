@@ -188,12 +188,7 @@ impl Replication {
 }
 
 pub fn role_number(r: Role) -> u16 {
-    match r {
-        Role::Primary => 1,
-        Role::Secondary => 2,
-        Role::PrimaryRev => 3,
-        Role::SecondaryRev => 4,
-    }
+    r.number()
 }
 
 pub fn status_number(s: SyncStatus) -> u16 {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cim::client::{Client, ClientError, MethodReturn, Param};
 use crate::cim::model::{Instance, ObjectPath, Value};
-use crate::core::{Command, Mode, PolicyChange};
+use crate::core::{Command, CopyState, Mode, PolicyChange, Role, SyncOperation};
 
 /// The implementation namespace the provider serves.
 const NS: &str = "root/cimv2";
@@ -72,14 +72,10 @@ fn text(i: &Instance, n: &str) -> String {
     i.get(n).and_then(Value::as_str).unwrap_or("").to_string()
 }
 
-fn role_name(n: Option<u64>) -> &'static str {
-    match n {
-        Some(1) => "Primary",
-        Some(2) => "Secondary",
-        Some(3) => "Primary-Rev",
-        Some(4) => "Secondary-Rev",
-        _ => "?",
-    }
+fn role_name(n: Option<u64>) -> String {
+    n.and_then(|n| u16::try_from(n).ok())
+        .and_then(Role::from_number)
+        .map_or_else(|| "?".to_string(), |r| r.to_string())
 }
 
 fn status_name(n: Option<u64>) -> &'static str {
@@ -255,7 +251,7 @@ impl Console {
                 } else {
                     "Stopped".into()
                 },
-                role: role_name(num(g, "Role")).into(),
+                role: role_name(num(g, "Role")),
                 mode: if num(g, "Mode") == Some(3) {
                     "Periodic".into()
                 } else {
@@ -383,26 +379,41 @@ impl Console {
             }
             Command::Dismiss { vol, .. } => {
                 let (sync, _) = self.pair_sync(&group, vol)?;
-                self.modify(8, sync, false)?
+                self.modify(SyncOperation::Detach, sync, false)?
             }
             Command::Start { .. } => {
                 // Resync Replica a broken group from its source side;
                 // Activate otherwise (on a target side the array refuses it
                 // and names the side to use).
                 let (sync, st) = self.group_sync(&group)?;
-                let broken = matches!(num(&st, "CopyState"), Some(5) | Some(13));
-                let source = matches!(num(&st, "Role"), Some(1) | Some(3));
-                self.modify(if broken && source { 14 } else { 4 }, sync, false)?
+                let copy = num(&st, "CopyState").and_then(|n| CopyState::from_number(n as u16));
+                let role = num(&st, "Role").and_then(|n| Role::from_number(n as u16));
+                let broken = matches!(copy, Some(CopyState::Broken | CopyState::Skewed));
+                let source = role.is_some_and(Role::is_source);
+                let op = if broken && source {
+                    SyncOperation::ResyncReplica
+                } else {
+                    SyncOperation::Activate
+                };
+                self.modify(op, sync, false)?
             }
-            Command::Stop { .. } => self.modify_group(&group, 7, false)?,
-            Command::Sync { .. } => self.modify_group(&group, 14, false)?,
-            Command::Failover { .. } => self.modify_group(&group, 10, false)?,
-            Command::Recover { full, .. } => self.modify_group(&group, 14, *full)?,
-            Command::Restore { .. } => self.modify_group(&group, 11, false)?,
-            Command::Reverse { .. } => self.modify_group(&group, 20, false)?,
+            Command::Stop { .. } => self.modify_group(&group, SyncOperation::Deactivate, false)?,
+            Command::Sync { .. } => {
+                self.modify_group(&group, SyncOperation::ResyncReplica, false)?
+            }
+            Command::Failover { .. } => {
+                self.modify_group(&group, SyncOperation::Failover, false)?
+            }
+            Command::Recover { full, .. } => {
+                self.modify_group(&group, SyncOperation::ResyncReplica, *full)?
+            }
+            Command::Restore { .. } => self.modify_group(&group, SyncOperation::Failback, false)?,
+            Command::Reverse { .. } => {
+                self.modify_group(&group, SyncOperation::ReverseRoles, false)?
+            }
             Command::SetMode {
                 mode: Mode::Sync, ..
-            } => self.modify_group(&group, 17, false)?,
+            } => self.modify_group(&group, SyncOperation::ResetToSync, false)?,
             Command::SetMode {
                 mode: Mode::Periodic { period_ms },
                 ..
@@ -413,7 +424,7 @@ impl Console {
                             .into(),
                     );
                 }
-                self.modify_group(&group, 18, false)?
+                self.modify_group(&group, SyncOperation::ResetToAsync, false)?
             }
         };
         match r.return_value.as_u64() {
@@ -433,18 +444,28 @@ impl Console {
         self.client.invoke(&service, method, params).map_err(cim)
     }
 
-    fn modify(&mut self, op: u16, sync: ObjectPath, force: bool) -> Result<MethodReturn, String> {
+    fn modify(
+        &mut self,
+        op: SyncOperation,
+        sync: ObjectPath,
+        force: bool,
+    ) -> Result<MethodReturn, String> {
         self.invoke(
             "ModifyReplicaSynchronization",
             &[
-                Param::Value("Operation", Value::Uint16(op)),
+                Param::Value("Operation", Value::Uint16(op.number())),
                 Param::Ref("Synchronization", sync),
                 Param::Value("Force", Value::Boolean(force)),
             ],
         )
     }
 
-    fn modify_group(&mut self, group: &str, op: u16, force: bool) -> Result<MethodReturn, String> {
+    fn modify_group(
+        &mut self,
+        group: &str,
+        op: SyncOperation,
+        force: bool,
+    ) -> Result<MethodReturn, String> {
         let (sync, _) = self.group_sync(group)?;
         self.modify(op, sync, force)
     }
