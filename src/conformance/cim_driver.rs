@@ -13,11 +13,12 @@ use crate::cim::client::{Client, Param};
 use crate::cim::model::{ObjectPath, Value};
 use crate::cim::server::{self, ServerConfig, State};
 use crate::core::Mode;
-use crate::provider::{self, Hosts, Replication, SimBackend};
+use crate::provider::{self, Hosts, Replication};
 use crate::rcopy::{
     self,
     console::{Console, Wait},
 };
+use crate::sim::backend::SimBackend;
 use crate::sim::Sim;
 
 fn site(side: Side) -> &'static str {

@@ -2,11 +2,13 @@
 //!
 //! This is the only module that uses both `cim` and `core`. Key types:
 //! [`Backend`] (what the provider needs from one array: a [`Snapshot`] of
-//! plain data and a way to run commands), [`SimBackend`] (an array inside a
-//! shared [`Sim`]), and [`Replication`] (the `cim::dispatch::Provider`).
+//! plain data and a way to run commands; `node::NodeBackend` serves a real
+//! array, `sim::backend::SimBackend` one of the simulation), and
+//! [`Replication`] (the `cim::dispatch::Provider`).
 //!
 //! Design decision: the provider never holds core state. Every request takes
-//! a fresh snapshot and derives instances from it with `core::derive`'s
+//! a fresh snapshot (one per request, shared by every class the request
+//! walks) and derives instances from it with `core::derive`'s
 //! views, so what a console reads is exactly what the core decided at that
 //! moment. Long operations become jobs whose completion is judged from the
 //! same snapshots.
@@ -23,7 +25,6 @@ use crate::cim::interop::Interop;
 use crate::cim::model::{Class, Instance, Method, Name, ObjectPath, Value};
 use crate::cim::CimError;
 use crate::core::{Command, CommandError, Counters, Group, PairView, Tick};
-use crate::sim::Sim;
 
 pub use jobs::JobTable;
 
@@ -66,13 +67,6 @@ pub trait Backend: Send + Sync {
     fn epoch_ms(&self) -> i64;
 }
 
-/// An array inside a shared in-process [`Sim`].
-pub struct SimBackend {
-    pub sim: Arc<Mutex<Sim>>,
-    pub array: String,
-    pub epoch_ms: i64,
-}
-
 /// Reads a snapshot out of any core array.
 pub fn snapshot_of<S: crate::core::BlockStore>(a: &crate::core::Array<S>) -> Snapshot {
     let groups: Vec<Group> = a.groups().cloned().collect();
@@ -98,34 +92,6 @@ pub fn snapshot_of<S: crate::core::BlockStore>(a: &crate::core::Array<S>) -> Sna
         groups,
         links,
         counters: a.counters(),
-    }
-}
-
-impl Backend for SimBackend {
-    fn snapshot(&self) -> Snapshot {
-        let sim = self.sim.lock().unwrap_or_else(|e| e.into_inner());
-        // An array the simulation does not hold (yet) holds nothing.
-        sim.get_array(&self.array).map_or_else(
-            || Snapshot {
-                array: self.array.clone(),
-                ..Snapshot::default()
-            },
-            snapshot_of,
-        )
-    }
-    fn command(&self, cmd: Command) -> Result<(), CommandError> {
-        let mut sim = self.sim.lock().unwrap_or_else(|e| e.into_inner());
-        if sim.get_array(&self.array).is_none() || !sim.alive(&self.array) {
-            return Err(CommandError::LinkDown {
-                op: "command",
-                peer: self.array.clone(),
-                hint: "the array is down".into(),
-            });
-        }
-        sim.command(&self.array, cmd)
-    }
-    fn epoch_ms(&self) -> i64 {
-        self.epoch_ms
     }
 }
 

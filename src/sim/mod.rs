@@ -22,6 +22,7 @@
 //! hash order or wall time, so a run is a pure function of its inputs and
 //! seed.
 
+pub mod backend;
 pub mod fuzz;
 
 use std::collections::{BTreeMap, VecDeque};
