@@ -958,9 +958,20 @@ fn impostors_on_the_link_are_refused_and_the_real_link_stays_up() {
     };
     // The recording replaced the real session for a moment, a link
     // failure for the group: the operator starts it again.
-    lab.wait_link(Site::A, true, WAIT).unwrap();
-    lab.wait_link(Site::B, true, WAIT).unwrap();
-    rcopy(lab, Site::A, "startrcopygroup rcg0").unwrap();
+    // Site-a may still see its replaced connection as up when it is asked:
+    // retried (bounded) while it says the link is down, as a console would.
+    let t0 = Instant::now();
+    loop {
+        lab.wait_link(Site::A, true, WAIT).unwrap();
+        lab.wait_link(Site::B, true, WAIT).unwrap();
+        match rcopy(lab, Site::A, "startrcopygroup rcg0") {
+            Ok(()) => break,
+            Err(e) if e.contains("is down") && t0.elapsed() < WAIT => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("startrcopygroup after the recorded session: {e}"),
+        }
+    }
     expect(lab, Site::B, SYNCED_S, "replicating before the impostors");
     std::thread::sleep(Duration::from_millis(500));
     let log_path = lab.opts.dir.join("site-b.log");

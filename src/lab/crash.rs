@@ -154,6 +154,27 @@ pub fn observe(lab: &Lab, s: Site) -> Result<Vec<Observed>, String> {
     observe_group(&mut lab.console(s)?, s.name(), &host)
 }
 
+/// Waits until no pair of rcg0 on `s` is still failing over
+/// (ProgressStatus 11), as a console must before writing: the failover job
+/// ends on the role, and a promotion that spans batches refuses host
+/// writes until it is done (issue 12 makes the job wait for it).
+pub fn wait_failover_done(lab: &Lab, s: Site) -> Result<(), String> {
+    let t0 = Instant::now();
+    loop {
+        let seen = observe(lab, s)?;
+        if seen.iter().all(|o| o.progress != 11) {
+            return Ok(());
+        }
+        if t0.elapsed() > WAIT {
+            return Err(format!(
+                "{} was still failing over after {WAIT:?}",
+                s.name()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// An rcopy command through CIM-XML, as a console issues it: waiting for
 /// its job, and retrying (bounded) while the array says to retry in a
 /// moment (the peer's state is on its way after a link-up).
@@ -297,6 +318,7 @@ pub fn run_points(
                 lab.kill(Site::A)?;
                 lab.wait_link(Site::B, false, WAIT)?;
                 rcopy(lab, Site::B, "setrcopygroup failover rcg0", Wait::Yes)?;
+                wait_failover_done(lab, Site::B)?;
                 let writes: Vec<(u64, u64, u8)> =
                     (0..32).map(|i| (rng.below(16384), 2, fill(i))).collect();
                 acked.write(lab, Site::B, "vol1", &writes)?;
