@@ -482,3 +482,91 @@ fn names_are_checked_where_they_enter() {
     let sim = d.sim();
     assert_eq!(sim.lock().unwrap().array(SITE_A).groups().count(), 0);
 }
+
+/// The keyed lookups (GetInstance by key, References walked from one
+/// volume or group) answer exactly what a whole enumeration would: every
+/// instance read by its path equals the enumerated one, and every
+/// References answer equals the enumerated associations that point at the
+/// object. The setup has a volume in three groups, a started group and
+/// groups seen from both arrays.
+#[test]
+fn keyed_lookups_answer_what_enumeration_does() {
+    use replicim::cim::client::Client;
+    use replicim::cim::model::{ObjectPath, Value};
+    let mut d = two_arrays_with_volumes();
+    let _clock = d.wall_clock();
+    for (g, vol, remote) in [
+        ("rcg0", "vol0", "vol0"),
+        ("rcg1", "vol1", "vol1a"),
+        ("rcg2", "vol1", "vol1b"),
+    ] {
+        rcopy_ok(&d, SITE_A, &["creatercopygroup", g, "site-b", "sync"]);
+        rcopy_ok(
+            &d,
+            SITE_A,
+            &["admitrcopyvv", vol, g, &format!("site-b:{remote}")],
+        );
+    }
+    rcopy_ok(&d, SITE_A, &["startrcopygroup", "rcg0"]);
+    step(&mut d, "settle");
+    let refers = |i: &replicim::cim::model::Instance, o: &ObjectPath| {
+        i.properties
+            .iter()
+            .any(|p| matches!(&p.value, Some(Value::Reference(r)) if r.same_instance(o)))
+    };
+    let keys = |p: &ObjectPath| format!("{:?}", p.keys);
+    let mut checked = (0, 0);
+    for site in [SITE_A, SITE_B] {
+        let mut c = Client::new(&d.hosts()[site], None);
+        let ns = replicim::provider::NS;
+        for class in [
+            "RCM_StorageVolume",
+            "RCM_ReplicationGroup",
+            "RCM_StorageSynchronized",
+            "RCM_GroupSynchronized",
+        ] {
+            let all = c.enumerate_instances(ns, class).unwrap();
+            assert!(!all.is_empty(), "{site}: no {class}");
+            for (p, i) in &all {
+                assert_eq!(&c.get_instance(p).unwrap(), i, "{site}: GetInstance {p}");
+                checked.0 += 1;
+            }
+        }
+        let objects: Vec<ObjectPath> = ["RCM_StorageVolume", "RCM_ReplicationGroup"]
+            .iter()
+            .flat_map(|cl| c.enumerate_instances(ns, cl).unwrap())
+            .map(|(p, _)| p)
+            .collect();
+        for assoc in [
+            "CIM_StorageSynchronized",
+            "CIM_GroupSynchronized",
+            "CIM_SystemDevice",
+            "CIM_OrderedMemberOfCollection",
+            "CIM_HostedCollection",
+        ] {
+            let all = c.enumerate_instances(ns, assoc).unwrap();
+            for o in &objects {
+                let mut want: Vec<String> = all
+                    .iter()
+                    .filter(|(_, i)| refers(i, o))
+                    .map(|(p, _)| keys(p))
+                    .collect();
+                let mut got: Vec<String> = c
+                    .references(o, assoc)
+                    .unwrap()
+                    .iter()
+                    .map(|(p, _)| keys(p))
+                    .collect();
+                want.sort();
+                got.sort();
+                assert_eq!(got, want, "{site}: References({o}, {assoc})");
+                checked.1 += 1;
+            }
+        }
+    }
+    println!(
+        "{} GetInstance and {} References compared",
+        checked.0, checked.1
+    );
+    assert!(checked.0 > 20 && checked.1 > 40, "{checked:?}");
+}

@@ -23,7 +23,9 @@
 //!    ProgressStatus) appears in the tables: a DR row with its role, or a
 //!    normal-operation row on a natural role (Primary or Secondary);
 //! 5. sync mode: when both arrays are started and Synced with nothing in
-//!    flight, whole-volume checksums are equal.
+//!    flight, whole-volume checksums are equal;
+//! 6. an array whose generation did not move reads as it did (the read
+//!    model readers share is never stale).
 //!
 //! Phase 2 heals everything and plays an operator (recover, restore, start,
 //! sync) until both arrays are Synced with equal checksums, which must
@@ -158,6 +160,8 @@ struct Run {
     /// Per target side: (roles of both sides, the newest point it held).
     held_point: BTreeMap<String, (String, u64)>,
     was_failed_over: BTreeMap<String, bool>,
+    /// Per side: the read model last built, with its generation.
+    reads: BTreeMap<&'static str, (u64, replicim::core::ArrayRead)>,
     trace: u64,
     log: Vec<String>,
 }
@@ -211,6 +215,7 @@ impl Run {
             points: BTreeMap::new(),
             held_point: BTreeMap::new(),
             was_failed_over: BTreeMap::new(),
+            reads: BTreeMap::new(),
             trace: 0xcbf2_9ce4_8422_2325,
             log: Vec::new(),
         };
@@ -386,6 +391,20 @@ impl Run {
 
     fn check(&mut self) -> Result<(), String> {
         self.collect();
+        // 6. a reader holding the read model of the array's current
+        // generation holds the current one (what the node's cache serves).
+        for side in [A, B] {
+            let a = self.sim.array(side);
+            let now = a.read_model();
+            if let Some((gen, read)) = self.reads.get(side) {
+                if *gen == a.generation() && *read != now {
+                    return Err(format!(
+                        "{side}: the read model changed without a new generation:\n was {read:?}\n now {now:?}"
+                    ));
+                }
+            }
+            self.reads.insert(side, (a.generation(), now));
+        }
         for side in [A, B] {
             let Some(g) = self.sim.array(side).group(G) else {
                 continue;

@@ -121,6 +121,20 @@ pub trait Provider: Send + Sync {
             .ok_or_else(|| CimError::not_found(format!("{path}")))
     }
 
+    /// The instances of exactly association class `class` that may refer
+    /// to `object`, found by the object's keys. A superset is fine: the
+    /// caller checks every reference. The default, `None`, has the caller
+    /// enumerate the class, O(instances): a provider with many association
+    /// instances should index the walks consoles make.
+    fn referring(
+        &self,
+        _ctx: &Ctx,
+        _class: &Name,
+        _object: &ObjectPath,
+    ) -> Result<Option<Vec<Instance>>, CimError> {
+        Ok(None)
+    }
+
     /// Creates an instance. Already checked: the class is served here,
     /// every property exists in it and fits its type.
     /// Must: refuse duplicates (CIM_ERR_ALREADY_EXISTS), return the new path.
@@ -348,12 +362,33 @@ impl Dispatcher {
         class: &Arc<Class>,
         req: &str,
     ) -> Result<Vec<Raw>, CimError> {
+        self.raw_instances_near(n, class, None, req)
+    }
+
+    /// Raw instances of exactly `class`; with `object`, only those the
+    /// provider finds may refer to it (every one if it does not index it).
+    fn raw_instances_near(
+        &self,
+        n: &Namespace,
+        class: &Arc<Class>,
+        object: Option<&ObjectPath>,
+        req: &str,
+    ) -> Result<Vec<Raw>, CimError> {
         let mut out: Vec<Raw> = n
             .instances_of(&class.name)
             .map(|i| (class.clone(), i.clone()))
             .collect();
         if let Some(p) = self.provider(&n.name, &class.name) {
-            for i in p.enumerate(&self.ctx(req), &class.name)? {
+            let ctx = self.ctx(req);
+            let found = match object {
+                Some(o) => p.referring(&ctx, &class.name, o)?,
+                None => None,
+            };
+            let found = match found {
+                Some(found) => found,
+                None => p.enumerate(&ctx, &class.name)?,
+            };
+            for i in found {
                 let cls = if i.class == class.name {
                     class.clone()
                 } else {
@@ -371,20 +406,6 @@ impl Dispatcher {
             inst.path(&class, ns, Some(&self.host)),
             normalize(&class, inst),
         )
-    }
-
-    /// Instances of exactly `class`: static ones plus the provider's.
-    fn instances_of(
-        &self,
-        n: &Namespace,
-        class: &Arc<Class>,
-        req: &str,
-    ) -> Result<Vec<Found>, CimError> {
-        Ok(self
-            .raw_instances_of(n, class, req)?
-            .into_iter()
-            .map(|r| self.finish(&n.name, r))
-            .collect())
     }
 
     /// Raw instances of `class` and its subclasses.
@@ -534,7 +555,8 @@ impl Dispatcher {
                 }
             }
             // Only enumerate concrete instances of this exact class once.
-            for (path, inst) in self.instances_of(n, &ac, req)? {
+            let near = self.raw_instances_near(n, &ac, Some(object), req)?;
+            for (path, inst) in near.into_iter().map(|r| self.finish(&n.name, r)) {
                 for p in inst
                     .properties
                     .iter()

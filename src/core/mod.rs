@@ -19,6 +19,7 @@ mod array;
 mod error;
 mod msg;
 pub mod names;
+mod read;
 mod store;
 mod types;
 mod view;
@@ -30,6 +31,7 @@ pub use array::{
 };
 pub use error::{CommandError, Fault, WriteError};
 pub use msg::{block_bytes, Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};
+pub use read::{ArrayRead, GroupRead, PairRead};
 pub use store::{BlockStore, StoreError};
 pub use types::*;
 pub use view::{derive, CopyState, PairFacts, PairView, ProgressStatus, SyncOperation, SyncState};

@@ -40,7 +40,7 @@ use crate::core::{
 };
 use crate::link::tcp::{Link, LinkEvent};
 use crate::nbd::{Device, Errno};
-use crate::provider::{snapshot_of, Backend, Snapshot};
+use crate::provider::{Backend, ReadCache, Snapshot};
 use crate::store::journal::{Journal, JournalStats, Recovery};
 use batch::{Batcher, Req, WriteFailure};
 
@@ -304,6 +304,8 @@ struct Loop {
     /// State reads to answer once the batch is committed.
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
     last_commit: std::time::Instant,
+    /// The read model of the array's last generation a reader asked for.
+    reads: ReadCache,
 }
 
 impl Loop {
@@ -320,6 +322,7 @@ impl Loop {
             sessions: HashMap::new(),
             after_commit: Vec::new(),
             last_commit: std::time::Instant::now(),
+            reads: ReadCache::default(),
         }
     }
 
@@ -509,7 +512,7 @@ impl Loop {
             Input::Snapshot { reply } => {
                 // A console sees only durable state: taken now, answered
                 // after this batch's commit if it changed anything.
-                let snap = snapshot_of(self.b.array());
+                let snap = self.reads.snapshot(self.b.array());
                 if self.b.hold_answer() {
                     self.after_commit.push(Box::new(move || {
                         let _ = reply.send(snap);
@@ -605,10 +608,9 @@ pub struct NodeBackend {
 
 impl Backend for NodeBackend {
     fn snapshot(&self) -> Snapshot {
-        self.node.snapshot().unwrap_or_else(|| Snapshot {
-            array: self.node.name.clone(),
-            ..Snapshot::default()
-        })
+        self.node
+            .snapshot()
+            .unwrap_or_else(|| Snapshot::empty(&self.node.name))
     }
     fn command(&self, cmd: Command) -> Result<(), CommandError> {
         self.node.command(cmd)
@@ -633,12 +635,12 @@ impl crate::nbd::Catalog for VolumeCatalog {
     fn names(&self) -> Vec<String> {
         self.node
             .snapshot()
-            .map(|s| s.volumes.into_iter().map(|(n, _)| n).collect())
+            .map(|s| s.volumes.iter().map(|(n, _)| n.clone()).collect())
             .unwrap_or_default()
     }
     fn get(&self, name: &str) -> Option<std::sync::Arc<dyn Device>> {
         let snap = self.node.snapshot()?;
-        let blocks = snap.volumes.iter().find(|(n, _)| n == name)?.1;
+        let blocks = snap.volume(name)?;
         Some(std::sync::Arc::new(ArrayDevice {
             node: self.node.clone(),
             vol: name.to_string(),

@@ -176,7 +176,7 @@ fn judge(snap: &Snapshot, j: &Job) -> (JobState, u16) {
         .pairs
         .iter()
         .filter(|p| j.goal.pair.as_ref().is_none_or(|v| *v == p.local))
-        .filter_map(|p| snap.views.get(&(g.name.clone(), p.local.clone())))
+        .map(|p| &p.view)
         .collect();
     let role_ok = j.goal.role.is_none_or(|r| g.role == r);
     let copy_ok = j
@@ -197,7 +197,7 @@ fn judge(snap: &Snapshot, j: &Job) -> (JobState, u16) {
     }
     // Still working: an operation is in progress, or a sync run that can
     // still reach the goal.
-    if g.busy().is_some() || (j.goal.copy.is_some() && role_ok && (g.started || g.syncing())) {
+    if g.busy.is_some() || (j.goal.copy.is_some() && role_ok && (g.started || g.syncing)) {
         return (JobState::Running, percent);
     }
     let seen = views

@@ -824,7 +824,7 @@ fn relationships(rep: &Replication, p: &Params) -> Result<MethodResult, CimError
         match kind {
             2 => {
                 for pr in &g.pairs {
-                    let v = snap.views.get(&(g.name.clone(), pr.local.clone()));
+                    let v = Some(&pr.view);
                     if want_state.is_some_and(|s| v.map(|v| v.copy_state.number()) != Some(s)) {
                         continue;
                     }
@@ -832,7 +832,7 @@ fn relationships(rep: &Replication, p: &Params) -> Result<MethodResult, CimError
                 }
             }
             3 => {
-                let v = super::model::group_view(&snap, g);
+                let v = super::model::group_view(g);
                 if want_state.is_some_and(|s| v.map(|v| v.copy_state.number()) != Some(s)) {
                     continue;
                 }

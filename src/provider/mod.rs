@@ -24,7 +24,7 @@ use crate::cim::dispatch::{Ctx, MethodResult, Provider};
 use crate::cim::interop::Interop;
 use crate::cim::model::{Class, Instance, Method, Name, ObjectPath, Value};
 use crate::cim::CimError;
-use crate::core::{Command, CommandError, Counters, Group, PairView, Tick};
+use crate::core::{ArrayRead, Command, CommandError, Tick};
 
 pub use jobs::JobTable;
 
@@ -38,24 +38,28 @@ pub mod model_paths {
 /// The implementation namespace.
 pub const NS: &str = "root/cimv2";
 
-/// One array's state, as plain data.
+/// One array's state at one moment: the core's read model (shared, built
+/// once per generation of the array) and the time of the read.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub array: String,
     pub now: Tick,
-    /// (name, blocks) of every volume.
-    pub volumes: Vec<(String, u64)>,
-    pub groups: Vec<Group>,
-    /// View of every pair: (group, local volume) -> view.
-    pub views: BTreeMap<(String, String), PairView>,
-    /// Link state to every peer a group names.
-    pub links: BTreeMap<String, bool>,
-    pub counters: Counters,
+    pub read: Arc<ArrayRead>,
+}
+
+impl std::ops::Deref for Snapshot {
+    type Target = ArrayRead;
+    fn deref(&self) -> &ArrayRead {
+        &self.read
+    }
 }
 
 impl Snapshot {
-    pub fn group(&self, name: &str) -> Option<&Group> {
-        self.groups.iter().find(|g| g.name == name)
+    /// An array that holds nothing (yet, or any more).
+    pub fn empty(array: &str) -> Snapshot {
+        Snapshot {
+            now: Tick(0),
+            read: Arc::new(ArrayRead::empty(array)),
+        }
     }
 }
 
@@ -67,31 +71,34 @@ pub trait Backend: Send + Sync {
     fn epoch_ms(&self) -> i64;
 }
 
-/// Reads a snapshot out of any core array.
+/// Reads a fresh snapshot out of any core array: O(pairs).
 pub fn snapshot_of<S: crate::core::BlockStore>(a: &crate::core::Array<S>) -> Snapshot {
-    let groups: Vec<Group> = a.groups().cloned().collect();
-    // Peers with a link (configured or seen) and peers of groups.
-    let links = a
-        .links()
-        .map(|(p, up)| (p.to_string(), up))
-        .chain(groups.iter().map(|g| (g.peer.clone(), a.link_up(&g.peer))))
-        .collect();
     Snapshot {
-        array: a.name().to_string(),
         now: a.now(),
-        volumes: a
-            .volumes()
-            .names()
-            .map(|(n, m)| (n.clone(), m.blocks))
-            .collect(),
-        views: a
-            .views()
-            .into_iter()
-            .map(|(g, v, view)| ((g, v), view))
-            .collect(),
-        groups,
-        links,
-        counters: a.counters(),
+        read: Arc::new(a.read_model()),
+    }
+}
+
+/// The last read model of one array, rebuilt only when the array's
+/// generation moved: a console polling an idle array of 8,000 pairs costs
+/// one `Arc` clone per request, not a walk of every pair. Belongs to the
+/// one owner of the array (an array rebuilt from disk needs a new cache).
+#[derive(Default)]
+pub struct ReadCache {
+    at: Option<(u64, Arc<ArrayRead>)>,
+}
+
+impl ReadCache {
+    pub fn snapshot<S: crate::core::BlockStore>(&mut self, a: &crate::core::Array<S>) -> Snapshot {
+        let read = match &self.at {
+            Some((gen, read)) if *gen == a.generation() => read.clone(),
+            _ => {
+                let read = Arc::new(a.read_model());
+                self.at = Some((a.generation(), read.clone()));
+                read
+            }
+        };
+        Snapshot { now: a.now(), read }
     }
 }
 
@@ -179,10 +186,25 @@ impl Provider for Replication {
     }
 
     fn get(&self, ctx: &Ctx, class: &Class, path: &ObjectPath) -> Result<Instance, CimError> {
-        self.enumerate(ctx, &path.class)?
+        let snap = ctx.per_request("replicim.snapshot", || self.snapshot());
+        let found = match model::candidates(self, &snap, path.class.as_str(), path) {
+            Some(found) => found,
+            None => self.enumerate(ctx, &path.class)?,
+        };
+        found
             .into_iter()
             .find(|i| i.path(class, NS, None).same_instance(path))
             .ok_or_else(|| CimError::not_found(format!("{path} does not exist on {}", self.array)))
+    }
+
+    fn referring(
+        &self,
+        ctx: &Ctx,
+        class: &Name,
+        object: &ObjectPath,
+    ) -> Result<Option<Vec<Instance>>, CimError> {
+        let snap = ctx.per_request("replicim.snapshot", || self.snapshot());
+        Ok(model::referring(self, &snap, class.as_str(), object))
     }
 
     fn invoke(

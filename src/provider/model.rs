@@ -8,7 +8,8 @@
 use super::{Replication, Snapshot, NS};
 use crate::cim::model::{CimType, DateTime, Instance, Name, ObjectPath, Value};
 use crate::core::{
-    CopyState, Group, Mode, Pair, PairView, ProgressStatus, Role, SyncState, SyncStatus, Tick,
+    CopyState, GroupRead, Mode, PairRead, PairView, ProgressStatus, Role, SyncState, SyncStatus,
+    Tick,
 };
 
 /// Every class the provider serves, exactly.
@@ -149,7 +150,7 @@ pub fn sync_path(source: ObjectPath, target: ObjectPath, class: &str, host: &str
 
 impl Replication {
     /// (source path, target path) of a pair as this array reports it.
-    pub fn pair_ends(&self, g: &Group, p: &Pair) -> (ObjectPath, ObjectPath) {
+    pub fn pair_ends(&self, g: &GroupRead, p: &PairRead) -> (ObjectPath, ObjectPath) {
         let local = vol_path(&self.array, &self.host_of(&self.array), &p.local);
         let remote = vol_path(&g.peer, &self.host_of(&g.peer), &p.remote);
         if g.role.is_source() {
@@ -160,7 +161,7 @@ impl Replication {
     }
 
     /// (source path, target path) of a group's GroupSynchronized.
-    pub fn group_ends(&self, g: &Group) -> (ObjectPath, ObjectPath) {
+    pub fn group_ends(&self, g: &GroupRead) -> (ObjectPath, ObjectPath) {
         let local = group_path(&self.array, &self.host_of(&self.array), &g.name);
         let remote = group_path(&g.peer, &self.host_of(&g.peer), &g.name);
         if g.role.is_source() {
@@ -170,12 +171,12 @@ impl Replication {
         }
     }
 
-    pub fn pair_sync_path(&self, g: &Group, p: &Pair) -> ObjectPath {
+    pub fn pair_sync_path(&self, g: &GroupRead, p: &PairRead) -> ObjectPath {
         let (a, b) = self.pair_ends(g, p);
         sync_path(a, b, "RCM_StorageSynchronized", &self.host_of(&self.array))
     }
 
-    pub fn group_sync_path(&self, g: &Group) -> ObjectPath {
+    pub fn group_sync_path(&self, g: &GroupRead) -> ObjectPath {
         let (a, b) = self.group_ends(g);
         sync_path(a, b, "RCM_GroupSynchronized", &self.host_of(&self.array))
     }
@@ -203,7 +204,7 @@ pub fn status_number(s: SyncStatus) -> u16 {
 }
 
 /// 3PAR-style policy names of a group.
-pub fn policy_names(g: &Group) -> Vec<&'static str> {
+pub fn policy_names(g: &GroupRead) -> Vec<&'static str> {
     let mut v = vec![if g.policies.auto_recover {
         "auto_recover"
     } else {
@@ -220,7 +221,7 @@ pub fn policy_names(g: &Group) -> Vec<&'static str> {
 }
 
 /// SyncPolicy: the policy names as a string array.
-fn policy_value(g: &Group) -> Option<Value> {
+fn policy_value(g: &GroupRead) -> Option<Value> {
     Some(Value::Array(
         policy_names(g)
             .into_iter()
@@ -249,7 +250,7 @@ fn period_s(m: Mode) -> u32 {
 fn sync_props(
     rep: &Replication,
     inst: &mut Instance,
-    g: &Group,
+    g: &GroupRead,
     v: &PairView,
     established: Option<Tick>,
 ) {
@@ -316,12 +317,8 @@ fn common<T: PartialEq + Copy>(values: impl Iterator<Item = T>, mixed: T) -> Opt
 }
 
 /// The group's view: pairs' values when they agree, Mixed when not.
-pub fn group_view(snap: &Snapshot, g: &Group) -> Option<PairView> {
-    let views: Vec<PairView> = g
-        .pairs
-        .iter()
-        .filter_map(|p| snap.views.get(&(g.name.clone(), p.local.clone())).copied())
-        .collect();
+pub fn group_view(g: &GroupRead) -> Option<PairView> {
+    let views: Vec<PairView> = g.pairs.iter().map(|p| p.view).collect();
     let first = *views.first()?;
     Some(PairView {
         copy_state: common(views.iter().map(|v| v.copy_state), CopyState::Mixed)?,
@@ -348,6 +345,160 @@ pub fn group_view(snap: &Snapshot, g: &Group) -> Option<PairView> {
     })
 }
 
+/// An RCM_StorageVolume of this array.
+fn volume_instance(me: &str, snap: &Snapshot, v: &str, blocks: u64) -> Instance {
+    let roles: Vec<Role> = snap.pairs_of_local(v).iter().map(|(g, _)| g.role).collect();
+    let usage = if roles.iter().any(|r| r.is_source()) {
+        7
+    } else if !roles.is_empty() {
+        9
+    } else {
+        2
+    };
+    Instance::new("RCM_StorageVolume")
+        .with(
+            "SystemCreationClassName",
+            CimType::String,
+            s("RCM_ComputerSystem"),
+        )
+        .with("SystemName", CimType::String, s(me))
+        .with("CreationClassName", CimType::String, s("RCM_StorageVolume"))
+        .with("DeviceID", CimType::String, s(v))
+        .with("ElementName", CimType::String, s(v))
+        .with("Name", CimType::String, s(v))
+        .with("BlockSize", CimType::Uint64, Some(Value::Uint64(4096)))
+        .with(
+            "NumberOfBlocks",
+            CimType::Uint64,
+            Some(Value::Uint64(blocks)),
+        )
+        .with(
+            "ConsumableBlocks",
+            CimType::Uint64,
+            Some(Value::Uint64(blocks)),
+        )
+        .with("Usage", CimType::Uint16, u16v(usage))
+        .with("OperationalStatus", CimType::Uint16, u16s(&[2]))
+        .with("EnabledState", CimType::Uint16, u16v(2))
+}
+
+fn system_device(me: &str, host: &str, v: &str) -> Instance {
+    assoc(
+        "CIM_SystemDevice",
+        ("GroupComponent", cs_path(me, host)),
+        ("PartComponent", vol_path(me, host, v)),
+    )
+}
+
+fn replication_group(me: &str, g: &GroupRead) -> Instance {
+    Instance::new("RCM_ReplicationGroup")
+        .with(
+            "InstanceID",
+            CimType::String,
+            s(&format!("{me}:{}", g.name)),
+        )
+        .with("ElementName", CimType::String, s(&g.name))
+        .with("TargetSystem", CimType::String, s(&g.peer))
+        .with("Role", CimType::Uint16, u16v(role_number(g.role)))
+        .with("Started", CimType::Boolean, Some(Value::Boolean(g.started)))
+        .with("Mode", CimType::Uint16, u16v(mode_numbers(g.mode).0))
+        .with(
+            "SyncInterval",
+            CimType::Uint32,
+            Some(Value::Uint32(period_s(g.mode))),
+        )
+        .with("SyncPolicy", CimType::String, policy_value(g))
+        .with("Persistent", CimType::Boolean, Some(Value::Boolean(true)))
+        .with(
+            "DeleteOnEmptyElement",
+            CimType::Boolean,
+            Some(Value::Boolean(false)),
+        )
+        .with(
+            "DeleteOnUnassociated",
+            CimType::Boolean,
+            Some(Value::Boolean(false)),
+        )
+}
+
+/// A group made by CreateGroup, not replicating yet; held by the provider
+/// only, hence not Persistent.
+fn local_group(me: &str, name: &str) -> Instance {
+    Instance::new("RCM_ReplicationGroup")
+        .with("InstanceID", CimType::String, s(&format!("{me}:{name}")))
+        .with("ElementName", CimType::String, s(name))
+        .with("Started", CimType::Boolean, Some(Value::Boolean(false)))
+        .with("Persistent", CimType::Boolean, Some(Value::Boolean(false)))
+}
+
+fn hosted_collection(me: &str, host: &str, dependent: ObjectPath) -> Instance {
+    assoc(
+        "CIM_HostedCollection",
+        ("Antecedent", cs_path(me, host)),
+        ("Dependent", dependent),
+    )
+}
+
+fn member(me: &str, host: &str, group: &str, i: usize, vol: &str) -> Instance {
+    assoc(
+        "CIM_OrderedMemberOfCollection",
+        ("Collection", group_path(me, host, group)),
+        ("Member", vol_path(me, host, vol)),
+    )
+    .with(
+        "AssignedSequence",
+        CimType::Uint64,
+        Some(Value::Uint64(i as u64 + 1)),
+    )
+}
+
+fn pair_instance(rep: &Replication, g: &GroupRead, p: &PairRead) -> Instance {
+    let v = &p.view;
+    let (a, b) = rep.pair_ends(g, p);
+    let mut inst = Instance::new("RCM_StorageSynchronized")
+        .with("SystemElement", CimType::Reference(None), r(a))
+        .with("SyncedElement", CimType::Reference(None), r(b))
+        .with("ReplicaType", CimType::Uint16, u16v(2))
+        .with("SyncState", CimType::Uint16, u16v(v.sync_state.number()))
+        .with("ReadOnly", CimType::Uint16, u16v(3))
+        .with("SyncStatus", CimType::Uint16, u16v(status_number(v.status)))
+        .with("GroupName", CimType::String, s(&g.name));
+    sync_props(rep, &mut inst, g, v, Some(p.established));
+    inst
+}
+
+fn group_sync_instance(rep: &Replication, g: &GroupRead) -> Option<Instance> {
+    let v = group_view(g)?;
+    let (a, b) = rep.group_ends(g);
+    let mut inst = Instance::new("RCM_GroupSynchronized")
+        .with("SystemElement", CimType::Reference(None), r(a))
+        .with("SyncedElement", CimType::Reference(None), r(b))
+        .with("RelationshipName", CimType::String, s(&g.name))
+        .with(
+            "ConsistencyEnabled",
+            CimType::Boolean,
+            Some(Value::Boolean(true)),
+        )
+        .with("ConsistencyType", CimType::Uint16, u16v(2))
+        .with(
+            "ConsistencyState",
+            CimType::Uint16,
+            u16v(if v.status == SyncStatus::Syncing {
+                4
+            } else {
+                3
+            }),
+        );
+    sync_props(
+        rep,
+        &mut inst,
+        g,
+        &v,
+        g.pairs.iter().map(|p| p.established).min(),
+    );
+    Some(inst)
+}
+
 /// Instances of exactly `class` on this array.
 pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instance> {
     let me = rep.array.as_str();
@@ -370,57 +521,12 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
         "RCM_StorageVolume" => snap
             .volumes
             .iter()
-            .map(|(v, blocks)| {
-                let roles: Vec<Role> = snap
-                    .groups
-                    .iter()
-                    .filter(|g| g.pairs.iter().any(|p| &p.local == v))
-                    .map(|g| g.role)
-                    .collect();
-                let usage = if roles.iter().any(|r| r.is_source()) {
-                    7
-                } else if !roles.is_empty() {
-                    9
-                } else {
-                    2
-                };
-                Instance::new("RCM_StorageVolume")
-                    .with(
-                        "SystemCreationClassName",
-                        CimType::String,
-                        s("RCM_ComputerSystem"),
-                    )
-                    .with("SystemName", CimType::String, s(me))
-                    .with("CreationClassName", CimType::String, s("RCM_StorageVolume"))
-                    .with("DeviceID", CimType::String, s(v))
-                    .with("ElementName", CimType::String, s(v))
-                    .with("Name", CimType::String, s(v))
-                    .with("BlockSize", CimType::Uint64, Some(Value::Uint64(4096)))
-                    .with(
-                        "NumberOfBlocks",
-                        CimType::Uint64,
-                        Some(Value::Uint64(*blocks)),
-                    )
-                    .with(
-                        "ConsumableBlocks",
-                        CimType::Uint64,
-                        Some(Value::Uint64(*blocks)),
-                    )
-                    .with("Usage", CimType::Uint16, u16v(usage))
-                    .with("OperationalStatus", CimType::Uint16, u16s(&[2]))
-                    .with("EnabledState", CimType::Uint16, u16v(2))
-            })
+            .map(|(v, blocks)| volume_instance(me, snap, v, *blocks))
             .collect(),
         "CIM_SystemDevice" => snap
             .volumes
             .iter()
-            .map(|(v, _)| {
-                assoc(
-                    "CIM_SystemDevice",
-                    ("GroupComponent", cs.clone()),
-                    ("PartComponent", vol_path(me, &host, v)),
-                )
-            })
+            .map(|(v, _)| system_device(me, &host, v))
             .collect(),
         "RCM_ReplicationService" => vec![Instance::new("RCM_ReplicationService")
             .with(
@@ -502,69 +608,25 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
         "RCM_ReplicationGroup" => snap
             .groups
             .iter()
-            .map(|g| {
-                Instance::new("RCM_ReplicationGroup")
-                    .with(
-                        "InstanceID",
-                        CimType::String,
-                        s(&format!("{me}:{}", g.name)),
-                    )
-                    .with("ElementName", CimType::String, s(&g.name))
-                    .with("TargetSystem", CimType::String, s(&g.peer))
-                    .with("Role", CimType::Uint16, u16v(role_number(g.role)))
-                    .with("Started", CimType::Boolean, Some(Value::Boolean(g.started)))
-                    .with("Mode", CimType::Uint16, u16v(mode_numbers(g.mode).0))
-                    .with(
-                        "SyncInterval",
-                        CimType::Uint32,
-                        Some(Value::Uint32(period_s(g.mode))),
-                    )
-                    .with("SyncPolicy", CimType::String, policy_value(g))
-                    .with("Persistent", CimType::Boolean, Some(Value::Boolean(true)))
-                    .with(
-                        "DeleteOnEmptyElement",
-                        CimType::Boolean,
-                        Some(Value::Boolean(false)),
-                    )
-                    .with(
-                        "DeleteOnUnassociated",
-                        CimType::Boolean,
-                        Some(Value::Boolean(false)),
-                    )
-            })
-            .chain(local_groups(rep).into_keys().map(|name| {
-                // Made by CreateGroup, not replicating yet; held by the
-                // provider only, hence not Persistent.
-                Instance::new("RCM_ReplicationGroup")
-                    .with("InstanceID", CimType::String, s(&format!("{me}:{name}")))
-                    .with("ElementName", CimType::String, s(&name))
-                    .with("Started", CimType::Boolean, Some(Value::Boolean(false)))
-                    .with("Persistent", CimType::Boolean, Some(Value::Boolean(false)))
-            }))
+            .map(|g| replication_group(me, g))
+            .chain(
+                local_groups(rep)
+                    .into_keys()
+                    .map(|name| local_group(me, &name)),
+            )
             .collect(),
-        "CIM_HostedCollection" => {
-            let mut v: Vec<Instance> = snap
-                .groups
-                .iter()
-                .map(|g| g.name.clone())
-                .chain(local_groups(rep).into_keys())
-                .map(|name| {
-                    assoc(
-                        "CIM_HostedCollection",
-                        ("Antecedent", cs.clone()),
-                        ("Dependent", group_path(me, &host, &name)),
-                    )
-                })
-                .collect();
-            for peer in snap.links.keys() {
-                v.push(assoc(
-                    "CIM_HostedCollection",
-                    ("Antecedent", cs.clone()),
-                    ("Dependent", link_path(me, &host, peer)),
-                ));
-            }
-            v
-        }
+        "CIM_HostedCollection" => snap
+            .groups
+            .iter()
+            .map(|g| group_path(me, &host, &g.name))
+            .chain(
+                local_groups(rep)
+                    .into_keys()
+                    .map(|name| group_path(me, &host, &name)),
+            )
+            .chain(snap.links.keys().map(|peer| link_path(me, &host, peer)))
+            .map(|d| hosted_collection(me, &host, d))
+            .collect(),
         // The service replicates over its links: consoles find them with
         // Associators(service, ResultClass=CIM_ConnectivityCollection).
         "CIM_ServiceAffectsElement" => snap
@@ -591,18 +653,10 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
             .chain(local_groups(rep))
             .flat_map(|(name, members): (String, Vec<String>)| {
                 let host = host.clone();
-                members.into_iter().enumerate().map(move |(i, vol)| {
-                    assoc(
-                        "CIM_OrderedMemberOfCollection",
-                        ("Collection", group_path(me, &host, &name)),
-                        ("Member", vol_path(me, &host, &vol)),
-                    )
-                    .with(
-                        "AssignedSequence",
-                        CimType::Uint64,
-                        Some(Value::Uint64(i as u64 + 1)),
-                    )
-                })
+                members
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(i, vol)| member(me, &host, &name, i, &vol))
             })
             .collect(),
         "RCM_RemoteReplicationCollection" => snap
@@ -626,57 +680,145 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
         "RCM_StorageSynchronized" => snap
             .groups
             .iter()
-            .flat_map(|g| g.pairs.iter().map(move |p| (g, p)))
-            .filter_map(|(g, p)| {
-                let v = snap.views.get(&(g.name.clone(), p.local.clone()))?;
-                let (a, b) = rep.pair_ends(g, p);
-                let mut inst = Instance::new("RCM_StorageSynchronized")
-                    .with("SystemElement", CimType::Reference(None), r(a))
-                    .with("SyncedElement", CimType::Reference(None), r(b))
-                    .with("ReplicaType", CimType::Uint16, u16v(2))
-                    .with("SyncState", CimType::Uint16, u16v(v.sync_state.number()))
-                    .with("ReadOnly", CimType::Uint16, u16v(3))
-                    .with("SyncStatus", CimType::Uint16, u16v(status_number(v.status)))
-                    .with("GroupName", CimType::String, s(&g.name));
-                sync_props(rep, &mut inst, g, v, Some(p.established));
-                Some(inst)
-            })
+            .flat_map(|g| g.pairs.iter().map(move |p| pair_instance(rep, g, p)))
             .collect(),
         "RCM_GroupSynchronized" => snap
             .groups
             .iter()
-            .filter_map(|g| {
-                let v = group_view(snap, g)?;
-                let (a, b) = rep.group_ends(g);
-                let mut inst = Instance::new("RCM_GroupSynchronized")
-                    .with("SystemElement", CimType::Reference(None), r(a))
-                    .with("SyncedElement", CimType::Reference(None), r(b))
-                    .with("RelationshipName", CimType::String, s(&g.name))
-                    .with(
-                        "ConsistencyEnabled",
-                        CimType::Boolean,
-                        Some(Value::Boolean(true)),
-                    )
-                    .with("ConsistencyType", CimType::Uint16, u16v(2))
-                    .with(
-                        "ConsistencyState",
-                        CimType::Uint16,
-                        u16v(if v.status == SyncStatus::Syncing {
-                            4
-                        } else {
-                            3
-                        }),
-                    );
-                sync_props(
-                    rep,
-                    &mut inst,
-                    g,
-                    &v,
-                    g.pairs.iter().map(|p| p.established).min(),
-                );
-                Some(inst)
-            })
+            .filter_map(|g| group_sync_instance(rep, g))
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// (array, volume) named by a volume path's keys.
+fn volume_keys(p: &ObjectPath) -> Option<(&str, &str)> {
+    Some((p.key("SystemName")?.as_str()?, p.key("DeviceID")?.as_str()?))
+}
+
+/// (array, group) named by a replication group path's InstanceID.
+fn group_keys(p: &ObjectPath) -> Option<(&str, &str)> {
+    p.key("InstanceID")?.as_str()?.split_once(':')
+}
+
+/// The element a reference property of `path` points at.
+fn reference_key<'a>(path: &'a ObjectPath, prop: &str) -> Option<&'a ObjectPath> {
+    match path.key(prop)? {
+        Value::Reference(r) => Some(r),
+        _ => None,
+    }
+}
+
+/// The instances of `class` that may be the one at `path`, found by its
+/// keys; None when the class is not looked up by key (a few instances:
+/// the caller enumerates). A superset is fine: the caller compares paths.
+pub fn candidates(
+    rep: &Replication,
+    snap: &Snapshot,
+    class: &str,
+    path: &ObjectPath,
+) -> Option<Vec<Instance>> {
+    let me = rep.array.as_str();
+    Some(match class {
+        "RCM_StorageVolume" => volume_keys(path)
+            .filter(|(a, _)| *a == me)
+            .and_then(|(_, v)| Some(volume_instance(me, snap, v, snap.volume(v)?)))
+            .into_iter()
+            .collect(),
+        "RCM_StorageSynchronized" => reference_key(path, "SystemElement")
+            .and_then(volume_keys)
+            .map(|(a, v)| {
+                snap.pairs_of_volume(a, v)
+                    .into_iter()
+                    .map(|(g, p)| pair_instance(rep, g, p))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        "RCM_GroupSynchronized" => reference_key(path, "SystemElement")
+            .and_then(group_keys)
+            .and_then(|(_, name)| group_sync_instance(rep, snap.group(name)?))
+            .into_iter()
+            .collect(),
+        "RCM_ReplicationGroup" => match group_keys(path) {
+            Some((a, name)) if a == me => match snap.group(name) {
+                Some(g) => vec![replication_group(me, g)],
+                None if local_groups(rep).contains_key(name) => vec![local_group(me, name)],
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        },
+        _ => return None,
+    })
+}
+
+/// The instances of association `class` that may refer to `object`,
+/// found by the object's keys; None when the walk is not indexed (from
+/// the array itself, say: then every instance refers to it anyway).
+pub fn referring(
+    rep: &Replication,
+    snap: &Snapshot,
+    class: &str,
+    object: &ObjectPath,
+) -> Option<Vec<Instance>> {
+    let me = rep.array.as_str();
+    let host = rep.host_of(me);
+    let vol = volume_keys(object);
+    let group = group_keys(object).filter(|_| object.class.is("RCM_ReplicationGroup"));
+    Some(match class {
+        "RCM_StorageSynchronized" => {
+            let (a, v) = vol?;
+            snap.pairs_of_volume(a, v)
+                .into_iter()
+                .map(|(g, p)| pair_instance(rep, g, p))
+                .collect()
+        }
+        "RCM_GroupSynchronized" => {
+            let (_, name) = group?;
+            snap.group(name)
+                .and_then(|g| group_sync_instance(rep, g))
+                .into_iter()
+                .collect()
+        }
+        "CIM_SystemDevice" => {
+            let (a, v) = vol?;
+            if a == me && snap.volume(v).is_some() {
+                vec![system_device(me, &host, v)]
+            } else {
+                Vec::new()
+            }
+        }
+        "CIM_OrderedMemberOfCollection" => {
+            if let Some((a, v)) = vol {
+                if a != me {
+                    return Some(Vec::new());
+                }
+                let mut out: Vec<Instance> = snap
+                    .pairs_of_local(v)
+                    .into_iter()
+                    .filter_map(|(g, _)| {
+                        let i = g.pairs.iter().position(|p| p.local == v)?;
+                        Some(member(me, &host, &g.name, i, v))
+                    })
+                    .collect();
+                for (name, members) in local_groups(rep) {
+                    if let Some(i) = members.iter().position(|m| m == v) {
+                        out.push(member(me, &host, &name, i, v));
+                    }
+                }
+                out
+            } else {
+                let (_, name) = group?;
+                let members: Vec<String> = match snap.group(name) {
+                    Some(g) => g.pairs.iter().map(|p| p.local.clone()).collect(),
+                    None => local_groups(rep).remove(name).unwrap_or_default(),
+                };
+                members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| member(me, &host, name, i, v))
+                    .collect()
+            }
+        }
+        _ => return None,
+    })
 }

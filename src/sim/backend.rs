@@ -19,13 +19,10 @@ impl Backend for SimBackend {
     fn snapshot(&self) -> Snapshot {
         let sim = self.sim.lock().unwrap_or_else(|e| e.into_inner());
         // An array the simulation does not hold (yet) holds nothing.
-        sim.get_array(&self.array).map_or_else(
-            || Snapshot {
-                array: self.array.clone(),
-                ..Snapshot::default()
-            },
-            snapshot_of,
-        )
+        // The simulation rebuilds an array after a crash, so the read
+        // model is built afresh (no `ReadCache`).
+        sim.get_array(&self.array)
+            .map_or_else(|| Snapshot::empty(&self.array), snapshot_of)
     }
     fn command(&self, cmd: Command) -> Result<(), CommandError> {
         let mut sim = self.sim.lock().unwrap_or_else(|e| e.into_inner());

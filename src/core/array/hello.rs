@@ -5,6 +5,7 @@ use super::*;
 
 impl<S: BlockStore> Array<S> {
     pub fn handle_link_up(&mut self, now: Tick, peer: &str) {
+        self.generation = next_generation();
         self.advance(now);
         if self.link_up(peer) {
             return;

@@ -41,6 +41,7 @@ mod writes;
 use super::error::{CommandError, Fault, WriteError};
 use super::msg::{Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};
 use super::names;
+use super::read::{next_generation, ArrayRead, GroupRead, PairRead};
 use super::store::BlockStore;
 use super::types::*;
 use super::view::{derive, CopyState, PairFacts, PairView};
@@ -71,6 +72,8 @@ pub struct Array<S: BlockStore> {
     outbox: VecDeque<(String, Msg)>,
     events: VecDeque<Event>,
     pending: BTreeMap<WriteId, PendingWrite>,
+    /// Counts the inputs that may have changed what a reader sees.
+    generation: u64,
 }
 
 impl<S: BlockStore> Array<S> {
@@ -90,6 +93,7 @@ impl<S: BlockStore> Array<S> {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             pending: BTreeMap::new(),
+            generation: next_generation(),
         }
     }
 
@@ -160,6 +164,7 @@ impl<S: BlockStore> Array<S> {
     }
 
     pub fn store_mut(&mut self) -> &mut S {
+        self.generation = next_generation();
         &mut self.store
     }
 
@@ -178,6 +183,63 @@ impl<S: BlockStore> Array<S> {
 
     pub fn link_up(&self, peer: &str) -> bool {
         self.links.get(peer).copied().unwrap_or(false)
+    }
+
+    /// Changes whenever an input may have changed the read model: a reader
+    /// holding an [`ArrayRead`] of the same generation holds the current
+    /// one.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The array as a reader sees it, with keyed lookups. O(pairs): the
+    /// shell builds it once per generation and shares it.
+    pub fn read_model(&self) -> ArrayRead {
+        let groups: Vec<GroupRead> = self
+            .groups
+            .values()
+            .map(|g| GroupRead {
+                name: g.name.clone(),
+                peer: g.peer.clone(),
+                role: g.role,
+                mode: g.mode,
+                policies: g.policies,
+                started: g.started,
+                recovered: g.recovered,
+                busy: g.busy(),
+                syncing: g.syncing(),
+                pairs: g
+                    .pairs
+                    .iter()
+                    .map(|p| PairRead {
+                        local: p.local.clone(),
+                        remote: p.remote.clone(),
+                        established: p.established,
+                        view: self.pair_view(g, p),
+                    })
+                    .collect(),
+            })
+            .collect();
+        // Peers with a link (configured or seen) and peers of groups.
+        let links = self
+            .links()
+            .map(|(p, up)| (p.to_string(), up))
+            .chain(
+                groups
+                    .iter()
+                    .map(|g| (g.peer.clone(), self.link_up(&g.peer))),
+            )
+            .collect();
+        ArrayRead::new(
+            self.name.clone(),
+            self.vols
+                .names()
+                .map(|(n, m)| (n.clone(), m.blocks))
+                .collect(),
+            groups,
+            links,
+            self.counters,
+        )
     }
 
     /// This array's view of every pair: (group, local volume, view).
@@ -295,6 +357,7 @@ impl<S: BlockStore> Array<S> {
     }
 
     pub fn handle_timeout(&mut self, now: Tick) -> R<()> {
+        self.generation = next_generation();
         self.advance(now);
         let names: Vec<String> = self.groups.keys().cloned().collect();
         for name in names {
@@ -317,6 +380,7 @@ impl<S: BlockStore> Array<S> {
     /// [`Fault::Peer`], and nothing changed; the shell drops the session
     /// and keeps running. Only a failing store is a [`Fault::Store`].
     pub fn handle_message(&mut self, now: Tick, from: &str, msg: Msg) -> Result<(), Fault> {
+        self.generation = next_generation();
         self.advance(now);
         if !self.link_up(from) {
             return Ok(());
@@ -408,6 +472,7 @@ impl<S: BlockStore> Array<S> {
 
     /// Runs an operator command. On `Err`, nothing changed.
     pub fn command(&mut self, now: Tick, cmd: Command) -> Result<(), CommandError> {
+        self.generation = next_generation();
         self.advance(now);
         cmd.check_names()?;
         match cmd {

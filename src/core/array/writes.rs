@@ -94,10 +94,12 @@ impl<S: BlockStore> Array<S> {
     }
 
     pub fn create_volume(&mut self, vol: &str, blocks: u64) -> Result<(), VolumeError> {
+        self.generation = next_generation();
         self.vols.create(&mut self.store, vol, blocks)
     }
 
     pub fn delete_volume(&mut self, vol: &str) -> Result<(), CommandError> {
+        self.generation = next_generation();
         if let Some(g) = self
             .groups
             .values()
@@ -124,6 +126,7 @@ impl<S: BlockStore> Array<S> {
         data: &Block,
     ) -> Result<WriteTicket, WriteError> {
         self.advance(now);
+        self.generation = next_generation();
         if let Some(e) = self.write_refusal(vol) {
             return Err(e);
         }
