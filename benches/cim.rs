@@ -6,16 +6,11 @@
 //! generator is a Rust hyper client with keep-alive connections. Prints a
 //! Markdown table for BENCHMARKS.md.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
+mod common;
+use common::{child_bare, cim_request, load, Server};
 
 use replicim::cim::dispatch::{Ctx, Provider};
 use replicim::cim::model::{CimType, Class, Instance, Name, ObjectPath, Value};
@@ -155,142 +150,6 @@ fn child_provider() {
     loop {
         std::thread::park();
     }
-}
-
-/// Child: a bare hyper server answering every request with `body`.
-fn child_bare(body: Vec<u8>) {
-    let body = Bytes::from(body);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!("{}", l.local_addr().unwrap());
-        loop {
-            let (s, _) = l.accept().await.unwrap();
-            let _ = s.set_nodelay(true);
-            let body = body.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let body = body.clone();
-                    async move {
-                        let _ = req.into_body().collect().await;
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(body)))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn spawn(args: &[&str]) -> Server {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Server {
-            child,
-            addr: line.trim().to_string(),
-        }
-    }
-
-    /// Peak resident set size of the server process, in MB.
-    fn peak_rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-            .unwrap_or(0.0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cim_request(op: &str, params: &str) -> (Vec<u8>, String) {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"utf-8\" ?><CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"1001\" PROTOCOLVERSION=\"1.0\"><SIMPLEREQ><IMETHODCALL NAME=\"{op}\"><LOCALNAMESPACEPATH><NAMESPACE NAME=\"root\"/><NAMESPACE NAME=\"cimv2\"/></LOCALNAMESPACEPATH>{params}</IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>"
-    );
-    (body.into_bytes(), op.to_string())
-}
-
-/// Drives `conns` keep-alive connections for `secs`; returns (requests,
-/// response bytes, elapsed).
-async fn load(
-    addr: &str,
-    body: &[u8],
-    method: &str,
-    conns: usize,
-    secs: f64,
-) -> (u64, u64, Duration) {
-    let count = Arc::new(AtomicU64::new(0));
-    let bytes = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(secs);
-    let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let (count, bytes) = (count.clone(), bytes.clone());
-        let body = Bytes::copy_from_slice(body);
-        let addr = addr.to_string();
-        let method = method.to_string();
-        tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let (mut send, conn) =
-                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
-                    .await
-                    .unwrap();
-            tokio::spawn(conn);
-            while Instant::now() < deadline {
-                let req = Request::post("/cimom")
-                    .header("host", &addr)
-                    .header("content-type", "application/xml; charset=\"utf-8\"")
-                    .header("cimoperation", "MethodCall")
-                    .header("cimmethod", &method)
-                    .header("cimobject", "root/cimv2")
-                    .body(Full::new(body.clone()))
-                    .unwrap();
-                send.ready().await.unwrap();
-                let resp = send.send_request(req).await.unwrap();
-                assert!(resp.status().is_success());
-                let got = resp.into_body().collect().await.unwrap().to_bytes();
-                assert!(got.len() > 50);
-                count.fetch_add(1, Ordering::Relaxed);
-                bytes.fetch_add(got.len() as u64, Ordering::Relaxed);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    (
-        count.load(Ordering::Relaxed),
-        bytes.load(Ordering::Relaxed),
-        start.elapsed(),
-    )
 }
 
 fn main() {

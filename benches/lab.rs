@@ -17,7 +17,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+mod common;
 
 use replicim::cim::client::Param;
 use replicim::cim::model::Value;
@@ -244,10 +247,14 @@ fn full_and_delta(dir: &Path) {
     lab.wait_link(Site::A, true, Duration::from_secs(30))
         .unwrap();
     let before = sync_bytes(&lab, Site::A);
+    let wire_before = lab.switch.delivered.load(Ordering::Relaxed);
     let t = Instant::now();
     rcopy(&lab, Site::A, "startrcopygroup big", Wait::No);
     let delta = wait_group_synced(&lab, "big").duration_since(t);
     let sent = sync_bytes(&lab, Site::A) - before;
+    // What crossed the switch: TLS records in both directions, with frame
+    // headers, acknowledgements and heartbeats, during the resync.
+    let wire = lab.switch.delivered.load(Ordering::Relaxed) - wire_before;
     let changed_bytes = changed.len() as u64 * BS;
 
     let t = Instant::now();
@@ -267,10 +274,11 @@ fn full_and_delta(dir: &Path) {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
     println!(
-        "| delta resync after 1% random 4 KiB changes on 1 GiB ({} blocks) | {:.3} s; {sent} bytes on the link = **{:.3}x** the changed bytes (target ≤ 1.1) | `rsync --inplace --no-whole-file`: {:.2} s, {rs_sent} bytes sent | **{:.1}x** faster (target ≥ 10) |",
+        "| delta resync after 1% random 4 KiB changes on 1 GiB ({} blocks) | {:.3} s; block payload queued (SyncBytesSent) {sent} bytes = **{:.3}x** the changed bytes; on the wire (TLS records through the switch, both directions) {wire} bytes = **{:.3}x** (target ≤ 1.1) | `rsync --inplace --no-whole-file`: {:.2} s, {rs_sent} bytes sent | **{:.1}x** faster (target ≥ 10) |",
         changed.len(),
         delta.as_secs_f64(),
         sent as f64 / changed_bytes as f64,
+        wire as f64 / changed_bytes as f64,
         rs.as_secs_f64(),
         rs.as_secs_f64() / delta.as_secs_f64()
     );
@@ -360,15 +368,330 @@ fn failover(dir: &Path) {
     );
 }
 
+/// Peak resident set size of a process, in MB (0 when unknown).
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// p50 latency of 4 KiB writes through NBD, one in flight, in µs.
+fn write_p50(port: u16, vol: &str, blocks: u64) -> f64 {
+    let mut c = Nbd::connect(port, vol);
+    let mut rng = Rng::new(9);
+    let data = vec![0x5au8; BS as usize];
+    let mut t = Vec::new();
+    for i in 0..2_200 {
+        let off = rng.below(blocks) * BS;
+        let s = Instant::now();
+        c.write(off, &data);
+        if i >= 200 {
+            t.push(s.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    percentile(&mut t, 0.5)
+}
+
+/// One array with its peer holding GROUPS remote-copy groups of 8 volumes
+/// (the 1,000 × 8 by default; `BENCH_GROUPS` overrides): what a
+/// request, a write, a failover and a listing cost at that size, each
+/// against the same arrays with one group or a bare hyper server.
+fn scale(dir: &Path) {
+    let groups: usize = std::env::var("BENCH_GROUPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let secs = 3.0;
+    let vol = |g: usize, v: usize| format!("s{g:04}v{v}");
+    let vols: Vec<(String, u64)> = (0..groups)
+        .flat_map(|g| (0..8).map(move |v| (vol(g, v), if g == 0 && v == 0 { 256 } else { 1 })))
+        .collect();
+    let lab = lab(dir, vols);
+    lab.wait_link(Site::A, true, Duration::from_secs(60))
+        .unwrap();
+    let mut c = lab.console(Site::A).unwrap();
+    let mut make = |g: usize| -> Duration {
+        let t = Instant::now();
+        let name = format!("g{g:04}");
+        let mut lines = vec![format!("creatercopygroup {name} site-b sync")];
+        for v in 0..8 {
+            lines.push(format!(
+                "admitrcopyvv {} {name} site-b:{}",
+                vol(g, v),
+                vol(g, v)
+            ));
+        }
+        lines.push(format!("startrcopygroup {name}"));
+        for line in lines {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let cmd = rcopy::parse(&words).unwrap();
+            for attempt in 0.. {
+                match c.run(&cmd, Wait::No, &mut |_, _| {}) {
+                    Ok(()) => break,
+                    Err(e) if e.contains("retry") && attempt < 200 => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(e) => panic!("{line}: {e}"),
+                }
+            }
+        }
+        t.elapsed()
+    };
+    let first = make(0);
+    lab.wait_synced(Site::A, Duration::from_secs(60)).unwrap();
+    let nbd = lab.opts.ports.a.nbd;
+    let lat1 = write_p50(nbd, &vol(0, 0), 256);
+    let t = Instant::now();
+    let mut last = Duration::ZERO;
+    for g in 1..groups {
+        last = make(g);
+    }
+    let setup = t.elapsed();
+    lab.wait_synced(Site::A, Duration::from_secs(600)).unwrap();
+    let latn = write_p50(nbd, &vol(0, 0), 256);
+    let pairs = groups * 8;
+    println!(
+        "| creating one group (create, 8 admits, start) over CIM-XML | group {groups}: {:.0} ms | group 1: {:.0} ms (all {groups}: {:.0} s) | {:.2}x the first (target ≤ 2) |",
+        last.as_secs_f64() * 1e3,
+        first.as_secs_f64() * 1e3,
+        setup.as_secs_f64(),
+        last.as_secs_f64() / first.as_secs_f64()
+    );
+    println!(
+        "| sync 4 KiB write latency through NBD, p50 of 2,000 | {groups} groups configured: {latn:.0} µs | 1 group: {lat1:.0} µs | {:.2}x (target ≤ 1.1) |",
+        latn / lat1
+    );
+
+    // Reads a console makes, against a bare hyper server with replies of
+    // the same size.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = format!("127.0.0.1:{}", lab.opts.ports.a.http);
+    let auth = {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                replicim::lab::USER,
+                lab.password
+            ))
+        )
+    };
+    let mid = groups / 2;
+    let vp = |sys: &str, port: u16, v: &str| {
+        replicim::provider::model_paths::vol_path(sys, &format!("127.0.0.1:{port}"), v)
+    };
+    let name_of = |p: &replicim::cim::model::ObjectPath| {
+        let mut out = Vec::new();
+        replicim::cim::xml::encode::instance_name(&mut out, p);
+        String::from_utf8(out).unwrap()
+    };
+    let pair = replicim::cim::model::ObjectPath {
+        host: None,
+        namespace: None,
+        class: replicim::cim::model::Name::new("RCM_StorageSynchronized"),
+        keys: vec![
+            (
+                replicim::cim::model::Name::new("SystemElement"),
+                Value::reference(vp("site-a", lab.opts.ports.a.http, &vol(mid, 3))),
+            ),
+            (
+                replicim::cim::model::Name::new("SyncedElement"),
+                Value::reference(vp("site-b", lab.opts.ports.b.http, &vol(mid, 3))),
+            ),
+        ],
+    };
+    let local = replicim::cim::model::ObjectPath {
+        host: None,
+        namespace: None,
+        ..vp("site-a", lab.opts.ports.a.http, &vol(mid, 3))
+    };
+    let get = common::cim_request(
+        "GetInstance",
+        &format!(
+            "<IPARAMVALUE NAME=\"InstanceName\">{}</IPARAMVALUE>",
+            name_of(&pair)
+        ),
+    );
+    let refs = common::cim_request(
+        "References",
+        &format!(
+            "<IPARAMVALUE NAME=\"ObjectName\">{}</IPARAMVALUE><IPARAMVALUE NAME=\"ResultClass\"><CLASSNAME NAME=\"CIM_StorageSynchronized\"/></IPARAMVALUE>",
+            name_of(&local)
+        ),
+    );
+    for (what, req, target) in [
+        ("GetInstance of one RCM_StorageSynchronized", &get, 0.4),
+        (
+            "References(volume, ResultClass=CIM_StorageSynchronized)",
+            &refs,
+            0.3,
+        ),
+    ] {
+        let sample = rt.block_on(common::load_as(
+            &addr,
+            &req.0,
+            &req.1,
+            1,
+            0.3,
+            Some(auth.clone()),
+        ));
+        let size = (sample.1 / sample.0.max(1)) as usize;
+        let bare = common::Server::spawn(&["--child-bare", &size.to_string()]);
+        let bb = rt.block_on(common::load(&bare.addr, &req.0, &req.1, 4, secs));
+        let pp = rt.block_on(common::load_as(
+            &addr,
+            &req.0,
+            &req.1,
+            4,
+            secs,
+            Some(auth.clone()),
+        ));
+        let (rb, rp) = (
+            bb.0 as f64 / bb.2.as_secs_f64(),
+            pp.0 as f64 / pp.2.as_secs_f64(),
+        );
+        println!(
+            "| {what}, {pairs} pairs, 4 connections, {size} B reply | {rp:.0} req/s | bare hyper {rb:.0} req/s | **{:.2}x** of bare hyper (target ≥ {target}) |",
+            rp / rb
+        );
+    }
+    let ei = common::cim_request(
+        "EnumerateInstances",
+        "<IPARAMVALUE NAME=\"ClassName\"><CLASSNAME NAME=\"CIM_StorageSynchronized\"/></IPARAMVALUE>",
+    );
+    let e = rt.block_on(common::load_as(
+        &addr,
+        &ei.0,
+        &ei.1,
+        1,
+        secs,
+        Some(auth.clone()),
+    ));
+    println!(
+        "| EnumerateInstances of all {pairs} CIM_StorageSynchronized, 1 connection | {:.0} MB/s ({:.1} MB per reply, {:.2} s each) | - | target ≥ 150 MB/s |",
+        e.1 as f64 / 1e6 / e.2.as_secs_f64(),
+        e.1 as f64 / 1e6 / e.0.max(1) as f64,
+        e.2.as_secs_f64() / e.0.max(1) as f64
+    );
+
+    // showrcopy of every group, as an admin runs it.
+    let pwfile = dir.join("password");
+    let t = Instant::now();
+    // Reaped by wait4 in `wait_rusage`, which also reads its peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let child = std::process::Command::new(EXE)
+        .args([
+            "rcopy",
+            "--url",
+            &format!("http://{addr}"),
+            "--password-file",
+        ])
+        .arg(&pwfile)
+        .arg("showrcopy")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (ok, rss_kb) = wait_rusage(child.id());
+    let show = t.elapsed();
+    assert!(ok, "showrcopy failed");
+    println!(
+        "| `replicim rcopy showrcopy` of {groups} groups | {:.2} s, rcopy peak RSS {:.0} MB | - | targets < 1 s, < 100 MB |",
+        show.as_secs_f64(),
+        rss_kb as f64 / 1024.0
+    );
+    let rss_a = peak_rss_mb(lab.pid(Site::A).unwrap());
+
+    // Failover of every group on B over CIM-XML, A killed.
+    lab.kill(Site::A).unwrap();
+    lab.wait_link(Site::B, false, Duration::from_secs(30))
+        .unwrap();
+    let mut client = lab.client(Site::B);
+    let host_b = format!("127.0.0.1:{}", lab.opts.ports.b.http);
+    let rs = replicim::provider::model_paths::rs_path(Site::B.name(), &host_b);
+    let syncs: Vec<_> = client
+        .enumerate_instances(replicim::provider::NS, "CIM_GroupSynchronized")
+        .unwrap()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(syncs.len(), groups);
+    let t = Instant::now();
+    for p in &syncs {
+        let r = client
+            .invoke(
+                &rs,
+                "ModifyReplicaSynchronization",
+                &[
+                    Param::Value("Operation", Value::Uint16(10)),
+                    Param::Ref("Synchronization", p.clone()),
+                ],
+            )
+            .unwrap();
+        assert!(matches!(r.return_value.as_u64(), Some(0) | Some(4096)));
+    }
+    let issued = t.elapsed();
+    loop {
+        let gs = client
+            .enumerate_instances(replicim::provider::NS, "CIM_GroupSynchronized")
+            .unwrap();
+        if gs.len() == groups
+            && gs.iter().all(|(_, i)| {
+                i.get("CopyState") == Some(&Value::Uint16(10))
+                    && i.get("ProgressStatus") == Some(&Value::Uint16(2))
+            })
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let all = t.elapsed();
+    println!(
+        "| failover of all {groups} groups on B over CIM-XML (A killed; a console that knows its paths) | {:.2} s until every group shows Failedover/Completed (calls issued in {:.2} s) | - | target < 2 s |",
+        all.as_secs_f64(),
+        issued.as_secs_f64()
+    );
+    println!(
+        "| server peak RSS through all of the above | site-a {rss_a:.0} MB, site-b {:.0} MB | - | target < 150 MB |",
+        peak_rss_mb(lab.pid(Site::B).unwrap())
+    );
+}
+
+/// Waits for a child process; (exited 0, peak RSS in KiB).
+fn wait_rusage(pid: u32) -> (bool, i64) {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 writes it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own child; status and ru are valid for writes.
+    let r = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut ru) };
+    (
+        r == pid as i32 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        ru.ru_maxrss,
+    )
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--child-bare") {
+        let n: usize = args.last().unwrap().parse().unwrap();
+        return common::child_bare(vec![b'x'; n]);
+    }
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let want = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
     println!(
-        "lab benchmarks, {} (2 vCPU), {}",
+        "lab benchmarks, {} ({} CPUs available), {}",
         chrono::Utc::now().format("%Y-%m-%d"),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::env::consts::ARCH
     );
     println!("| measurement | replicim | baseline (same run) | ratio |");
@@ -389,5 +712,8 @@ fn main() {
     }
     if want("failover") {
         run("failover", &failover);
+    }
+    if want("scale") {
+        run("scale", &scale);
     }
 }

@@ -21,6 +21,7 @@ mod msg;
 pub mod names;
 mod read;
 mod store;
+mod tracked;
 mod types;
 mod view;
 mod volumes;

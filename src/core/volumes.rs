@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::store::{BlockStore, StoreError};
+use super::tracked::TrackedMap;
 use super::types::{Block, SnapId, BLOCK_SIZE};
 
 /// Metadata of one snapshot.
@@ -38,10 +39,10 @@ pub struct VolMeta {
 }
 
 /// All volumes and snapshots of one array.
-#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Volumes {
-    vols: BTreeMap<String, VolMeta>,
-    snaps: BTreeMap<SnapId, SnapMeta>,
+    vols: TrackedMap<String, VolMeta>,
+    snaps: TrackedMap<SnapId, SnapMeta>,
     next_snap: u64,
 }
 
@@ -75,6 +76,12 @@ impl Volumes {
         (&self.vols, self.next_snap, &self.snaps)
     }
 
+    /// The volumes and snapshots whose metadata may have changed since the
+    /// last call (one no longer listed was deleted).
+    pub fn take_touched(&mut self) -> (BTreeSet<String>, BTreeSet<SnapId>) {
+        (self.vols.take_touched(), self.snaps.take_touched())
+    }
+
     /// Rebuilds the table from [`Volumes::parts`].
     pub fn from_parts(
         vols: BTreeMap<String, VolMeta>,
@@ -82,8 +89,8 @@ impl Volumes {
         snaps: BTreeMap<SnapId, SnapMeta>,
     ) -> Volumes {
         Volumes {
-            vols,
-            snaps,
+            vols: TrackedMap::from_map(vols),
+            snaps: TrackedMap::from_map(snaps),
             next_snap,
         }
     }

@@ -333,6 +333,12 @@ impl Lab {
         Ok(())
     }
 
+    /// The process id of an array's process, while it runs.
+    pub fn pid(&self, s: Site) -> Option<u32> {
+        let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        children[s.index()].as_ref().map(|c| c.id())
+    }
+
     /// Whether an array's process is alive.
     pub fn running(&self, s: Site) -> bool {
         let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());

@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use super::state::{meta_of, ActivityLog, AL_EXTENT_BLOCKS};
+use super::state::{touched_meta, ActivityLog, AL_EXTENT_BLOCKS};
 use crate::core::{
     Array, Block, Command, CommandError, DataTag, Event, Fault, Msg, Tick, VolumeError, WriteError,
     WriteId, WriteTicket, BLOCK_SIZE,
@@ -356,8 +356,11 @@ impl<S: Journaled> Batcher<S> {
     /// Makes everything so far durable (one journal record).
     pub fn commit(&mut self) -> Result<(), Fault> {
         let al = self.al.keys();
-        let meta = meta_of(&self.array, &al);
-        self.array.store_mut().commit(meta).map_err(Fault::Store)?;
+        let meta = touched_meta(&mut self.array, &al);
+        self.array
+            .store_mut()
+            .commit_changes(meta)
+            .map_err(Fault::Store)?;
         self.al.committed = al.into_iter().collect();
         self.dirty = false;
         self.committed = self.batch;

@@ -183,7 +183,7 @@ fn clock(floor: Tick) -> Tick {
 /// the metadata expects: otherwise the directory is damaged and the array
 /// must not start on it.
 fn check_files(j: &Journal, d: &Durable) -> Result<(), String> {
-    for (vol, m) in &d.head.vols {
+    for (vol, m) in &d.vols {
         if j.volume_blocks(vol) != Some(m.blocks) {
             return Err(format!(
                 "volume {vol}: the metadata says {} blocks, the file has {:?}; \
@@ -218,7 +218,7 @@ pub fn open(cfg: &NodeConfig) -> Result<(Array<Journal>, Recovery), String> {
         Journal::open(&cfg.dir).map_err(|e| format!("{}: {e}", cfg.dir.display()))?;
     // Counters and the activity log may change with bulk blocks unsynced;
     // a group or snapshot change (a run completing) may not.
-    journal.set_barrier(|k| k != state::HEAD && k != state::AL);
+    journal.set_barrier(state::is_barrier);
     let durable = state::durable_of(journal.meta())?;
     if let Some(d) = &durable {
         if d.head.name != cfg.name {
@@ -234,7 +234,7 @@ pub fn open(cfg: &NodeConfig) -> Result<(Array<Journal>, Recovery), String> {
         || (Vec::new(), Vec::new()),
         |d| {
             (
-                d.head.vols.keys().cloned().collect(),
+                d.vols.keys().cloned().collect(),
                 d.snaps.keys().copied().collect(),
             )
         },

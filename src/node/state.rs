@@ -3,16 +3,34 @@
 //! journal) and by the simulation (over the memory journal), so both come
 //! back from a crash the same way.
 //!
-//! Keys: `head` (names, counters, volume table), `snap/<id>` per snapshot,
-//! `group/<name>` per group, `activity-log`.
+//! Keys: `head.v2` (name and counters), `vol/<name>` per volume,
+//! `snap/<id>` per snapshot, `group/<name>` per group, `activity-log`. A
+//! commit encodes only the head, the activity log and the entries the array
+//! touched since the last one ([`touched_meta`]).
+//!
+//! Format history: until 2026-11-30 the volume table was inside the head,
+//! under the key `head`. [`durable_of`] still reads that, and the first
+//! commit after the start (a full listing) replaces it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::core::{Array, ArrayConfig, Durable, Group, Head, SnapId, SnapMeta, Tick};
+use crate::core::{Array, ArrayConfig, Durable, Group, Head, SnapId, SnapMeta, Tick, VolMeta};
 use crate::store::Journaled;
 
-pub const HEAD: &str = "head";
+pub const HEAD: &str = "head.v2";
 pub const AL: &str = "activity-log";
+/// The head of the first format: the scalars and the whole volume table.
+const LEGACY_HEAD: &str = "head";
+
+/// Whether a change of metadata key `k` must wait for bulk blocks to be
+/// durable: every key but the head, the volume table and the activity log.
+pub fn is_barrier(k: &str) -> bool {
+    k != HEAD && k != AL && !k.starts_with("vol/")
+}
+
+fn vol_key(name: &str) -> String {
+    format!("vol/{name}")
+}
 
 fn snap_key(id: SnapId) -> String {
     format!("snap/{:020}", id.0)
@@ -78,11 +96,14 @@ impl ActivityLog {
 
 /// The array's durable state (and the activity log) as journal metadata.
 pub fn meta_of<S: crate::core::BlockStore>(a: &Array<S>, al: &[Extent]) -> Vec<(String, Vec<u8>)> {
-    let (head, snaps, groups) = a.durable();
+    let (head, vols, snaps, groups) = a.durable();
     let enc = |v: &dyn erased::Ser| v.bytes();
-    let mut out = Vec::with_capacity(2 + snaps.len() + groups.len());
+    let mut out = Vec::with_capacity(2 + vols.len() + snaps.len() + groups.len());
     out.push((HEAD.to_string(), enc(&head)));
     out.push((AL.to_string(), enc(&al)));
+    for (name, v) in vols {
+        out.push((vol_key(name), enc(v)));
+    }
     for (id, s) in snaps {
         out.push((snap_key(*id), enc(s)));
     }
@@ -90,6 +111,55 @@ pub fn meta_of<S: crate::core::BlockStore>(a: &Array<S>, al: &[Extent]) -> Vec<(
         out.push((group_key(name), enc(g)));
     }
     out
+}
+
+/// The metadata entries a commit must look at now: the head, the activity
+/// log, and the volumes, snapshots and groups the array handed out for change since
+/// the last commit (`None`: removed). What a commit encodes and compares
+/// follows what the batch touched, not how many groups the array has.
+pub fn touched_meta<S: crate::core::BlockStore>(
+    a: &mut Array<S>,
+    al: &[Extent],
+) -> Vec<(String, Option<Vec<u8>>)> {
+    let (vol_names, snap_ids, group_names) = a.take_touched();
+    let (head, vols, snaps, groups) = a.durable();
+    let enc = |v: &dyn erased::Ser| v.bytes();
+    let mut out = Vec::with_capacity(2 + vol_names.len() + snap_ids.len() + group_names.len());
+    out.push((HEAD.to_string(), Some(enc(&head))));
+    out.push((AL.to_string(), Some(enc(&al))));
+    for name in vol_names {
+        out.push((vol_key(&name), vols.get(&name).map(|v| enc(v))));
+    }
+    for id in snap_ids {
+        out.push((snap_key(id), snaps.get(&id).map(|s| enc(s))));
+    }
+    for name in group_names {
+        out.push((group_key(&name), groups.get(&name).map(|g| enc(g))));
+    }
+    out
+}
+
+/// The first metadata key (other than the activity log) on which the
+/// committed metadata differs from the array's whole durable state now;
+/// None when they agree. The simulation checks it after every commit, so
+/// a change that escaped `touched_meta` cannot go unnoticed.
+pub fn committed_mismatch<S: crate::core::BlockStore>(
+    a: &Array<S>,
+    committed: &BTreeMap<String, Vec<u8>>,
+) -> Option<String> {
+    let now: BTreeMap<String, Vec<u8>> = meta_of(a, &[])
+        .into_iter()
+        .filter(|(k, _)| k != AL)
+        .collect();
+    let keys: std::collections::BTreeSet<&String> = now
+        .keys()
+        .chain(committed.keys().filter(|k| *k != AL))
+        .collect();
+    let found = keys
+        .into_iter()
+        .find(|k| now.get(*k) != committed.get(*k))
+        .cloned();
+    found
 }
 
 /// postcard behind a trait object, so `meta_of` encodes three types alike.
@@ -106,15 +176,32 @@ mod erased {
 
 /// Rebuilds the durable state from journal metadata (None: a new array).
 pub fn durable_of(meta: &BTreeMap<String, Vec<u8>>) -> Result<Option<Durable>, String> {
-    let Some(head) = meta.get(HEAD) else {
-        return Ok(None);
-    };
     let bad = |what: &str, e: postcard::Error| format!("metadata {what} does not decode: {e}");
-    let head: Head = postcard::from_bytes(head).map_err(|e| bad(HEAD, e))?;
+    let mut vols = BTreeMap::new();
+    let head: Head = match (meta.get(HEAD), meta.get(LEGACY_HEAD)) {
+        (Some(h), _) => postcard::from_bytes(h).map_err(|e| bad(HEAD, e))?,
+        (None, Some(h)) => {
+            let old: LegacyHead = postcard::from_bytes(h).map_err(|e| bad(LEGACY_HEAD, e))?;
+            vols = old.vols;
+            Head {
+                name: old.name,
+                next_snap: old.next_snap,
+                next_write: old.next_write,
+                gen_counter: old.gen_counter,
+                point_counter: old.point_counter,
+                counters: old.counters,
+                now: old.now,
+            }
+        }
+        (None, None) => return Ok(None),
+    };
     let mut snaps = BTreeMap::new();
     let mut groups = BTreeMap::new();
     for (k, v) in meta {
-        if let Some(id) = k.strip_prefix("snap/") {
+        if let Some(name) = k.strip_prefix("vol/") {
+            let m: VolMeta = postcard::from_bytes(v).map_err(|e| bad(k, e))?;
+            vols.insert(name.to_string(), m);
+        } else if let Some(id) = k.strip_prefix("snap/") {
             let id = SnapId(id.parse().map_err(|_| format!("metadata key {k}"))?);
             let s: SnapMeta = postcard::from_bytes(v).map_err(|e| bad(k, e))?;
             snaps.insert(id, s);
@@ -125,9 +212,23 @@ pub fn durable_of(meta: &BTreeMap<String, Vec<u8>>) -> Result<Option<Durable>, S
     }
     Ok(Some(Durable {
         head,
+        vols,
         snaps,
         groups,
     }))
+}
+
+/// The head as the first format wrote it (field order is the format).
+#[derive(serde::Deserialize)]
+struct LegacyHead {
+    name: String,
+    vols: BTreeMap<String, VolMeta>,
+    next_snap: u64,
+    next_write: u64,
+    gen_counter: u64,
+    point_counter: u64,
+    counters: crate::core::Counters,
+    now: Tick,
 }
 
 /// The activity log as of the last commit.
@@ -183,4 +284,55 @@ pub fn boot<S: Journaled>(array: &mut Array<S>, now: Tick, fresh: bool) -> Resul
     let meta = meta_of(array, &[]);
     array.store_mut().commit(meta).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+
+    /// A data directory written before the volume table left the head
+    /// (key `head`, table inside) loads with the same volumes, and the
+    /// first full commit replaces the old key with the new ones.
+    #[test]
+    fn the_first_format_still_loads() {
+        #[derive(serde::Serialize)]
+        struct Old<'a> {
+            name: &'a str,
+            vols: &'a BTreeMap<String, VolMeta>,
+            next_snap: u64,
+            next_write: u64,
+            gen_counter: u64,
+            point_counter: u64,
+            counters: crate::core::Counters,
+            now: Tick,
+        }
+        let mut a = Array::new("site-a", MemStore::new(), ArrayConfig::default());
+        a.create_volume("vol0", 8).unwrap();
+        a.create_volume("vol1", 16).unwrap();
+        let (head, vols, _, _) = a.durable();
+        let old = Old {
+            name: &head.name,
+            vols,
+            next_snap: head.next_snap,
+            next_write: head.next_write,
+            gen_counter: head.gen_counter,
+            point_counter: head.point_counter,
+            counters: head.counters,
+            now: head.now,
+        };
+        let mut meta = BTreeMap::new();
+        meta.insert(
+            LEGACY_HEAD.to_string(),
+            postcard::to_allocvec(&old).unwrap(),
+        );
+        let d = durable_of(&meta).unwrap().expect("an array");
+        assert_eq!(d.head, head);
+        assert_eq!(&d.vols, vols);
+        let new: BTreeMap<String, Vec<u8>> = meta_of(&a, &[]).into_iter().collect();
+        assert!(new.contains_key(HEAD) && new.contains_key("vol/vol1"));
+        assert!(!new.contains_key(LEGACY_HEAD));
+        let again = durable_of(&new).unwrap().expect("an array");
+        assert_eq!((again.head, again.vols), (d.head, d.vols));
+    }
 }

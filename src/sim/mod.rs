@@ -84,6 +84,10 @@ pub struct Sim {
     replies: BTreeMap<u64, Reply>,
     /// Requests that are host writes still in flight: request -> array.
     writing: BTreeMap<u64, String>,
+    /// After every commit, compare the journal with the array's whole
+    /// durable state (on by default; O(state) per commit, so benchmarks
+    /// that time commits turn it off).
+    pub check_commits: bool,
 }
 
 fn key(a: &str, b: &str) -> (String, String) {
@@ -124,6 +128,7 @@ impl Sim {
             next_req: 1,
             replies: BTreeMap::new(),
             writing: BTreeMap::new(),
+            check_commits: true,
         }
     }
 
@@ -138,7 +143,7 @@ impl Sim {
 
     pub fn add_array(&mut self, name: &str, config: ArrayConfig) {
         let mut store = MemJournal::new();
-        store.set_barrier(|k| k != state::HEAD && k != state::AL);
+        store.set_barrier(state::is_barrier);
         let (mut array, fresh) =
             state::rebuild(store, name, config).expect("a new memory journal loads");
         state::boot(&mut array, self.now, fresh).expect("a new memory journal commits");
@@ -232,6 +237,20 @@ impl Sim {
         }
         node.b.commit().map_err(store_fault)?;
         node.last_commit = now;
+        // A commit encodes only what the batch touched: the journal must
+        // still hold exactly the array's whole durable state.
+        let arr = node.b.array();
+        if self.check_commits {
+            if let Some(key) = state::committed_mismatch(arr, arr.store().committed_meta()) {
+                panic!("{name}: after a commit the journal's {key} differs from the array's state");
+            }
+            if let Some(diff) = arr.timed_mismatch() {
+                panic!("{name}: {diff}");
+            }
+            if let Some(diff) = arr.holders_mismatch() {
+                panic!("{name}: the index of groups by volume is stale: {diff}");
+            }
+        }
         if node.crash_at == Some(CrashPoint::AfterCommit) {
             return self.crash(name);
         }

@@ -303,19 +303,17 @@ impl Journal {
         &mut self,
         meta: impl IntoIterator<Item = (String, Vec<u8>)>,
     ) -> Result<bool, StoreError> {
-        let mut changes = Vec::new();
-        let mut seen = std::collections::BTreeSet::new();
-        for (k, v) in meta {
-            if self.meta.get(&k) != Some(&v) {
-                changes.push((k.clone(), Some(v)));
-            }
-            seen.insert(k);
-        }
-        for k in self.meta.keys() {
-            if !seen.contains(k) {
-                changes.push((k.clone(), None));
-            }
-        }
+        let changes = super::full_listing_changes(&self.meta, meta);
+        self.commit_changes(changes)
+    }
+
+    /// As [`Journal::commit`], given only the keys that may have changed
+    /// (`None`: removed); entries equal to the committed ones are dropped.
+    pub fn commit_changes(
+        &mut self,
+        changes: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<bool, StoreError> {
+        let changes = super::real_changes(&self.meta, changes);
         if changes.is_empty() && self.ops.is_empty() {
             return Ok(false);
         }
@@ -472,6 +470,12 @@ fn next_record(bytes: &[u8]) -> Option<(Record, usize)> {
 impl super::Journaled for Journal {
     fn commit(&mut self, meta: Vec<(String, Vec<u8>)>) -> Result<bool, StoreError> {
         Journal::commit(self, meta)
+    }
+    fn commit_changes(
+        &mut self,
+        changes: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<bool, StoreError> {
+        Journal::commit_changes(self, changes)
     }
     fn committed_meta(&self) -> &BTreeMap<String, Vec<u8>> {
         self.meta()

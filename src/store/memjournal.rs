@@ -139,19 +139,14 @@ impl MemJournal {
 
 impl Journaled for MemJournal {
     fn commit(&mut self, meta: Vec<(String, Vec<u8>)>) -> Result<bool, StoreError> {
-        let mut changed = Vec::new();
-        let mut seen = BTreeSet::new();
-        for (k, v) in meta {
-            if self.meta.get(&k) != Some(&v) {
-                changed.push((k.clone(), Some(v)));
-            }
-            seen.insert(k);
-        }
-        for k in self.meta.keys() {
-            if !seen.contains(k) {
-                changed.push((k.clone(), None));
-            }
-        }
+        let changes = super::full_listing_changes(&self.meta, meta);
+        self.commit_changes(changes)
+    }
+    fn commit_changes(
+        &mut self,
+        changes: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<bool, StoreError> {
+        let changed = super::real_changes(&self.meta, changes);
         if changed.is_empty() && self.undo.is_empty() {
             return Ok(false);
         }

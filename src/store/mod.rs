@@ -22,6 +22,13 @@ pub trait Journaled: crate::core::BlockStore {
     /// is now; only the keys that changed are stored). Returns false when
     /// nothing changed.
     fn commit(&mut self, meta: Vec<(String, Vec<u8>)>) -> Result<bool, StoreError>;
+    /// As `commit`, given only the keys that may have changed since the
+    /// last commit (`None`: removed), so its cost follows the change, not
+    /// the size of the metadata.
+    fn commit_changes(
+        &mut self,
+        changes: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<bool, StoreError>;
     /// The metadata as of the last commit.
     fn committed_meta(&self) -> &BTreeMap<String, Vec<u8>>;
     /// Names the metadata keys whose change must wait for bulk blocks to
@@ -30,6 +37,37 @@ pub trait Journaled: crate::core::BlockStore {
 }
 
 use std::collections::{BTreeMap, HashMap};
+
+/// The changes that turn `committed` into exactly `listing` (every key as
+/// it is now; a committed key missing from it is removed).
+fn full_listing_changes(
+    committed: &BTreeMap<String, Vec<u8>>,
+    listing: impl IntoIterator<Item = (String, Vec<u8>)>,
+) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (k, v) in listing {
+        seen.insert(k.clone());
+        out.push((k, Some(v)));
+    }
+    for k in committed.keys() {
+        if !seen.contains(k) {
+            out.push((k.clone(), None));
+        }
+    }
+    out
+}
+
+/// `changes` without the entries that change nothing.
+fn real_changes(
+    committed: &BTreeMap<String, Vec<u8>>,
+    changes: Vec<(String, Option<Vec<u8>>)>,
+) -> Vec<(String, Option<Vec<u8>>)> {
+    changes
+        .into_iter()
+        .filter(|(k, v)| committed.get(k) != v.as_ref())
+        .collect()
+}
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

@@ -5,7 +5,7 @@ use super::*;
 
 impl<S: BlockStore> Array<S> {
     pub fn handle_link_down(&mut self, now: Tick, peer: &str) -> R<()> {
-        self.generation = next_generation();
+        self.input();
         self.advance(now);
         if !self.link_up(peer) {
             return Ok(());
@@ -135,7 +135,7 @@ impl<S: BlockStore> Array<S> {
     /// The array process dies: volatile state is lost, metadata and the
     /// block store are kept. Pending host writes are never acknowledged.
     pub fn crash(&mut self) {
-        self.generation = next_generation();
+        self.input();
         for l in self.links.values_mut() {
             *l = false;
         }
@@ -154,7 +154,7 @@ impl<S: BlockStore> Array<S> {
     /// running is stopped as by a failure (snapshots taken now, writes that
     /// were in flight recorded), a failover that was running resumes.
     pub fn restart(&mut self, now: Tick) -> R<()> {
-        self.generation = next_generation();
+        self.input();
         self.advance(now);
         let names: Vec<String> = self.groups.keys().cloned().collect();
         for name in names {

@@ -5,7 +5,7 @@ use super::*;
 
 impl<S: BlockStore> Array<S> {
     pub fn handle_link_up(&mut self, now: Tick, peer: &str) {
-        self.generation = next_generation();
+        self.input();
         self.advance(now);
         if self.link_up(peer) {
             return;
@@ -187,6 +187,7 @@ impl<S: BlockStore> Array<S> {
                 .collect();
             for i in gone {
                 let p = g.pairs.remove(i);
+                self.unhold(g, &p.local);
                 for snap in [p.base_snap, p.target_snap, p.cycle_snap]
                     .into_iter()
                     .flatten()

@@ -36,6 +36,7 @@ impl<S: BlockStore> Array<S> {
             return Ok(());
         }
         let g = self.groups.remove(&group).expect("checked");
+        self.unhold_group(&g);
         self.drop_group_snaps(&g)?;
         self.note(&group, "removed by peer".into());
         Ok(())
@@ -101,20 +102,21 @@ impl<S: BlockStore> Array<S> {
                 limit: names::MAX_PAIRS,
             });
         }
-        if let Some(t) = self
-            .groups
-            .values()
-            .find(|o| !o.role.is_source() && o.pairs.iter().any(|p| p.local == vol))
-        {
+        // The other groups holding the volume (this one is out of the map).
+        let others: Vec<&Group> = self
+            .holders_of(&vol)
+            .iter()
+            .filter_map(|n| self.groups.get(n))
+            .collect();
+        if let Some(t) = others.iter().find(|o| !o.role.is_source()) {
             return Err(CommandError::VolumeIsTarget {
                 vol,
                 group: t.name.clone(),
                 array: self.name.clone(),
             });
         }
-        let mirrors = self
-            .groups
-            .values()
+        let mirrors = others
+            .iter()
             .flat_map(|o| &o.pairs)
             .filter(|p| p.local == vol)
             .count();
@@ -132,6 +134,7 @@ impl<S: BlockStore> Array<S> {
             });
         }
         g.pairs.push(Pair::new(&vol, &remote_vol, blocks, self.now));
+        self.hold(g, &vol);
         self.send(
             &peer,
             Msg::Admit {
@@ -170,6 +173,7 @@ impl<S: BlockStore> Array<S> {
             }
         })?;
         let p = g.pairs.remove(i);
+        self.unhold(g, &p.local);
         for s in [p.base_snap, p.target_snap, p.cycle_snap]
             .into_iter()
             .flatten()
@@ -260,6 +264,7 @@ impl<S: BlockStore> Array<S> {
         };
         if error.is_none() && !same {
             g.pairs.push(Pair::new(&vol, &source_vol, blocks, self.now));
+            self.hold(g, &vol);
         }
         let reply = Msg::AdmitResult {
             group: g.name.clone(),
@@ -282,7 +287,8 @@ impl<S: BlockStore> Array<S> {
         match error {
             Some(reason) => {
                 if let Some(i) = g.pairs.iter().position(|p| p.local == vol) {
-                    g.pairs.remove(i);
+                    let p = g.pairs.remove(i);
+                    self.unhold(g, &p.local);
                 }
                 self.events.push_back(Event::OperationFailed {
                     group: g.name.clone(),
@@ -302,6 +308,7 @@ impl<S: BlockStore> Array<S> {
     pub(super) fn on_dismiss(&mut self, g: &mut Group, vol: String) -> R<()> {
         if let Some(i) = g.pairs.iter().position(|p| p.local == vol) {
             let p = g.pairs.remove(i);
+            self.unhold(g, &p.local);
             for s in [p.base_snap, p.target_snap, p.cycle_snap]
                 .into_iter()
                 .flatten()
@@ -395,6 +402,7 @@ impl<S: BlockStore> Array<S> {
             return Err(busy("removercopygroup", g));
         }
         let g = self.groups.remove(&name).expect("checked");
+        self.unhold_group(&g);
         self.drop_group_snaps(&g)?;
         self.send(&g.peer, Msg::RemoveGroup { group: name });
         Ok(())

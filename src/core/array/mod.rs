@@ -43,6 +43,7 @@ use super::msg::{Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};
 use super::names;
 use super::read::{next_generation, ArrayRead, GroupRead, PairRead};
 use super::store::BlockStore;
+use super::tracked::TrackedMap;
 use super::types::*;
 use super::view::{derive, CopyState, PairFacts, PairView};
 use super::volumes::{VolumeError, Volumes};
@@ -55,13 +56,22 @@ pub const MAX_MIRRORS: usize = 8;
 
 type R<T> = Result<T, VolumeError>;
 
+/// An array's durable state, borrowed: the head, the volume table, the
+/// snapshots and the groups.
+pub type DurableParts<'a> = (
+    Head,
+    &'a BTreeMap<String, super::volumes::VolMeta>,
+    &'a BTreeMap<SnapId, super::volumes::SnapMeta>,
+    &'a BTreeMap<String, Group>,
+);
+
 /// One array.
 pub struct Array<S: BlockStore> {
     name: String,
     config: ArrayConfig,
     store: S,
     vols: Volumes,
-    groups: BTreeMap<String, Group>,
+    groups: TrackedMap<String, Group>,
     next_write: u64,
     gen_counter: u64,
     point_counter: u64,
@@ -74,6 +84,13 @@ pub struct Array<S: BlockStore> {
     pending: BTreeMap<WriteId, PendingWrite>,
     /// Counts the inputs that may have changed what a reader sees.
     generation: u64,
+    /// Volume -> the groups holding it as a local volume, in name order
+    /// (kept by `hold`/`unhold` where pairs are added and removed).
+    holders: BTreeMap<String, Vec<String>>,
+    /// Groups that may have a deadline (`has_timer`), as of the last scan
+    /// of the groups handed out for change; `poll_timeout` looks at these
+    /// and at the ones not scanned yet, never at every group.
+    timed: BTreeSet<String>,
 }
 
 impl<S: BlockStore> Array<S> {
@@ -83,7 +100,7 @@ impl<S: BlockStore> Array<S> {
             config,
             store,
             vols: Volumes::default(),
-            groups: BTreeMap::new(),
+            groups: TrackedMap::default().scanned(),
             next_write: 1,
             gen_counter: 0,
             point_counter: 0,
@@ -94,23 +111,18 @@ impl<S: BlockStore> Array<S> {
             events: VecDeque::new(),
             pending: BTreeMap::new(),
             generation: next_generation(),
+            holders: BTreeMap::new(),
+            timed: BTreeSet::new(),
         }
     }
 
     /// The durable state, borrowed: the head (small, copied), every
     /// snapshot and every group. A shell persists these after each batch of
     /// inputs, before it releases the batch's outputs.
-    pub fn durable(
-        &self,
-    ) -> (
-        Head,
-        &BTreeMap<SnapId, super::volumes::SnapMeta>,
-        &BTreeMap<String, Group>,
-    ) {
+    pub fn durable(&self) -> DurableParts<'_> {
         let (vols, next_snap, snaps) = self.vols.parts();
         let head = Head {
             name: self.name.clone(),
-            vols: vols.clone(),
             next_snap,
             next_write: self.next_write,
             gen_counter: self.gen_counter,
@@ -118,15 +130,25 @@ impl<S: BlockStore> Array<S> {
             counters: self.counters,
             now: self.now,
         };
-        (head, snaps, &self.groups)
+        (head, vols, snaps, &self.groups)
+    }
+
+    /// The durable entries handed out for change since the last call: the
+    /// volumes, the snapshots and the groups (one no longer present was
+    /// removed). With the head, which every step may change, these are all
+    /// a commit needs to encode: `durable` has the values.
+    pub fn take_touched(&mut self) -> (BTreeSet<String>, BTreeSet<SnapId>, BTreeSet<String>) {
+        let (vols, snaps) = self.vols.take_touched();
+        (vols, snaps, self.groups.take_touched())
     }
 
     /// An array rebuilt from its durable state over the store that holds its
     /// blocks, as it is after [`Array::crash`]: call [`Array::restart`] next.
     pub fn from_durable(store: S, config: ArrayConfig, d: Durable) -> Self {
         let mut a = Array::new(&d.head.name, store, config);
-        a.vols = Volumes::from_parts(d.head.vols, d.head.next_snap, d.snaps);
-        a.groups = d.groups;
+        a.vols = Volumes::from_parts(d.vols, d.head.next_snap, d.snaps);
+        a.groups = TrackedMap::from_map(d.groups).scanned();
+        a.holders = a.holders_now();
         a.next_write = d.head.next_write;
         a.gen_counter = d.head.gen_counter;
         a.point_counter = d.head.point_counter;
@@ -164,7 +186,7 @@ impl<S: BlockStore> Array<S> {
     }
 
     pub fn store_mut(&mut self) -> &mut S {
-        self.generation = next_generation();
+        self.input();
         &mut self.store
     }
 
@@ -297,22 +319,114 @@ impl<S: BlockStore> Array<S> {
 
     /// The next time `handle_timeout` has work, if any.
     pub fn poll_timeout(&self) -> Option<Tick> {
+        let names: BTreeSet<&String> = self.timed.iter().chain(self.groups.unscanned()).collect();
+        self.earliest(names.into_iter().filter_map(|n| self.groups.get(n)))
+    }
+
+    /// The earliest deadline of `groups`.
+    fn earliest<'a>(&self, groups: impl Iterator<Item = &'a Group>) -> Option<Tick> {
         let mut next: Option<Tick> = None;
         let mut at = |t: Tick| next = Some(next.map_or(t, |n| n.min(t)));
-        for g in self.groups.values() {
+        for g in groups {
             if g.op == Some(GroupOp::FailingOver) {
                 at(self.now);
             }
             if let Some(d) = g.restore_deadline {
                 at(d);
             }
-            if g.started && g.role.is_source() && !g.running() {
-                if let Some(c) = g.next_cycle {
+            if let Some(c) = g.next_cycle {
+                if g.started && g.role.is_source() && !g.running() {
                     at(c);
                 }
             }
         }
         next
+    }
+
+    /// Whether a group may have work for `handle_timeout`: a superset of
+    /// what `poll_timeout` asks of each group.
+    fn has_timer(g: &Group) -> bool {
+        g.op == Some(GroupOp::FailingOver) || g.restore_deadline.is_some() || g.next_cycle.is_some()
+    }
+
+    /// An input arrived: readers must see a new generation, and the groups
+    /// the last input handed out for change are scanned for deadlines.
+    fn input(&mut self) {
+        self.generation = next_generation();
+        for name in self.groups.take_unscanned() {
+            match self.groups.get(&name) {
+                Some(g) if Self::has_timer(g) => {
+                    self.timed.insert(name);
+                }
+                _ => {
+                    self.timed.remove(&name);
+                }
+            }
+        }
+    }
+
+    /// The indexed `poll_timeout` disagrees with a scan of every group:
+    /// what each says. The simulation checks it.
+    pub fn timed_mismatch(&self) -> Option<String> {
+        let (indexed, all) = (self.poll_timeout(), self.earliest(self.groups.values()));
+        (indexed != all).then(|| format!("poll_timeout says {indexed:?}, every group says {all:?}"))
+    }
+
+    /// Group `g` now holds local volume `vol`.
+    fn hold(&mut self, g: &Group, vol: &str) {
+        let v = self.holders.entry(vol.to_string()).or_default();
+        if let Err(at) = v.binary_search(&g.name) {
+            v.insert(at, g.name.clone());
+        }
+    }
+
+    /// Group `g` dropped a pair of local volume `vol`.
+    fn unhold(&mut self, g: &Group, vol: &str) {
+        if g.pairs.iter().any(|p| p.local == vol) {
+            return;
+        }
+        if let Some(v) = self.holders.get_mut(vol) {
+            v.retain(|n| *n != g.name);
+            if v.is_empty() {
+                self.holders.remove(vol);
+            }
+        }
+    }
+
+    /// Group `g` is gone, with every pair it held.
+    fn unhold_group(&mut self, g: &Group) {
+        let gone = Group {
+            pairs: Vec::new(),
+            ..g.clone()
+        };
+        for p in &g.pairs {
+            self.unhold(&gone, &p.local);
+        }
+    }
+
+    fn holders_now(&self) -> BTreeMap<String, Vec<String>> {
+        let mut h: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for g in self.groups.values() {
+            for p in &g.pairs {
+                let v = h.entry(p.local.clone()).or_default();
+                if v.last() != Some(&g.name) {
+                    v.push(g.name.clone());
+                }
+            }
+        }
+        h
+    }
+
+    /// The groups holding local volume `vol`, in name order.
+    fn holders_of(&self, vol: &str) -> &[String] {
+        self.holders.get(vol).map_or(&[], |v| v.as_slice())
+    }
+
+    /// The holders index disagrees with the groups (a membership change
+    /// that did not update it): what differs. The simulation checks it.
+    pub fn holders_mismatch(&self) -> Option<String> {
+        let now = self.holders_now();
+        (now != self.holders).then(|| format!("index {:?}, groups {:?}", self.holders, now))
     }
 
     fn send(&mut self, peer: &str, msg: Msg) {
@@ -357,7 +471,7 @@ impl<S: BlockStore> Array<S> {
     }
 
     pub fn handle_timeout(&mut self, now: Tick) -> R<()> {
-        self.generation = next_generation();
+        self.input();
         self.advance(now);
         let names: Vec<String> = self.groups.keys().cloned().collect();
         for name in names {
@@ -380,7 +494,7 @@ impl<S: BlockStore> Array<S> {
     /// [`Fault::Peer`], and nothing changed; the shell drops the session
     /// and keeps running. Only a failing store is a [`Fault::Store`].
     pub fn handle_message(&mut self, now: Tick, from: &str, msg: Msg) -> Result<(), Fault> {
-        self.generation = next_generation();
+        self.input();
         self.advance(now);
         if !self.link_up(from) {
             return Ok(());
@@ -472,7 +586,7 @@ impl<S: BlockStore> Array<S> {
 
     /// Runs an operator command. On `Err`, nothing changed.
     pub fn command(&mut self, now: Tick, cmd: Command) -> Result<(), CommandError> {
-        self.generation = next_generation();
+        self.input();
         self.advance(now);
         cmd.check_names()?;
         match cmd {

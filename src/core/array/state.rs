@@ -355,12 +355,11 @@ pub(super) fn remote_of(g: &Group, vol: &str) -> String {
         .expect("a member of the group")
 }
 
-/// The scalars and the volume table of an array's durable state; with the
+/// The scalars of an array's durable state; with the volume table, the
 /// snapshots and the groups it is everything [`Array::crash`] keeps.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Head {
     pub name: String,
-    pub vols: BTreeMap<String, crate::core::volumes::VolMeta>,
     pub next_snap: u64,
     pub next_write: u64,
     pub gen_counter: u64,
@@ -373,6 +372,7 @@ pub struct Head {
 #[derive(Clone, Debug)]
 pub struct Durable {
     pub head: Head,
+    pub vols: BTreeMap<String, crate::core::volumes::VolMeta>,
     pub snaps: BTreeMap<SnapId, crate::core::volumes::SnapMeta>,
     pub groups: BTreeMap<String, Group>,
 }

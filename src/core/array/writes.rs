@@ -35,10 +35,12 @@ impl<S: BlockStore> Array<S> {
     }
 
     pub(super) fn write_refusal(&self, vol: &str) -> Option<WriteError> {
-        for g in self.groups.values() {
-            if !g.pairs.iter().any(|p| p.local == vol) {
-                continue;
-            }
+        let holding: Vec<&Group> = self
+            .holders_of(vol)
+            .iter()
+            .filter_map(|n| self.groups.get(n))
+            .collect();
+        for g in holding {
             if !g.role.is_source() {
                 return Some(WriteError::ReadOnly {
                     vol: vol.to_string(),
@@ -94,12 +96,12 @@ impl<S: BlockStore> Array<S> {
     }
 
     pub fn create_volume(&mut self, vol: &str, blocks: u64) -> Result<(), VolumeError> {
-        self.generation = next_generation();
+        self.input();
         self.vols.create(&mut self.store, vol, blocks)
     }
 
     pub fn delete_volume(&mut self, vol: &str) -> Result<(), CommandError> {
-        self.generation = next_generation();
+        self.input();
         if let Some(g) = self
             .groups
             .values()
@@ -126,7 +128,7 @@ impl<S: BlockStore> Array<S> {
         data: &Block,
     ) -> Result<WriteTicket, WriteError> {
         self.advance(now);
-        self.generation = next_generation();
+        self.input();
         if let Some(e) = self.write_refusal(vol) {
             return Err(e);
         }
@@ -134,12 +136,15 @@ impl<S: BlockStore> Array<S> {
         let id = WriteId(self.next_write);
         self.next_write += 1;
         let mut waiting = BTreeSet::new();
-        let names: Vec<String> = self.groups.keys().cloned().collect();
+        // Only the started groups that hold the volume have anything to do.
+        let names: Vec<String> = self
+            .holders_of(vol)
+            .iter()
+            .filter(|n| self.groups.get(*n).is_some_and(|g| g.started))
+            .cloned()
+            .collect();
         for name in names {
             self.with_group(&name, |a, g| {
-                if !g.started {
-                    return;
-                }
                 let sync = g.mode.is_sync();
                 let link = a.link_up(&g.peer);
                 for p in g.pairs.iter_mut().filter(|p| p.local == vol) {
