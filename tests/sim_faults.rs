@@ -24,8 +24,9 @@
 //!    normal-operation row on a natural role (Primary or Secondary);
 //! 5. sync mode: when both arrays are started and Synced with nothing in
 //!    flight, whole-volume checksums are equal;
-//! 6. an array whose generation did not move reads as it did (the read
-//!    model readers share is never stale).
+//! 6. an array whose generation did not move reads as it did, and the
+//!    read model rebuilt from the previous one (reusing the groups that did
+//!    not change) equals one built afresh.
 //!
 //! Phase 2 heals everything and plays an operator (recover, restore, start,
 //! sync) until both arrays are Synced with equal checksums, which must
@@ -400,6 +401,14 @@ impl Run {
                 if *gen == a.generation() && *read != now {
                     return Err(format!(
                         "{side}: the read model changed without a new generation:\n was {read:?}\n now {now:?}"
+                    ));
+                }
+                // The model built from the previous one, reusing what did
+                // not change, is the model built afresh.
+                let incr = a.read_model_from(Some((read, *gen)));
+                if incr != now {
+                    return Err(format!(
+                        "{side}: the read model rebuilt from the last one differs:\n got {incr:?}\n want {now:?}"
                     ));
                 }
             }

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use super::types::{Mode, Policies, Role, Tick};
 use super::view::PairView;
@@ -52,17 +53,9 @@ pub struct GroupRead {
     pub pairs: Vec<PairRead>,
 }
 
-/// One array at one generation.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ArrayRead {
-    pub array: String,
-    /// (name, blocks) of every volume, by name.
-    pub volumes: Vec<(String, u64)>,
-    /// Every group, by name.
-    pub groups: Vec<GroupRead>,
-    /// Link state to every peer that has a link or a group.
-    pub links: BTreeMap<String, bool>,
-    pub counters: Counters,
+/// Keyed lookups over an `ArrayRead`, built on first use.
+#[derive(Clone, Debug, Default)]
+struct Index {
     group_at: HashMap<String, usize>,
     volume_at: HashMap<String, usize>,
     /// Local volume -> (group, pair) indexes of every pair it is in.
@@ -71,39 +64,72 @@ pub struct ArrayRead {
     remote_pairs: HashMap<(String, String), Vec<(usize, usize)>>,
 }
 
+/// One array at one generation. Groups and the volume list are shared
+/// with the read model of the previous generation where they did not
+/// change (`Array::read_model_from`), so a new generation costs what
+/// changed, plus building the indexes when a lookup first needs them.
+#[derive(Clone, Debug, Default)]
+pub struct ArrayRead {
+    pub array: String,
+    /// (name, blocks) of every volume, by name.
+    pub volumes: Arc<Vec<(String, u64)>>,
+    /// Every group, by name.
+    pub groups: Vec<Arc<GroupRead>>,
+    /// Link state to every peer that has a link or a group.
+    pub links: BTreeMap<String, bool>,
+    pub counters: Counters,
+    index: OnceLock<Index>,
+}
+
+impl PartialEq for ArrayRead {
+    fn eq(&self, o: &ArrayRead) -> bool {
+        self.array == o.array
+            && self.volumes == o.volumes
+            && self.groups == o.groups
+            && self.links == o.links
+            && self.counters == o.counters
+    }
+}
+
 impl ArrayRead {
     pub(super) fn new(
         array: String,
-        volumes: Vec<(String, u64)>,
-        groups: Vec<GroupRead>,
+        volumes: Arc<Vec<(String, u64)>>,
+        groups: Vec<Arc<GroupRead>>,
         links: BTreeMap<String, bool>,
         counters: Counters,
     ) -> ArrayRead {
-        let mut r = ArrayRead {
+        ArrayRead {
             array,
             volumes,
             groups,
             links,
             counters,
-            ..ArrayRead::default()
-        };
-        for (i, (v, _)) in r.volumes.iter().enumerate() {
-            r.volume_at.insert(v.clone(), i);
+            index: OnceLock::new(),
         }
-        for (gi, g) in r.groups.iter().enumerate() {
-            r.group_at.insert(g.name.clone(), gi);
-            for (pi, p) in g.pairs.iter().enumerate() {
-                r.local_pairs
-                    .entry(p.local.clone())
-                    .or_default()
-                    .push((gi, pi));
-                r.remote_pairs
-                    .entry((g.peer.clone(), p.remote.clone()))
-                    .or_default()
-                    .push((gi, pi));
+    }
+
+    fn index(&self) -> &Index {
+        self.index.get_or_init(|| {
+            let mut x = Index::default();
+            for (i, (v, _)) in self.volumes.iter().enumerate() {
+                x.volume_at.insert(v.clone(), i);
             }
-        }
-        r
+            for (gi, g) in self.groups.iter().enumerate() {
+                x.group_at.insert(g.name.clone(), gi);
+                for (pi, p) in g.pairs.iter().enumerate() {
+                    x.local_pairs
+                        .entry(p.local.clone())
+                        .or_default()
+                        .push((gi, pi));
+                    x.remote_pairs
+                        .entry((g.peer.clone(), p.remote.clone()))
+                        .or_default()
+                        .push((gi, pi));
+                }
+            }
+            x
+        })
     }
 
     /// An array that holds nothing (yet).
@@ -115,23 +141,30 @@ impl ArrayRead {
     }
 
     pub fn group(&self, name: &str) -> Option<&GroupRead> {
-        self.group_at.get(name).map(|i| &self.groups[*i])
+        self.index().group_at.get(name).map(|i| &*self.groups[*i])
+    }
+
+    /// A group as this read model shares it: the same `Arc` as in the
+    /// previous generation's model when the group did not change.
+    pub fn group_shared(&self, name: &str) -> Option<&Arc<GroupRead>> {
+        self.index().group_at.get(name).map(|i| &self.groups[*i])
     }
 
     /// The size in blocks of a volume of this array.
     pub fn volume(&self, name: &str) -> Option<u64> {
-        self.volume_at.get(name).map(|i| self.volumes[*i].1)
+        self.index().volume_at.get(name).map(|i| self.volumes[*i].1)
     }
 
     fn at(&self, ix: &[(usize, usize)]) -> Vec<(&GroupRead, &PairRead)> {
         ix.iter()
-            .map(|(g, p)| (&self.groups[*g], &self.groups[*g].pairs[*p]))
+            .map(|(g, p)| (&*self.groups[*g], &self.groups[*g].pairs[*p]))
             .collect()
     }
 
     /// Every pair a local volume is in, with its group.
     pub fn pairs_of_local(&self, vol: &str) -> Vec<(&GroupRead, &PairRead)> {
-        self.local_pairs
+        self.index()
+            .local_pairs
             .get(vol)
             .map(|ix| self.at(ix))
             .unwrap_or_default()
@@ -139,7 +172,8 @@ impl ArrayRead {
 
     /// Every pair whose other end is `vol` on `peer`, with its group.
     pub fn pairs_of_remote(&self, peer: &str, vol: &str) -> Vec<(&GroupRead, &PairRead)> {
-        self.remote_pairs
+        self.index()
+            .remote_pairs
             .get(&(peer.to_string(), vol.to_string()))
             .map(|ix| self.at(ix))
             .unwrap_or_default()

@@ -58,6 +58,7 @@ pub struct WriteId(pub u64);
     strum::Display,
     strum::EnumString,
     strum::EnumIter,
+    strum::IntoStaticStr,
 )]
 pub enum Role {
     /// Natural source.

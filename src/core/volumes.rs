@@ -39,7 +39,7 @@ pub struct VolMeta {
 }
 
 /// All volumes and snapshots of one array.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Volumes {
     vols: TrackedMap<String, VolMeta>,
     snaps: TrackedMap<SnapId, SnapMeta>,
@@ -69,6 +69,16 @@ pub enum VolumeError {
     Store(#[from] StoreError),
 }
 
+impl Default for Volumes {
+    fn default() -> Self {
+        Volumes {
+            vols: TrackedMap::default().scanned(),
+            snaps: TrackedMap::default(),
+            next_snap: 0,
+        }
+    }
+}
+
 impl Volumes {
     /// The volume table and snapshot counter, and the snapshots, apart:
     /// a shell persists each snapshot under its own key.
@@ -82,6 +92,17 @@ impl Volumes {
         (self.vols.take_touched(), self.snaps.take_touched())
     }
 
+    /// Whether the volume table changed since the last call (a volume made
+    /// or deleted, or its snapshot list changed), for the read model.
+    pub fn take_table_changed(&mut self) -> bool {
+        !self.vols.take_unscanned().is_empty()
+    }
+
+    /// Whether the volume table changed since `take_table_changed`.
+    pub fn table_changing(&self) -> bool {
+        self.vols.unscanned().next().is_some()
+    }
+
     /// Rebuilds the table from [`Volumes::parts`].
     pub fn from_parts(
         vols: BTreeMap<String, VolMeta>,
@@ -89,7 +110,7 @@ impl Volumes {
         snaps: BTreeMap<SnapId, SnapMeta>,
     ) -> Volumes {
         Volumes {
-            vols: TrackedMap::from_map(vols),
+            vols: TrackedMap::from_map(vols).scanned(),
             snaps: TrackedMap::from_map(snaps),
             next_snap,
         }

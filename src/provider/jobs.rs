@@ -43,6 +43,9 @@ pub struct Job {
     pub percent: u16,
     /// Elements the job creates or changes (besides the group's pairs).
     pub affected: Vec<ObjectPath>,
+    /// The group as the job was last judged against: a read model that
+    /// shares it (the group did not change) cannot change the verdict.
+    judged_on: Option<std::sync::Arc<crate::core::GroupRead>>,
 }
 
 #[derive(Default)]
@@ -72,6 +75,7 @@ impl JobTable {
             state: JobState::Running,
             percent: 0,
             affected,
+            judged_on: None,
         });
         self.next
     }
@@ -84,6 +88,13 @@ impl JobTable {
             .iter_mut()
             .filter(|j| j.state == JobState::Running)
         {
+            let now = snap.group_shared(&j.group);
+            if let (Some(was), Some(now)) = (&j.judged_on, now) {
+                if std::sync::Arc::ptr_eq(was, now) {
+                    continue;
+                }
+            }
+            j.judged_on = now.cloned();
             let (state, percent) = judge(snap, j);
             j.percent = percent;
             if state != JobState::Running {

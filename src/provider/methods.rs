@@ -173,16 +173,20 @@ fn resolve(
     snap: &Snapshot,
     sync: &ObjectPath,
 ) -> Result<(String, Option<String>), CimError> {
-    for g in &snap.groups {
-        if sync.class.is("RCM_GroupSynchronized") || sync.class.is("CIM_GroupSynchronized") {
-            if same_keys(&rep.group_sync_path(g), sync) {
-                return Ok((g.name.clone(), None));
+    // Only the groups and pairs its SystemElement can name are compared.
+    let group_sync =
+        sync.class.is("RCM_GroupSynchronized") || sync.class.is("CIM_GroupSynchronized");
+    for (g, pair) in super::model::sync_candidates(snap, sync, group_sync) {
+        match pair {
+            None => {
+                if same_keys(&rep.group_sync_path(g), sync) {
+                    return Ok((g.name.clone(), None));
+                }
             }
-            continue;
-        }
-        for p in &g.pairs {
-            if same_keys(&rep.pair_sync_path(g, p), sync) {
-                return Ok((g.name.clone(), Some(p.local.clone())));
+            Some(p) => {
+                if same_keys(&rep.pair_sync_path(g, p), sync) {
+                    return Ok((g.name.clone(), Some(p.local.clone())));
+                }
             }
         }
     }

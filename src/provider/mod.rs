@@ -80,9 +80,9 @@ pub fn snapshot_of<S: crate::core::BlockStore>(a: &crate::core::Array<S>) -> Sna
 }
 
 /// The last read model of one array, rebuilt only when the array's
-/// generation moved: a console polling an idle array of 8,000 pairs costs
-/// one `Arc` clone per request, not a walk of every pair. Belongs to the
-/// one owner of the array (an array rebuilt from disk needs a new cache).
+/// generation moved, and then only for what changed: a console polling an
+/// idle array of 8,000 pairs costs one `Arc` clone per request, and a
+/// command on one group rebuilds that group's part.
 #[derive(Default)]
 pub struct ReadCache {
     at: Option<(u64, Arc<ArrayRead>)>,
@@ -92,8 +92,9 @@ impl ReadCache {
     pub fn snapshot<S: crate::core::BlockStore>(&mut self, a: &crate::core::Array<S>) -> Snapshot {
         let read = match &self.at {
             Some((gen, read)) if *gen == a.generation() => read.clone(),
-            _ => {
-                let read = Arc::new(a.read_model());
+            prev => {
+                let prev = prev.as_ref().map(|(gen, read)| (&**read, *gen));
+                let read = Arc::new(a.read_model_from(prev));
                 self.at = Some((a.generation(), read.clone()));
                 read
             }

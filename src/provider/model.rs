@@ -709,6 +709,34 @@ fn reference_key<'a>(path: &'a ObjectPath, prop: &str) -> Option<&'a ObjectPath>
     }
 }
 
+/// The groups (`group_sync`) or pairs that a synchronization path can
+/// name, found from its SystemElement: the candidates to compare it with.
+pub fn sync_candidates<'a>(
+    snap: &'a Snapshot,
+    sync: &ObjectPath,
+    group_sync: bool,
+) -> Vec<(&'a GroupRead, Option<&'a PairRead>)> {
+    let Some(system) = reference_key(sync, "SystemElement") else {
+        return Vec::new();
+    };
+    if group_sync {
+        group_keys(system)
+            .and_then(|(_, name)| snap.group(name))
+            .map(|g| (g, None))
+            .into_iter()
+            .collect()
+    } else {
+        volume_keys(system)
+            .map(|(a, v)| {
+                snap.pairs_of_volume(a, v)
+                    .into_iter()
+                    .map(|(g, p)| (g, Some(p)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// The instances of `class` that may be the one at `path`, found by its
 /// keys; None when the class is not looked up by key (a few instances:
 /// the caller enumerates). A superset is fine: the caller compares paths.

@@ -266,11 +266,21 @@ impl Console {
         Ok(out)
     }
 
+    /// Reads one instance by its path: None when the array has no such
+    /// instance. A command reads what it acts on by key, so its cost does
+    /// not grow with the number of groups and volumes on the array.
+    fn get(&mut self, mut path: ObjectPath) -> Result<Option<(ObjectPath, Instance)>, String> {
+        path.host = None;
+        match self.client.get_instance(&path) {
+            Ok(i) => Ok(Some((path, i))),
+            Err(ClientError::Cim(e)) if e.code == 6 => Ok(None),
+            Err(e) => Err(cim(e)),
+        }
+    }
+
     fn group(&mut self, name: &str) -> Result<(ObjectPath, Instance), String> {
-        let groups = self.all("CIM_ReplicationGroup")?;
-        groups
-            .into_iter()
-            .find(|(_, g)| text(g, "ElementName") == name)
+        let path = crate::provider::model_paths::group_path(&self.array, "", name);
+        self.get(path)?
             .ok_or_else(|| format!("remote-copy group {name} does not exist on {}", self.array))
     }
 
@@ -306,10 +316,9 @@ impl Console {
     }
 
     fn volume(&mut self, vol: &str) -> Result<ObjectPath, String> {
-        let vols = self.all("CIM_StorageVolume")?;
-        vols.into_iter()
+        let path = crate::provider::model_paths::vol_path(&self.array, "", vol);
+        self.get(path)?
             .map(|(p, _)| p)
-            .find(|p| p.key("DeviceID").and_then(Value::as_str) == Some(vol))
             .ok_or_else(|| format!("volume {vol} does not exist on {}", self.array))
     }
 

@@ -47,16 +47,9 @@ impl<S: BlockStore> Array<S> {
 
     pub(super) fn cmd_failover(&mut self, g: &mut Group) -> Result<(), CommandError> {
         let peer = g.peer.clone();
-        if g.role != Role::Secondary {
-            return Err(CommandError::WrongSide {
-                op: "failover",
-                need: "Secondary",
-                hint: format!("the natural secondary of {}", g.name),
-                array: self.name.clone(),
-                role: g.role,
-                group: g.name.clone(),
-            });
-        }
+        self.need_role(g, "failover", Role::Secondary, || {
+            format!("the natural secondary of {}", g.name)
+        })?;
         if self.link_up(&peer) {
             return Err(CommandError::LinkUp {
                 op: "failover",

@@ -23,6 +23,28 @@ impl<S: BlockStore> Array<S> {
         }
     }
 
+    /// `op` runs only on a group in `role`; elsewhere it is refused, and
+    /// `hint` says where it runs instead.
+    pub(super) fn need_role(
+        &self,
+        g: &Group,
+        op: &'static str,
+        role: Role,
+        hint: impl FnOnce() -> String,
+    ) -> Result<(), CommandError> {
+        if g.role == role {
+            return Ok(());
+        }
+        Err(CommandError::WrongSide {
+            op,
+            need: role.into(),
+            hint: hint(),
+            array: self.name.clone(),
+            role: g.role,
+            group: g.name.clone(),
+        })
+    }
+
     pub(super) fn need_source(&self, g: &Group, op: &'static str) -> Result<(), CommandError> {
         if g.role.is_source() {
             return Ok(());
@@ -102,5 +124,15 @@ pub(super) fn busy(op: &'static str, g: &Group) -> CommandError {
         op,
         group: g.name.clone(),
         what: g.busy().unwrap_or("a sync").into(),
+    }
+}
+
+/// Where recover and restore run: the peer when it is the Secondary-Rev,
+/// otherwise whichever side failed over.
+pub(super) fn failed_over_side(g: &Group) -> String {
+    if g.role == Role::SecondaryRev {
+        g.peer.clone()
+    } else {
+        "the side that failed over".into()
     }
 }

@@ -61,20 +61,13 @@ impl<S: BlockStore> Array<S> {
         remote_vol: String,
     ) -> Result<(), CommandError> {
         let peer = g.peer.clone();
-        if g.role != Role::Primary {
-            return Err(CommandError::WrongSide {
-                op: "admitrcopyvv",
-                need: "Primary",
-                hint: if g.role == Role::Secondary {
-                    peer
-                } else {
-                    "restore the natural direction first".into()
-                },
-                array: self.name.clone(),
-                role: g.role,
-                group: g.name.clone(),
-            });
-        }
+        self.need_role(g, "admitrcopyvv", Role::Primary, || {
+            if g.role == Role::Secondary {
+                g.peer.clone()
+            } else {
+                "restore the natural direction first".into()
+            }
+        })?;
         if g.started {
             return Err(CommandError::NotStopped {
                 op: "admitrcopyvv",

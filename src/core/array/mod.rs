@@ -47,9 +47,10 @@ use super::tracked::TrackedMap;
 use super::types::*;
 use super::view::{derive, CopyState, PairFacts, PairView};
 use super::volumes::{VolumeError, Volumes};
-use guard::busy;
+use guard::{busy, failed_over_side};
 pub use state::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// A source volume can have at most this many mirrors (as ETERNUS REC).
 pub const MAX_MIRRORS: usize = 8;
@@ -91,6 +92,11 @@ pub struct Array<S: BlockStore> {
     /// of the groups handed out for change; `poll_timeout` looks at these
     /// and at the ones not scanned yet, never at every group.
     timed: BTreeSet<String>,
+    /// Group -> the generation of the last input that handed it out for
+    /// change (stamped when the next input starts), for `read_model_from`.
+    changed_at: BTreeMap<String, u64>,
+    /// The generation of the last input that changed the volume table.
+    vols_changed_at: u64,
 }
 
 impl<S: BlockStore> Array<S> {
@@ -113,6 +119,8 @@ impl<S: BlockStore> Array<S> {
             generation: next_generation(),
             holders: BTreeMap::new(),
             timed: BTreeSet::new(),
+            changed_at: BTreeMap::new(),
+            vols_changed_at: 0,
         }
     }
 
@@ -215,53 +223,88 @@ impl<S: BlockStore> Array<S> {
     }
 
     /// The array as a reader sees it, with keyed lookups. O(pairs): the
-    /// shell builds it once per generation and shares it.
+    /// shell builds it once and then follows changes with
+    /// [`Array::read_model_from`].
     pub fn read_model(&self) -> ArrayRead {
-        let groups: Vec<GroupRead> = self
-            .groups
-            .values()
-            .map(|g| GroupRead {
-                name: g.name.clone(),
-                peer: g.peer.clone(),
-                role: g.role,
-                mode: g.mode,
-                policies: g.policies,
-                started: g.started,
-                recovered: g.recovered,
-                busy: g.busy(),
-                syncing: g.syncing(),
-                pairs: g
-                    .pairs
-                    .iter()
-                    .map(|p| PairRead {
-                        local: p.local.clone(),
-                        remote: p.remote.clone(),
-                        established: p.established,
-                        view: self.pair_view(g, p),
-                    })
-                    .collect(),
-            })
-            .collect();
-        // Peers with a link (configured or seen) and peers of groups.
-        let links = self
+        self.read_model_from(None)
+    }
+
+    fn group_read(&self, g: &Group) -> GroupRead {
+        GroupRead {
+            name: g.name.clone(),
+            peer: g.peer.clone(),
+            role: g.role,
+            mode: g.mode,
+            policies: g.policies,
+            started: g.started,
+            recovered: g.recovered,
+            busy: g.busy(),
+            syncing: g.syncing(),
+            pairs: g
+                .pairs
+                .iter()
+                .map(|p| PairRead {
+                    local: p.local.clone(),
+                    remote: p.remote.clone(),
+                    established: p.established,
+                    view: self.pair_view(g, p),
+                })
+                .collect(),
+        }
+    }
+
+    /// The read model now, reusing from `prev` (the read model of
+    /// generation `.1`) every group and the volume list that did not
+    /// change since: what a step touched is rebuilt, not the whole array.
+    /// A change of any link rebuilds every group (a view shows its link).
+    pub fn read_model_from(&self, prev: Option<(&ArrayRead, u64)>) -> ArrayRead {
+        let links: BTreeMap<String, bool> = self
             .links()
             .map(|(p, up)| (p.to_string(), up))
             .chain(
-                groups
-                    .iter()
+                self.groups
+                    .values()
                     .map(|g| (g.peer.clone(), self.link_up(&g.peer))),
             )
             .collect();
-        ArrayRead::new(
-            self.name.clone(),
-            self.vols
-                .names()
-                .map(|(n, m)| (n.clone(), m.blocks))
-                .collect(),
-            groups,
-            links,
-            self.counters,
-        )
+        let prev = prev.filter(|(p, _)| p.array == self.name && p.links == links);
+        // Touched by the input now running (not yet stamped), or stamped
+        // after `prev` was built: rebuilt.
+        let pending: BTreeSet<&String> = self.groups.unscanned().collect();
+        let changed_since = |name: &String, gen: u64| {
+            pending.contains(name) || self.changed_at.get(name).is_some_and(|c| *c > gen)
+        };
+        let mut prev_groups = prev.map(|(p, gen)| (p.groups.iter().peekable(), gen));
+        let groups: Vec<Arc<GroupRead>> = self
+            .groups
+            .values()
+            .map(|g| {
+                // Both lists are in name order: walk the previous one along.
+                if let Some((it, gen)) = prev_groups.as_mut() {
+                    while it.peek().is_some_and(|x| x.name < g.name) {
+                        it.next();
+                    }
+                    if let Some(x) = it.peek() {
+                        if x.name == g.name && !changed_since(&g.name, *gen) {
+                            return (*x).clone();
+                        }
+                    }
+                }
+                Arc::new(self.group_read(g))
+            })
+            .collect();
+        let volumes = match prev {
+            Some((p, gen)) if !self.vols.table_changing() && self.vols_changed_at <= gen => {
+                p.volumes.clone()
+            }
+            _ => Arc::new(
+                self.vols
+                    .names()
+                    .map(|(n, m)| (n.clone(), m.blocks))
+                    .collect(),
+            ),
+        };
+        ArrayRead::new(self.name.clone(), volumes, groups, links, self.counters)
     }
 
     /// This array's view of every pair: (group, local volume, view).
@@ -352,8 +395,19 @@ impl<S: BlockStore> Array<S> {
     /// An input arrived: readers must see a new generation, and the groups
     /// the last input handed out for change are scanned for deadlines.
     fn input(&mut self) {
+        // What the previous input handed out for change happened at its
+        // generation.
+        let done = self.generation;
+        if self.vols.take_table_changed() {
+            self.vols_changed_at = done;
+        }
         self.generation = next_generation();
         for name in self.groups.take_unscanned() {
+            if self.groups.contains_key(&name) {
+                self.changed_at.insert(name.clone(), done);
+            } else {
+                self.changed_at.remove(&name);
+            }
             match self.groups.get(&name) {
                 Some(g) if Self::has_timer(g) => {
                     self.timed.insert(name);

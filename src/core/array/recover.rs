@@ -71,20 +71,7 @@ impl<S: BlockStore> Array<S> {
 
     pub(super) fn cmd_recover(&mut self, g: &mut Group, full: bool) -> Result<(), CommandError> {
         let peer = g.peer.clone();
-        if g.role != Role::PrimaryRev {
-            return Err(CommandError::WrongSide {
-                op: "recover",
-                need: "Primary-Rev",
-                hint: if g.role == Role::SecondaryRev {
-                    peer
-                } else {
-                    "the side that failed over".into()
-                },
-                array: self.name.clone(),
-                role: g.role,
-                group: g.name.clone(),
-            });
-        }
+        self.need_role(g, "recover", Role::PrimaryRev, || failed_over_side(g))?;
         if g.op.is_some() || g.recovering.is_some() {
             return Err(busy("recover", g));
         }

@@ -51,20 +51,7 @@ impl<S: BlockStore> Array<S> {
 
     pub(super) fn cmd_restore(&mut self, g: &mut Group) -> Result<(), CommandError> {
         let peer = g.peer.clone();
-        if g.role != Role::PrimaryRev {
-            return Err(CommandError::WrongSide {
-                op: "restore",
-                need: "Primary-Rev",
-                hint: if g.role == Role::SecondaryRev {
-                    peer
-                } else {
-                    "the side that failed over".into()
-                },
-                array: self.name.clone(),
-                role: g.role,
-                group: g.name.clone(),
-            });
-        }
+        self.need_role(g, "restore", Role::PrimaryRev, || failed_over_side(g))?;
         if !g.started {
             return Err(CommandError::NotStarted {
                 op: "restore",
