@@ -30,6 +30,7 @@ mod failover;
 mod failure;
 mod guard;
 mod hello;
+mod index;
 mod membership;
 mod recover;
 mod restore;
@@ -50,7 +51,6 @@ use super::volumes::{VolumeError, Volumes};
 use guard::{busy, failed_over_side};
 pub use state::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
 
 /// A source volume can have at most this many mirrors (as ETERNUS REC).
 pub const MAX_MIRRORS: usize = 8;
@@ -222,91 +222,6 @@ impl<S: BlockStore> Array<S> {
         self.generation
     }
 
-    /// The array as a reader sees it, with keyed lookups. O(pairs): the
-    /// shell builds it once and then follows changes with
-    /// [`Array::read_model_from`].
-    pub fn read_model(&self) -> ArrayRead {
-        self.read_model_from(None)
-    }
-
-    fn group_read(&self, g: &Group) -> GroupRead {
-        GroupRead {
-            name: g.name.clone(),
-            peer: g.peer.clone(),
-            role: g.role,
-            mode: g.mode,
-            policies: g.policies,
-            started: g.started,
-            recovered: g.recovered,
-            busy: g.busy(),
-            syncing: g.syncing(),
-            pairs: g
-                .pairs
-                .iter()
-                .map(|p| PairRead {
-                    local: p.local.clone(),
-                    remote: p.remote.clone(),
-                    established: p.established,
-                    view: self.pair_view(g, p),
-                })
-                .collect(),
-        }
-    }
-
-    /// The read model now, reusing from `prev` (the read model of
-    /// generation `.1`) every group and the volume list that did not
-    /// change since: what a step touched is rebuilt, not the whole array.
-    /// A change of any link rebuilds every group (a view shows its link).
-    pub fn read_model_from(&self, prev: Option<(&ArrayRead, u64)>) -> ArrayRead {
-        let links: BTreeMap<String, bool> = self
-            .links()
-            .map(|(p, up)| (p.to_string(), up))
-            .chain(
-                self.groups
-                    .values()
-                    .map(|g| (g.peer.clone(), self.link_up(&g.peer))),
-            )
-            .collect();
-        let prev = prev.filter(|(p, _)| p.array == self.name && p.links == links);
-        // Touched by the input now running (not yet stamped), or stamped
-        // after `prev` was built: rebuilt.
-        let pending: BTreeSet<&String> = self.groups.unscanned().collect();
-        let changed_since = |name: &String, gen: u64| {
-            pending.contains(name) || self.changed_at.get(name).is_some_and(|c| *c > gen)
-        };
-        let mut prev_groups = prev.map(|(p, gen)| (p.groups.iter().peekable(), gen));
-        let groups: Vec<Arc<GroupRead>> = self
-            .groups
-            .values()
-            .map(|g| {
-                // Both lists are in name order: walk the previous one along.
-                if let Some((it, gen)) = prev_groups.as_mut() {
-                    while it.peek().is_some_and(|x| x.name < g.name) {
-                        it.next();
-                    }
-                    if let Some(x) = it.peek() {
-                        if x.name == g.name && !changed_since(&g.name, *gen) {
-                            return (*x).clone();
-                        }
-                    }
-                }
-                Arc::new(self.group_read(g))
-            })
-            .collect();
-        let volumes = match prev {
-            Some((p, gen)) if !self.vols.table_changing() && self.vols_changed_at <= gen => {
-                p.volumes.clone()
-            }
-            _ => Arc::new(
-                self.vols
-                    .names()
-                    .map(|(n, m)| (n.clone(), m.blocks))
-                    .collect(),
-            ),
-        };
-        ArrayRead::new(self.name.clone(), volumes, groups, links, self.counters)
-    }
-
     /// This array's view of every pair: (group, local volume, view).
     pub fn views(&self) -> Vec<(String, String, PairView)> {
         let mut out = Vec::new();
@@ -364,123 +279,6 @@ impl<S: BlockStore> Array<S> {
     pub fn poll_timeout(&self) -> Option<Tick> {
         let names: BTreeSet<&String> = self.timed.iter().chain(self.groups.unscanned()).collect();
         self.earliest(names.into_iter().filter_map(|n| self.groups.get(n)))
-    }
-
-    /// The earliest deadline of `groups`.
-    fn earliest<'a>(&self, groups: impl Iterator<Item = &'a Group>) -> Option<Tick> {
-        let mut next: Option<Tick> = None;
-        let mut at = |t: Tick| next = Some(next.map_or(t, |n| n.min(t)));
-        for g in groups {
-            if g.op == Some(GroupOp::FailingOver) {
-                at(self.now);
-            }
-            if let Some(d) = g.restore_deadline {
-                at(d);
-            }
-            if let Some(c) = g.next_cycle {
-                if g.started && g.role.is_source() && !g.running() {
-                    at(c);
-                }
-            }
-        }
-        next
-    }
-
-    /// Whether a group may have work for `handle_timeout`: a superset of
-    /// what `poll_timeout` asks of each group.
-    fn has_timer(g: &Group) -> bool {
-        g.op == Some(GroupOp::FailingOver) || g.restore_deadline.is_some() || g.next_cycle.is_some()
-    }
-
-    /// An input arrived: readers must see a new generation, and the groups
-    /// the last input handed out for change are scanned for deadlines.
-    fn input(&mut self) {
-        // What the previous input handed out for change happened at its
-        // generation.
-        let done = self.generation;
-        if self.vols.take_table_changed() {
-            self.vols_changed_at = done;
-        }
-        self.generation = next_generation();
-        for name in self.groups.take_unscanned() {
-            if self.groups.contains_key(&name) {
-                self.changed_at.insert(name.clone(), done);
-            } else {
-                self.changed_at.remove(&name);
-            }
-            match self.groups.get(&name) {
-                Some(g) if Self::has_timer(g) => {
-                    self.timed.insert(name);
-                }
-                _ => {
-                    self.timed.remove(&name);
-                }
-            }
-        }
-    }
-
-    /// The indexed `poll_timeout` disagrees with a scan of every group:
-    /// what each says. The simulation checks it.
-    pub fn timed_mismatch(&self) -> Option<String> {
-        let (indexed, all) = (self.poll_timeout(), self.earliest(self.groups.values()));
-        (indexed != all).then(|| format!("poll_timeout says {indexed:?}, every group says {all:?}"))
-    }
-
-    /// Group `g` now holds local volume `vol`.
-    fn hold(&mut self, g: &Group, vol: &str) {
-        let v = self.holders.entry(vol.to_string()).or_default();
-        if let Err(at) = v.binary_search(&g.name) {
-            v.insert(at, g.name.clone());
-        }
-    }
-
-    /// Group `g` dropped a pair of local volume `vol`.
-    fn unhold(&mut self, g: &Group, vol: &str) {
-        if g.pairs.iter().any(|p| p.local == vol) {
-            return;
-        }
-        if let Some(v) = self.holders.get_mut(vol) {
-            v.retain(|n| *n != g.name);
-            if v.is_empty() {
-                self.holders.remove(vol);
-            }
-        }
-    }
-
-    /// Group `g` is gone, with every pair it held.
-    fn unhold_group(&mut self, g: &Group) {
-        let gone = Group {
-            pairs: Vec::new(),
-            ..g.clone()
-        };
-        for p in &g.pairs {
-            self.unhold(&gone, &p.local);
-        }
-    }
-
-    fn holders_now(&self) -> BTreeMap<String, Vec<String>> {
-        let mut h: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for g in self.groups.values() {
-            for p in &g.pairs {
-                let v = h.entry(p.local.clone()).or_default();
-                if v.last() != Some(&g.name) {
-                    v.push(g.name.clone());
-                }
-            }
-        }
-        h
-    }
-
-    /// The groups holding local volume `vol`, in name order.
-    fn holders_of(&self, vol: &str) -> &[String] {
-        self.holders.get(vol).map_or(&[], |v| v.as_slice())
-    }
-
-    /// The holders index disagrees with the groups (a membership change
-    /// that did not update it): what differs. The simulation checks it.
-    pub fn holders_mismatch(&self) -> Option<String> {
-        let now = self.holders_now();
-        (now != self.holders).then(|| format!("index {:?}, groups {:?}", self.holders, now))
     }
 
     fn send(&mut self, peer: &str, msg: Msg) {
