@@ -186,14 +186,7 @@ impl<S: BlockStore> Array<S> {
                 .filter(|&i| !listed(&g.pairs[i].local))
                 .collect();
             for i in gone {
-                let p = g.pairs.remove(i);
-                self.unhold(g, &p.local);
-                for snap in [p.base_snap, p.target_snap, p.cycle_snap]
-                    .into_iter()
-                    .flatten()
-                {
-                    self.vols.delete_snap(&mut self.store, snap)?;
-                }
+                let p = self.drop_pair(g, i)?;
                 self.note(
                     &g.name,
                     format!(

@@ -174,6 +174,20 @@ impl<S: BlockStore> Array<S> {
         }
     }
 
+    /// Takes pair `i` out of group `g`: out of the holders index, and its
+    /// snapshots deleted.
+    pub(super) fn drop_pair(&mut self, g: &mut Group, i: usize) -> R<Pair> {
+        let p = g.pairs.remove(i);
+        self.unhold(g, &p.local);
+        for s in [p.base_snap, p.target_snap, p.cycle_snap]
+            .into_iter()
+            .flatten()
+        {
+            self.vols.delete_snap(&mut self.store, s)?;
+        }
+        Ok(p)
+    }
+
     /// Group `g` is gone, with every pair it held.
     pub(super) fn unhold_group(&mut self, g: &Group) {
         let gone = Group {

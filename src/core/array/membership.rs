@@ -165,14 +165,7 @@ impl<S: BlockStore> Array<S> {
                 group: g.name.clone(),
             }
         })?;
-        let p = g.pairs.remove(i);
-        self.unhold(g, &p.local);
-        for s in [p.base_snap, p.target_snap, p.cycle_snap]
-            .into_iter()
-            .flatten()
-        {
-            self.vols.delete_snap(&mut self.store, s)?;
-        }
+        let p = self.drop_pair(g, i)?;
         self.send(
             &peer,
             Msg::Dismiss {
@@ -300,14 +293,7 @@ impl<S: BlockStore> Array<S> {
 
     pub(super) fn on_dismiss(&mut self, g: &mut Group, vol: String) -> R<()> {
         if let Some(i) = g.pairs.iter().position(|p| p.local == vol) {
-            let p = g.pairs.remove(i);
-            self.unhold(g, &p.local);
-            for s in [p.base_snap, p.target_snap, p.cycle_snap]
-                .into_iter()
-                .flatten()
-            {
-                self.vols.delete_snap(&mut self.store, s)?;
-            }
+            let p = self.drop_pair(g, i)?;
             // A target's dismiss is a request; the source answers
             // with its own, so that an admit it sent meanwhile (a
             // Hello's reconcile crossing the dismiss) is undone on
