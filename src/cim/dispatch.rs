@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::error::CimError;
-use super::model::{CimType, Class, Instance, Method, Name, ObjectPath, Property, Value};
+use super::model::{CimType, Class, Instance, Method, Name, ObjectPath, Value};
 use super::ops::{AssocFilter, Op, OpenOpts, Shape};
 use super::query;
 use super::repo::{Namespace, Repository};

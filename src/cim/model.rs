@@ -522,6 +522,23 @@ impl Property {
         }
     }
 
+    /// This declaration as an instance carries it: `value`, and no
+    /// qualifiers (the declaration's own are not copied, only to be
+    /// dropped: that copy was a sixth of a GetInstance's time).
+    pub fn declared(&self, value: Option<Value>) -> Property {
+        Property {
+            name: self.name.clone(),
+            ty: self.ty.clone(),
+            is_array: self.is_array,
+            array_size: self.array_size,
+            value,
+            qualifiers: Vec::new(),
+            class_origin: self.class_origin.clone(),
+            propagated: self.propagated,
+            embedded: self.embedded,
+        }
+    }
+
     pub fn qualifier(&self, name: &str) -> Option<&Qualifier> {
         self.qualifiers.iter().find(|q| q.name.is(name))
     }

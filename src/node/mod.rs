@@ -31,6 +31,7 @@ pub mod state;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -105,7 +106,24 @@ pub struct NodeStats {
 pub struct NodeHandle {
     tx: Sender<Input>,
     name: String,
+    /// The last read model the loop built, and the generation of the
+    /// array's last durable state: while they match, a reader takes the
+    /// model without a round trip to the loop.
+    published: Published,
 }
+
+/// What the loop leaves for readers.
+#[derive(Default)]
+struct Shared {
+    /// The array's generation after its last batch that left nothing
+    /// uncommitted (a plain number: the write path does not build a read
+    /// model for readers that may never come).
+    durable: std::sync::atomic::AtomicU64,
+    /// The read model last built for a reader, with its generation.
+    model: std::sync::Mutex<Option<(u64, Snapshot)>>,
+}
+
+type Published = std::sync::Arc<Shared>;
 
 impl NodeHandle {
     pub fn name(&self) -> &str {
@@ -124,8 +142,21 @@ impl NodeHandle {
         crate::rt::blocking(|| rx.recv().ok())
     }
 
+    /// The array as of its last durable state, timed now.
     pub fn snapshot(&self) -> Option<Snapshot> {
-        self.ask(|reply| Input::Snapshot { reply })
+        let durable = self.published.durable.load(Ordering::Acquire);
+        let model = self.published.model.lock().expect("not poisoned");
+        match &*model {
+            Some((gen, s)) if *gen == durable => {
+                let mut s = s.clone();
+                s.now = clock(s.now);
+                Some(s)
+            }
+            _ => {
+                drop(model);
+                self.ask(|reply| Input::Snapshot { reply })
+            }
+        }
     }
 
     pub fn stats(&self) -> Option<NodeStats> {
@@ -270,10 +301,12 @@ pub fn start(
         let _ = fwd.send(Input::Link(ev));
     }));
     let name = cfg.name.clone();
+    let published = Published::default();
+    let to_publish = published.clone();
     let thread = std::thread::Builder::new()
         .name(format!("array-{name}"))
         .spawn(move || {
-            let mut l = Loop::new(array, link, recovery);
+            let mut l = Loop::new(array, link, recovery, to_publish);
             if let Err(e) = l.run(rx) {
                 // A store that cannot commit must not keep answering: stop,
                 // so nothing uncommitted is ever acknowledged.
@@ -282,7 +315,14 @@ pub fn start(
             }
         })
         .map_err(|e| e.to_string())?;
-    Ok((NodeHandle { tx, name }, thread))
+    Ok((
+        NodeHandle {
+            tx,
+            name,
+            published,
+        },
+        thread,
+    ))
 }
 
 /// Where the answer to a request goes.
@@ -306,10 +346,11 @@ struct Loop {
     last_commit: std::time::Instant,
     /// The read model of the array's last generation a reader asked for.
     reads: ReadCache,
+    published: Published,
 }
 
 impl Loop {
-    fn new(array: Array<Journal>, link: Link, recovery: Recovery) -> Loop {
+    fn new(array: Array<Journal>, link: Link, recovery: Recovery, published: Published) -> Loop {
         Loop {
             b: Batcher::new(array),
             link,
@@ -323,7 +364,31 @@ impl Loop {
             after_commit: Vec::new(),
             last_commit: std::time::Instant::now(),
             reads: ReadCache::default(),
+            published,
         }
+    }
+
+    /// Says which generation of the array is durable (a reader never sees
+    /// a change a crash could take back). Called after a commit before its
+    /// answers leave, so an operator who is told a command is done reads
+    /// its effect: the model readers share is then stale, and the next
+    /// reader asks the loop for a new one.
+    fn publish(&mut self) {
+        if !self.b.is_dirty() {
+            let gen = self.b.array().generation();
+            self.published.durable.store(gen, Ordering::Release);
+        }
+    }
+
+    /// A read model for a reader, left for the next ones too.
+    fn snapshot_for_readers(&mut self) -> Snapshot {
+        let snap = self.reads.snapshot(self.b.array());
+        if !self.b.is_dirty() {
+            let gen = self.b.array().generation();
+            *self.published.model.lock().expect("not poisoned") = Some((gen, snap.clone()));
+            self.published.durable.store(gen, Ordering::Release);
+        }
+        snap
     }
 
     fn now(&self) -> Tick {
@@ -380,6 +445,7 @@ impl Loop {
             let idle = self.b.is_dirty() && self.last_commit.elapsed() >= IDLE_COMMIT;
             if self.b.must_commit() || idle || stop {
                 self.commit()?;
+                self.publish();
                 let late = self.b.release();
                 self.send_all(late.messages);
                 self.answer(late.replies);
@@ -390,6 +456,7 @@ impl Loop {
             if stop {
                 return Ok(());
             }
+            self.publish();
         }
     }
 
@@ -512,7 +579,7 @@ impl Loop {
             Input::Snapshot { reply } => {
                 // A console sees only durable state: taken now, answered
                 // after this batch's commit if it changed anything.
-                let snap = self.reads.snapshot(self.b.array());
+                let snap = self.snapshot_for_readers();
                 if self.b.hold_answer() {
                     self.after_commit.push(Box::new(move || {
                         let _ = reply.send(snap);

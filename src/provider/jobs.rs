@@ -7,6 +7,8 @@
 //! hold (the core refused or a failure stopped it). Finished jobs stay
 //! visible for TimeBeforeRemoval (5 minutes of array time).
 
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
 use super::model::job_path;
 use super::{Replication, Snapshot};
 use crate::cim::model::{CimType, DateTime, Instance, ObjectPath, Value};
@@ -48,10 +50,16 @@ pub struct Job {
     judged_on: Option<std::sync::Arc<crate::core::GroupRead>>,
 }
 
+/// Jobs by id. A request judges only the running ones and drops only the
+/// expired ones, so its cost follows the jobs still running, not the
+/// thousands a console may have finished in the last five minutes.
 #[derive(Default)]
 pub struct JobTable {
     next: u64,
-    jobs: Vec<Job>,
+    jobs: BTreeMap<u64, Job>,
+    running: BTreeSet<u64>,
+    /// Finished jobs in the order they finished (so by `changed`).
+    finished: VecDeque<u64>,
 }
 
 impl JobTable {
@@ -65,29 +73,33 @@ impl JobTable {
         affected: Vec<ObjectPath>,
     ) -> u64 {
         self.next += 1;
-        self.jobs.push(Job {
-            id: self.next,
-            method: method.to_string(),
-            group: group.to_string(),
-            goal,
-            submitted: now,
-            changed: now,
-            state: JobState::Running,
-            percent: 0,
-            affected,
-            judged_on: None,
-        });
+        self.running.insert(self.next);
+        self.jobs.insert(
+            self.next,
+            Job {
+                id: self.next,
+                method: method.to_string(),
+                group: group.to_string(),
+                goal,
+                submitted: now,
+                changed: now,
+                state: JobState::Running,
+                percent: 0,
+                affected,
+                judged_on: None,
+            },
+        );
         self.next
     }
 
     /// Judges every running job against `snap`, and drops finished jobs
     /// older than TimeBeforeRemoval.
     pub fn update(&mut self, snap: &Snapshot) {
-        for j in self
-            .jobs
-            .iter_mut()
-            .filter(|j| j.state == JobState::Running)
-        {
+        let mut finished = Vec::new();
+        for id in &self.running {
+            let Some(j) = self.jobs.get_mut(id) else {
+                continue;
+            };
             let now = snap.group_shared(&j.group);
             if let (Some(was), Some(now)) = (&j.judged_on, now) {
                 if std::sync::Arc::ptr_eq(was, now) {
@@ -100,15 +112,26 @@ impl JobTable {
             if state != JobState::Running {
                 j.state = state;
                 j.changed = snap.now;
+                finished.push(*id);
             }
         }
-        self.jobs.retain(|j| {
-            j.state == JobState::Running || snap.now.0 < j.changed.0 + TIME_BEFORE_REMOVAL_MS
-        });
+        for id in finished {
+            self.running.remove(&id);
+            self.finished.push_back(id);
+        }
+        while let Some(id) = self.finished.front() {
+            match self.jobs.get(id) {
+                Some(j) if snap.now.0 < j.changed.0 + TIME_BEFORE_REMOVAL_MS => break,
+                _ => {
+                    self.jobs.remove(id);
+                    self.finished.pop_front();
+                }
+            }
+        }
     }
 
     pub fn get(&self, id: u64) -> Option<&Job> {
-        self.jobs.iter().find(|j| j.id == id)
+        self.jobs.get(&id)
     }
 
     /// Instances of the job classes and their associations.
@@ -117,7 +140,7 @@ impl JobTable {
         let host = rep.host_of(me);
         let snap = rep.backend.snapshot();
         let mut out = Vec::new();
-        for j in &self.jobs {
+        for j in self.jobs.values() {
             let jp = job_path(me, &host, j.id);
             match class {
                 "RCM_ConcreteJob" => out.push(job_instance(rep, j)),
@@ -295,4 +318,47 @@ fn job_instance(rep: &Replication, j: &Job) -> Instance {
             CimType::Boolean,
             Some(Value::Boolean(false)),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ArrayRead;
+    use std::sync::Arc;
+
+    fn at(ms: u64) -> Snapshot {
+        Snapshot {
+            now: Tick(ms),
+            read: Arc::new(ArrayRead::empty("a")),
+        }
+    }
+
+    fn goal() -> Goal {
+        Goal {
+            role: Some(Role::Primary),
+            copy: None,
+            pair: None,
+        }
+    }
+
+    /// A finished job stays visible for TimeBeforeRemoval and then goes;
+    /// a running one stays however old it is.
+    #[test]
+    fn finished_jobs_go_after_time_before_removal() {
+        let mut t = JobTable::default();
+        // No such group: each job fails when it is first judged.
+        let a = t.start("m", "gone", goal(), Tick(0), Vec::new());
+        t.update(&at(0));
+        let b = t.start("m", "gone", goal(), Tick(1_000), Vec::new());
+        t.update(&at(1_000));
+        assert!(matches!(t.get(a).unwrap().state, JobState::Failed(_)));
+        t.update(&at(TIME_BEFORE_REMOVAL_MS - 1));
+        assert!(t.get(a).is_some(), "removed before its time");
+        t.update(&at(TIME_BEFORE_REMOVAL_MS));
+        assert!(t.get(a).is_none(), "kept after its time");
+        assert!(t.get(b).is_some(), "the younger job went with the older");
+        t.update(&at(TIME_BEFORE_REMOVAL_MS + 1_000));
+        assert!(t.get(b).is_none());
+        assert!(t.running.is_empty() && t.finished.is_empty() && t.jobs.is_empty());
+    }
 }

@@ -34,11 +34,7 @@ pub fn normalize(class: &Class, mut inst: Instance) -> Instance {
                 v.coerce(&cp.ty)
                     .unwrap_or_else(|_| Value::String(String::new()))
             });
-        props.push(Property {
-            value,
-            qualifiers: Vec::new(),
-            ..cp.clone()
-        });
+        props.push(cp.declared(value));
     }
     inst.properties = props;
     inst.class = class.name.clone();
@@ -71,11 +67,7 @@ pub(super) fn typed_instance(class: &Class, inst: Instance) -> Result<Instance, 
             })?),
             None => None,
         };
-        out.properties.push(Property {
-            value,
-            qualifiers: Vec::new(),
-            ..decl.clone()
-        });
+        out.properties.push(decl.declared(value));
     }
     Ok(out)
 }
