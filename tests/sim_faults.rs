@@ -397,22 +397,32 @@ impl Run {
         for side in [A, B] {
             let a = self.sim.array(side);
             let now = a.read_model();
-            if let Some((gen, read)) = self.reads.get(side) {
-                if *gen == a.generation() && *read != now {
-                    return Err(format!(
-                        "{side}: the read model changed without a new generation:\n was {read:?}\n now {now:?}"
-                    ));
+            let kept = match self.reads.get(side) {
+                Some((gen, read)) => {
+                    if *gen == a.generation() && *read != now {
+                        return Err(format!(
+                            "{side}: the read model changed without a new generation:\n was {read:?}\n now {now:?}"
+                        ));
+                    }
+                    // The model built from the previous one, reusing what
+                    // did not change, is the model built afresh.
+                    let incr = a.read_model_from(Some((read, *gen)));
+                    if incr != now {
+                        return Err(format!(
+                            "{side}: the read model rebuilt from the last one differs:\n got {incr:?}\n want {now:?}"
+                        ));
+                    }
+                    incr
                 }
-                // The model built from the previous one, reusing what did
-                // not change, is the model built afresh.
-                let incr = a.read_model_from(Some((read, *gen)));
-                if incr != now {
-                    return Err(format!(
-                        "{side}: the read model rebuilt from the last one differs:\n got {incr:?}\n want {now:?}"
-                    ));
-                }
+                None => now,
+            };
+            // Its pair index, carried from model to model since the first
+            // lookup, is the index built afresh.
+            let _ = kept.pairs_of_local("");
+            if let Some(e) = kept.index_mismatch() {
+                return Err(format!("{side}: {e}"));
             }
-            self.reads.insert(side, (a.generation(), now));
+            self.reads.insert(side, (a.generation(), kept));
         }
         for side in [A, B] {
             let Some(g) = self.sim.array(side).group(G) else {

@@ -53,15 +53,106 @@ pub struct GroupRead {
     pub pairs: Vec<PairRead>,
 }
 
-/// Keyed lookups over an `ArrayRead`, built on first use.
-#[derive(Clone, Debug, Default)]
+/// How many parts the pair index is cut into: a new generation copies
+/// only the parts that hold a volume of a changed group.
+const SHARDS: usize = 64;
+
+/// Volume name -> (group name, pair position) of every pair it is in.
+type Shard = HashMap<String, Vec<(String, usize)>>;
+
+/// The pair lookups over an `ArrayRead` (groups and volumes need none:
+/// both lists are in name order). Built on first use; after that, each
+/// generation's model derives its index from the previous one's, changing
+/// only what the changed groups hold, so a lookup after a command costs
+/// what the command changed, not a scan of every pair.
+#[derive(Clone, Debug)]
 struct Index {
-    group_at: HashMap<String, usize>,
-    volume_at: HashMap<String, usize>,
-    /// Local volume -> (group, pair) indexes of every pair it is in.
-    local_pairs: HashMap<String, Vec<(usize, usize)>>,
-    /// (peer, remote volume) -> (group, pair) indexes.
-    remote_pairs: HashMap<(String, String), Vec<(usize, usize)>>,
+    /// By local volume.
+    local: Vec<Arc<Shard>>,
+    /// By the peer's volume (the group's peer tells the array).
+    remote: Vec<Arc<Shard>>,
+}
+
+fn shard_of(vol: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    vol.hash(&mut h);
+    (h.finish() % SHARDS as u64) as usize
+}
+
+impl Index {
+    fn empty() -> Index {
+        Index {
+            local: vec![Arc::default(); SHARDS],
+            remote: vec![Arc::default(); SHARDS],
+        }
+    }
+
+    fn add(&mut self, g: &GroupRead) {
+        for (pi, p) in g.pairs.iter().enumerate() {
+            for (shards, vol) in [(&mut self.local, &p.local), (&mut self.remote, &p.remote)] {
+                Arc::make_mut(&mut shards[shard_of(vol)])
+                    .entry(vol.clone())
+                    .or_default()
+                    .push((g.name.clone(), pi));
+            }
+        }
+    }
+
+    fn remove(&mut self, g: &GroupRead) {
+        for p in &g.pairs {
+            for (shards, vol) in [(&mut self.local, &p.local), (&mut self.remote, &p.remote)] {
+                let shard = Arc::make_mut(&mut shards[shard_of(vol)]);
+                if let Some(at) = shard.get_mut(vol.as_str()) {
+                    at.retain(|(name, _)| *name != g.name);
+                    if at.is_empty() {
+                        shard.remove(vol.as_str());
+                    }
+                }
+            }
+        }
+    }
+
+    fn build(groups: &[Arc<GroupRead>]) -> Index {
+        let mut x = Index::empty();
+        for g in groups {
+            x.add(g);
+        }
+        x
+    }
+
+    /// The index of `now` from `prev`'s, where the two lists share every
+    /// group that did not change (the same `Arc`).
+    fn derive(&self, prev: &[Arc<GroupRead>], now: &[Arc<GroupRead>]) -> Index {
+        let mut x = self.clone();
+        let (mut i, mut j) = (0, 0);
+        while i < prev.len() || j < now.len() {
+            match (prev.get(i), now.get(j)) {
+                (Some(a), Some(b)) if a.name == b.name => {
+                    if !Arc::ptr_eq(a, b) {
+                        x.remove(a);
+                        x.add(b);
+                    }
+                    i += 1;
+                    j += 1;
+                }
+                (Some(a), Some(b)) if a.name < b.name => {
+                    x.remove(a);
+                    i += 1;
+                }
+                (Some(a), None) => {
+                    x.remove(a);
+                    i += 1;
+                }
+                (_, Some(b)) => {
+                    x.add(b);
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        x
+    }
 }
 
 /// One array at one generation. Groups and the volume list are shared
@@ -71,9 +162,9 @@ struct Index {
 #[derive(Clone, Debug, Default)]
 pub struct ArrayRead {
     pub array: String,
-    /// (name, blocks) of every volume, by name.
+    /// (name, blocks) of every volume, in name order.
     pub volumes: Arc<Vec<(String, u64)>>,
-    /// Every group, by name.
+    /// Every group, in name order.
     pub groups: Vec<Arc<GroupRead>>,
     /// Link state to every peer that has a link or a group.
     pub links: BTreeMap<String, bool>,
@@ -99,6 +190,8 @@ impl ArrayRead {
         links: BTreeMap<String, bool>,
         counters: Counters,
     ) -> ArrayRead {
+        debug_assert!(groups.windows(2).all(|w| w[0].name < w[1].name));
+        debug_assert!(volumes.windows(2).all(|w| w[0].0 < w[1].0));
         ArrayRead {
             array,
             volumes,
@@ -110,26 +203,15 @@ impl ArrayRead {
     }
 
     fn index(&self) -> &Index {
-        self.index.get_or_init(|| {
-            let mut x = Index::default();
-            for (i, (v, _)) in self.volumes.iter().enumerate() {
-                x.volume_at.insert(v.clone(), i);
-            }
-            for (gi, g) in self.groups.iter().enumerate() {
-                x.group_at.insert(g.name.clone(), gi);
-                for (pi, p) in g.pairs.iter().enumerate() {
-                    x.local_pairs
-                        .entry(p.local.clone())
-                        .or_default()
-                        .push((gi, pi));
-                    x.remote_pairs
-                        .entry((g.peer.clone(), p.remote.clone()))
-                        .or_default()
-                        .push((gi, pi));
-                }
-            }
-            x
-        })
+        self.index.get_or_init(|| Index::build(&self.groups))
+    }
+
+    /// Takes over `prev`'s index, if a lookup built it, changed for the
+    /// groups that differ: the next lookup need not scan every pair.
+    pub(super) fn carry_index(&self, prev: &ArrayRead) {
+        if let Some(x) = prev.index.get() {
+            let _ = self.index.set(x.derive(&prev.groups, &self.groups));
+        }
     }
 
     /// An array that holds nothing (yet).
@@ -141,42 +223,81 @@ impl ArrayRead {
     }
 
     pub fn group(&self, name: &str) -> Option<&GroupRead> {
-        self.index().group_at.get(name).map(|i| &*self.groups[*i])
+        self.group_shared(name).map(|g| &**g)
     }
 
     /// A group as this read model shares it: the same `Arc` as in the
     /// previous generation's model when the group did not change.
     pub fn group_shared(&self, name: &str) -> Option<&Arc<GroupRead>> {
-        self.index().group_at.get(name).map(|i| &self.groups[*i])
+        self.groups
+            .binary_search_by(|g| g.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.groups[i])
     }
 
     /// The size in blocks of a volume of this array.
     pub fn volume(&self, name: &str) -> Option<u64> {
-        self.index().volume_at.get(name).map(|i| self.volumes[*i].1)
+        self.volumes
+            .binary_search_by(|(v, _)| v.as_str().cmp(name))
+            .ok()
+            .map(|i| self.volumes[i].1)
     }
 
-    fn at(&self, ix: &[(usize, usize)]) -> Vec<(&GroupRead, &PairRead)> {
-        ix.iter()
-            .map(|(g, p)| (&*self.groups[*g], &self.groups[*g].pairs[*p]))
+    /// The pairs `shards` lists for `vol`, in group order, then pair
+    /// order: as a scan would find them.
+    fn at(&self, shards: &[Arc<Shard>], vol: &str) -> Vec<(&GroupRead, &PairRead)> {
+        let mut at: Vec<(&GroupRead, usize)> = shards[shard_of(vol)]
+            .get(vol)
+            .into_iter()
+            .flatten()
+            .filter_map(|(g, p)| Some((self.group(g)?, *p)))
+            .collect();
+        at.sort_by(|a, b| (&a.0.name, a.1).cmp(&(&b.0.name, b.1)));
+        at.into_iter()
+            .filter_map(|(g, p)| Some((g, g.pairs.get(p)?)))
             .collect()
+    }
+
+    /// The index this model carries differs from one built afresh: what
+    /// differs. None when no index was built. The simulation checks it.
+    pub fn index_mismatch(&self) -> Option<String> {
+        let carried = self.index.get()?;
+        let fresh = Index::build(&self.groups);
+        let norm = |shards: &[Arc<Shard>]| {
+            let mut all: Vec<(String, String, usize)> = shards
+                .iter()
+                .flat_map(|s| s.iter())
+                .flat_map(|(v, at)| at.iter().map(move |(g, p)| (v.clone(), g.clone(), *p)))
+                .collect();
+            all.sort();
+            all
+        };
+        for (what, a, b) in [
+            ("local", &carried.local, &fresh.local),
+            ("remote", &carried.remote, &fresh.remote),
+        ] {
+            let (a, b) = (norm(a), norm(b));
+            if a != b {
+                return Some(format!(
+                    "the carried {what} pair index ({} entries) differs from a fresh one ({})",
+                    a.len(),
+                    b.len()
+                ));
+            }
+        }
+        None
     }
 
     /// Every pair a local volume is in, with its group.
     pub fn pairs_of_local(&self, vol: &str) -> Vec<(&GroupRead, &PairRead)> {
-        self.index()
-            .local_pairs
-            .get(vol)
-            .map(|ix| self.at(ix))
-            .unwrap_or_default()
+        self.at(&self.index().local, vol)
     }
 
     /// Every pair whose other end is `vol` on `peer`, with its group.
     pub fn pairs_of_remote(&self, peer: &str, vol: &str) -> Vec<(&GroupRead, &PairRead)> {
-        self.index()
-            .remote_pairs
-            .get(&(peer.to_string(), vol.to_string()))
-            .map(|ix| self.at(ix))
-            .unwrap_or_default()
+        let mut out = self.at(&self.index().remote, vol);
+        out.retain(|(g, _)| g.peer == peer);
+        out
     }
 
     /// Every pair that has volume `vol` of array `array` at one end.

@@ -90,7 +90,11 @@ impl<S: BlockStore> Array<S> {
                     .collect(),
             ),
         };
-        ArrayRead::new(self.name.clone(), volumes, groups, links, self.counters)
+        let read = ArrayRead::new(self.name.clone(), volumes, groups, links, self.counters);
+        if let Some((p, _)) = prev {
+            read.carry_index(p);
+        }
+        read
     }
 
     /// The earliest deadline of `groups`.

@@ -325,8 +325,19 @@ impl<S: BlockStore> Array<S> {
     pub fn handle_timeout(&mut self, now: Tick) -> R<()> {
         self.input();
         self.advance(now);
-        let names: Vec<String> = self.groups.keys().cloned().collect();
-        for name in names {
+        // Only groups with a deadline that has come (the others' timeouts
+        // do nothing): a tick costs what is due, not the array's size, and
+        // leaves the other groups untouched for the journal and readers.
+        let due: Vec<String> = self
+            .timed
+            .iter()
+            .filter(|n| {
+                let g = self.groups.get(*n);
+                self.earliest(g.into_iter()).is_some_and(|t| t <= self.now)
+            })
+            .cloned()
+            .collect();
+        for name in due {
             self.with_group(&name, |a, g| a.group_timeout(g))
                 .transpose()?;
         }
