@@ -1,5 +1,7 @@
-//! Architecture invariant: `src/core` is sans-IO. Nothing in it names tokio,
-//! std::net, std::fs, std::thread or a clock.
+//! Architecture invariants: `src/core` is sans-IO (nothing in it names
+//! tokio, std::net, std::fs, std::thread or a clock) and made of files
+//! small enough to read whole; CIM-XML element names appear only in
+//! src/cim/xml.
 
 use std::path::{Path, PathBuf};
 
@@ -128,6 +130,146 @@ fn the_lint_catches_what_it_claims_to() {
     );
     assert_eq!(violations("x.rs", "let s = \"synchronous\";").len(), 0);
     assert_eq!(violations("x.rs", "let now = chrono::Utc::now();").len(), 1);
+}
+
+/// Every element name of DSP0201 (CIM-XML).
+const ELEMENTS: &[&str] = &[
+    "CIM",
+    "DECLARATION",
+    "DECLGROUP",
+    "DECLGROUP.WITHNAME",
+    "DECLGROUP.WITHPATH",
+    "QUALIFIER.DECLARATION",
+    "SCOPE",
+    "VALUE",
+    "VALUE.ARRAY",
+    "VALUE.REFERENCE",
+    "VALUE.REFARRAY",
+    "VALUE.OBJECT",
+    "VALUE.NAMEDINSTANCE",
+    "VALUE.NAMEDOBJECT",
+    "VALUE.OBJECTWITHLOCALPATH",
+    "VALUE.OBJECTWITHPATH",
+    "VALUE.NULL",
+    "VALUE.INSTANCEWITHPATH",
+    "NAMESPACEPATH",
+    "LOCALNAMESPACEPATH",
+    "HOST",
+    "NAMESPACE",
+    "CLASSPATH",
+    "LOCALCLASSPATH",
+    "CLASSNAME",
+    "INSTANCEPATH",
+    "LOCALINSTANCEPATH",
+    "INSTANCENAME",
+    "OBJECTPATH",
+    "KEYBINDING",
+    "KEYVALUE",
+    "CLASS",
+    "INSTANCE",
+    "QUALIFIER",
+    "PROPERTY",
+    "PROPERTY.ARRAY",
+    "PROPERTY.REFERENCE",
+    "METHOD",
+    "PARAMETER",
+    "PARAMETER.REFERENCE",
+    "PARAMETER.ARRAY",
+    "PARAMETER.REFARRAY",
+    "MESSAGE",
+    "MULTIREQ",
+    "MULTIEXPREQ",
+    "SIMPLEREQ",
+    "SIMPLEEXPREQ",
+    "IMETHODCALL",
+    "METHODCALL",
+    "EXPMETHODCALL",
+    "PARAMVALUE",
+    "IPARAMVALUE",
+    "EXPPARAMVALUE",
+    "MULTIRSP",
+    "MULTIEXPRSP",
+    "SIMPLERSP",
+    "SIMPLEEXPRSP",
+    "METHODRESPONSE",
+    "EXPMETHODRESPONSE",
+    "IMETHODRESPONSE",
+    "ERROR",
+    "RETURNVALUE",
+    "IRETURNVALUE",
+    "CORRELATOR",
+    "ENUMERATIONCONTEXT",
+];
+
+/// One message per place `source` writes a CIM-XML tag (`<NAME>`,
+/// `<NAME `, `</NAME>`) or matches an element by its bare name (`"NAME"`).
+fn xml_names(file: &str, source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (n, line) in source.lines().enumerate() {
+        let code = match line.find("//") {
+            Some(i) => &line[..i],
+            None => line,
+        };
+        for e in ELEMENTS {
+            let forms = [
+                format!("<{e}>"),
+                format!("<{e} "),
+                format!("</{e}>"),
+                format!("\"{e}\""),
+            ];
+            if forms.iter().any(|f| code.contains(f.as_str())) {
+                out.push(format!("{file}:{}: names {e}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    out
+}
+
+/// CIM-XML is written and read only in src/cim/xml: no other file writes
+/// a tag or matches an element by name, so the wire format has one home.
+#[test]
+fn xml_element_names_live_only_in_cim_xml() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let home = src.join("cim/xml");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut all = Vec::new();
+    for f in files.iter().filter(|f| !f.starts_with(&home)) {
+        let text = std::fs::read_to_string(f).expect("readable");
+        all.extend(xml_names(&f.display().to_string(), &text));
+    }
+    assert!(
+        files.len() >= 50,
+        "expected the sources, found {}",
+        files.len()
+    );
+    assert!(
+        all.is_empty(),
+        "move these into src/cim/xml:\n{}",
+        all.join("\n")
+    );
+}
+
+#[test]
+fn the_xml_lint_catches_what_it_claims_to() {
+    assert_eq!(
+        xml_names("x.rs", "out.extend(b\"<IRETURNVALUE>\");").len(),
+        1
+    );
+    assert_eq!(
+        xml_names("x.rs", "out.extend(b\"</VALUE.ARRAY>\");").len(),
+        1
+    );
+    assert_eq!(
+        xml_names("x.rs", "w(\"<PARAMVALUE NAME=\\\"x\\\">\");").len(),
+        1
+    );
+    assert_eq!(xml_names("x.rs", "e.child(\"INSTANCENAME\")").len(), 1);
+    assert_eq!(xml_names("x.rs", "// writes <VALUE>").len(), 0);
+    assert_eq!(
+        xml_names("x.rs", "let s = \"a VALUE of the class\";").len(),
+        0
+    );
 }
 
 /// The README's commands carry no secret on a command line, where `ps`

@@ -16,7 +16,7 @@ use base64::Engine;
 use super::error::CimError;
 use super::model::{Instance, ObjectPath, Value};
 use super::xml::decode::{self, Element, Limits};
-use super::xml::encode;
+use super::xml::{call, encode};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -320,23 +320,7 @@ impl Client {
     ) -> Vec<u8> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut out = encode::XML_DECL.to_vec();
-        out.extend_from_slice(format!("<CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"{id}\" PROTOCOLVERSION=\"1.0\"><SIMPLEREQ>").as_bytes());
-        let tag: &[u8] = if intrinsic {
-            b"IMETHODCALL"
-        } else {
-            b"METHODCALL"
-        };
-        out.push(b'<');
-        out.extend_from_slice(tag);
-        out.extend_from_slice(b" NAME=\"");
-        encode::esc(&mut out, method);
-        out.extend_from_slice(b"\">");
-        inner(&mut out);
-        out.extend_from_slice(b"</");
-        out.extend_from_slice(tag);
-        out.extend_from_slice(b"></SIMPLEREQ></MESSAGE></CIM>");
-        out
+        call::request(id, intrinsic, method, inner)
     }
 
     /// Sends an intrinsic call; returns the IRETURNVALUE element (if any).
@@ -351,12 +335,15 @@ impl Client {
             params(out);
         });
         let reply = self.post(method, ns, &body)?;
-        let resp = self.response(&reply, "IMETHODRESPONSE")?;
-        Ok(resp.child("IRETURNVALUE").cloned())
+        let resp = self.response(&reply, true)?;
+        Ok(call::ireturn(&resp).cloned())
     }
 
-    fn response(&self, reply: &[u8], tag: &str) -> Result<Element, ClientError> {
-        let proto = |m: String| ClientError::Protocol(self.addr.clone(), m);
+    fn proto(&self, e: decode::DecodeError) -> ClientError {
+        ClientError::Protocol(self.addr.clone(), e.to_string())
+    }
+
+    fn response(&self, reply: &[u8], intrinsic: bool) -> Result<Element, ClientError> {
         let tree = decode::parse_tree(
             reply,
             Limits {
@@ -364,40 +351,24 @@ impl Client {
                 max_elements: 10_000_000,
             },
         )
-        .map_err(|e| proto(e.to_string()))?;
-        let resp = tree
-            .child("MESSAGE")
-            .and_then(|m| m.child("SIMPLERSP"))
-            .and_then(|s| s.child(tag))
-            .ok_or_else(|| proto(format!("no {tag}")))?;
-        if let Some(e) = resp.child("ERROR") {
-            let code = e.attr("CODE").and_then(|c| c.parse().ok()).unwrap_or(1);
-            // Servers (this one included) often lead with the symbol, which
-            // Display adds again.
-            let desc = e.attr("DESCRIPTION").unwrap_or("");
-            let prefix = format!("{}: ", CimError::symbol(code));
-            let desc = desc.strip_prefix(&prefix).unwrap_or(desc).to_string();
-            return Err(ClientError::Cim(CimError {
-                code,
-                description: desc,
-                not_valid: false,
-            }));
+        .map_err(|e| self.proto(e))?;
+        match call::response(&tree, intrinsic).map_err(|e| self.proto(e))? {
+            call::Response::Ok(resp) => Ok(resp.clone()),
+            call::Response::Error { code, description } => {
+                // Servers (this one included) often lead with the symbol,
+                // which Display adds again.
+                let prefix = format!("{}: ", CimError::symbol(code));
+                let desc = description
+                    .strip_prefix(&prefix)
+                    .unwrap_or(&description)
+                    .to_string();
+                Err(ClientError::Cim(CimError {
+                    code,
+                    description: desc,
+                    not_valid: false,
+                }))
+            }
         }
-        Ok(resp.clone())
-    }
-
-    fn instance_name_param(out: &mut Vec<u8>, name: &str, p: &ObjectPath) {
-        out.extend_from_slice(format!("<IPARAMVALUE NAME=\"{name}\">").as_bytes());
-        encode::instance_name(out, p);
-        out.extend_from_slice(b"</IPARAMVALUE>");
-    }
-
-    fn class_param(out: &mut Vec<u8>, name: &str, class: &str) {
-        out.extend_from_slice(
-            format!("<IPARAMVALUE NAME=\"{name}\"><CLASSNAME NAME=\"").as_bytes(),
-        );
-        encode::esc(out, class);
-        out.extend_from_slice(b"\"></CLASSNAME></IPARAMVALUE>");
     }
 
     pub fn get_instance(&mut self, path: &ObjectPath) -> Result<Instance, ClientError> {
@@ -406,15 +377,9 @@ impl Client {
             .clone()
             .unwrap_or_else(|| "root/cimv2".into());
         let ret = self.intrinsic(&ns, "GetInstance", |out| {
-            Self::instance_name_param(out, "InstanceName", path)
+            call::iparam_instance_name(out, "InstanceName", path)
         })?;
-        let inst = ret
-            .as_ref()
-            .and_then(|r| r.child("INSTANCE"))
-            .ok_or_else(|| {
-                ClientError::Protocol(self.addr.clone(), "GetInstance returned no INSTANCE".into())
-            })?;
-        decode::instance(inst).map_err(|e| ClientError::Protocol(self.addr.clone(), e.to_string()))
+        call::returned_instance(ret.as_ref()).map_err(|e| self.proto(e))
     }
 
     /// (path, instance) of every instance of `class` in `ns`.
@@ -424,22 +389,11 @@ impl Client {
         class: &str,
     ) -> Result<Vec<(ObjectPath, Instance)>, ClientError> {
         let ret = self.intrinsic(ns, "EnumerateInstances", |out| {
-            Self::class_param(out, "ClassName", class)
+            call::iparam_class(out, "ClassName", class)
         })?;
-        let mut out = Vec::new();
-        for ni in ret
-            .iter()
-            .flat_map(|r| r.children_named("VALUE.NAMEDINSTANCE"))
-        {
-            let proto =
-                |e: decode::DecodeError| ClientError::Protocol(self.addr.clone(), e.to_string());
-            let mut p = decode::instance_name(ni.need_child("INSTANCENAME").map_err(proto)?)
-                .map_err(proto)?;
+        let mut out = call::named_instances(ret.as_ref()).map_err(|e| self.proto(e))?;
+        for (p, _) in &mut out {
             p.namespace = Some(ns.to_string());
-            out.push((
-                p,
-                decode::instance(ni.need_child("INSTANCE").map_err(proto)?).map_err(proto)?,
-            ));
         }
         Ok(out)
     }
@@ -455,24 +409,10 @@ impl Client {
             .clone()
             .unwrap_or_else(|| "root/cimv2".into());
         let ret = self.intrinsic(&ns, "References", |out| {
-            Self::instance_name_param(out, "ObjectName", object);
-            Self::class_param(out, "ResultClass", result_class);
+            call::iparam_instance_name(out, "ObjectName", object);
+            call::iparam_class(out, "ResultClass", result_class);
         })?;
-        let mut out = Vec::new();
-        for ow in ret
-            .iter()
-            .flat_map(|r| r.children_named("VALUE.OBJECTWITHPATH"))
-        {
-            let proto =
-                |e: decode::DecodeError| ClientError::Protocol(self.addr.clone(), e.to_string());
-            let p = decode::object_path(ow.need_child("INSTANCEPATH").map_err(proto)?)
-                .map_err(proto)?;
-            out.push((
-                p,
-                decode::instance(ow.need_child("INSTANCE").map_err(proto)?).map_err(proto)?,
-            ));
-        }
-        Ok(out)
+        call::objects_with_path(ret.as_ref()).map_err(|e| self.proto(e))
     }
 
     /// Invokes an extrinsic method on an instance (or a class path).
@@ -487,60 +427,19 @@ impl Client {
             .clone()
             .unwrap_or_else(|| "root/cimv2".into());
         let body = self.envelope(false, method, |out| {
-            if target.keys.is_empty() {
-                out.extend_from_slice(b"<LOCALCLASSPATH>");
-                encode::local_namespace_path(out, &ns);
-                out.extend_from_slice(b"<CLASSNAME NAME=\"");
-                encode::esc(out, target.class.as_str());
-                out.extend_from_slice(b"\"></CLASSNAME></LOCALCLASSPATH>");
-            } else {
-                out.extend_from_slice(b"<LOCALINSTANCEPATH>");
-                encode::local_namespace_path(out, &ns);
-                encode::instance_name(out, target);
-                out.extend_from_slice(b"</LOCALINSTANCEPATH>");
-            }
+            call::method_target(out, &ns, target);
             for p in params {
                 let (name, ty, v) = match p {
                     Param::Value(n, v) => (*n, v.cim_type().xml_name(), v.clone()),
                     Param::Ref(n, r) => (*n, "reference", Value::reference(r.clone())),
                 };
-                out.extend_from_slice(
-                    format!("<PARAMVALUE NAME=\"{name}\" PARAMTYPE=\"{ty}\">").as_bytes(),
-                );
-                encode::value(out, &v);
-                out.extend_from_slice(b"</PARAMVALUE>");
+                encode::param_value(out, name, ty, false, &v);
             }
         });
         let object = super::headers::cim_object(&ns, Some(target));
         let reply = self.post(method, &object, &body)?;
-        let resp = self.response(&reply, "METHODRESPONSE")?;
-        let proto =
-            |e: decode::DecodeError| ClientError::Protocol(self.addr.clone(), e.to_string());
-        let rv = resp
-            .child("RETURNVALUE")
-            .ok_or_else(|| ClientError::Protocol(self.addr.clone(), "no RETURNVALUE".into()))?;
-        let ty = rv.attr("PARAMTYPE").and_then(super::model::CimType::parse);
-        let return_value = rv
-            .first()
-            .map(|v| decode::value_of(v, ty.as_ref()))
-            .transpose()
-            .map_err(proto)?
-            .flatten()
-            .unwrap_or(Value::Uint32(0));
-        let mut out = Vec::new();
-        for pv in resp.children_named("PARAMVALUE") {
-            let name = pv.attr("NAME").unwrap_or("").to_string();
-            let ty = pv.attr("PARAMTYPE").and_then(super::model::CimType::parse);
-            if let Some(v) = pv
-                .first()
-                .map(|v| decode::value_of(v, ty.as_ref()))
-                .transpose()
-                .map_err(proto)?
-                .flatten()
-            {
-                out.push((name, v));
-            }
-        }
+        let resp = self.response(&reply, false)?;
+        let (return_value, out) = call::method_return(&resp).map_err(|e| self.proto(e))?;
         Ok(MethodReturn { return_value, out })
     }
 }

@@ -7,7 +7,7 @@
 
 use super::error::CimError;
 use super::model::{Name, ObjectPath};
-use super::xml::decode::{self, Element};
+use super::xml::decode::{self, param_shape, Element, ParamShape};
 
 /// Which properties and decorations an instance or class carries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -232,36 +232,39 @@ impl Params {
     }
 
     fn boolean(&mut self, name: &str, default: bool) -> Result<bool, CimError> {
-        match self.take(name) {
+        match self.string(name)? {
             None => Ok(default),
-            Some(e) => match e.first() {
-                None => Ok(default),
-                Some(v) if v.name == "VALUE" => match v.text.trim().to_ascii_lowercase().as_str() {
-                    "true" => Ok(true),
-                    "false" => Ok(false),
-                    other => Err(not_valid(format!(
-                        "{}: {name} must be TRUE or FALSE, not `{other}`",
-                        self.method
-                    ))),
-                },
-                Some(v) => Err(bad(format!(
-                    "{}: {name} must be a VALUE, not {}",
-                    self.method, v.name
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                other => Err(not_valid(format!(
+                    "{}: {name} must be TRUE or FALSE, not `{other}`",
+                    self.method
                 ))),
             },
         }
     }
 
+    /// What a parameter holds other than the shape the operation wants.
+    fn wrong_shape(&self, name: &str, want: &str, got: ParamShape<'_>) -> CimError {
+        let got = match got {
+            ParamShape::Other(n) => n,
+            ParamShape::Text(_) => "a VALUE",
+            ParamShape::ClassName(_) => "a CLASSNAME",
+            ParamShape::TextArray(_) => "a VALUE.ARRAY",
+            ParamShape::NamedInstance(_) => "a VALUE.NAMEDINSTANCE",
+            ParamShape::Empty => "empty",
+        };
+        bad(format!("{}: {name} must be {want}, not {got}", self.method))
+    }
+
     fn string(&mut self, name: &str) -> Result<Option<String>, CimError> {
         match self.take(name) {
             None => Ok(None),
-            Some(e) => match e.first() {
-                None => Ok(None),
-                Some(v) if v.name == "VALUE" => Ok(Some(v.text.clone())),
-                Some(v) => Err(bad(format!(
-                    "{}: {name} must be a VALUE, not {}",
-                    self.method, v.name
-                ))),
+            Some(e) => match param_shape(&e) {
+                ParamShape::Empty => Ok(None),
+                ParamShape::Text(t) => Ok(Some(t.to_string())),
+                other => Err(self.wrong_shape(name, "a VALUE", other)),
             },
         }
     }
@@ -292,16 +295,11 @@ impl Params {
     fn class_name(&mut self, name: &str) -> Result<Option<Name>, CimError> {
         match self.take(name) {
             None => Ok(None),
-            Some(e) => match e.first() {
-                None => Ok(None),
-                Some(c) if c.name == "CLASSNAME" => Ok(Some(Name::new(
-                    c.attr("NAME")
-                        .ok_or_else(|| not_valid("CLASSNAME without NAME"))?,
-                ))),
-                Some(v) => Err(bad(format!(
-                    "{}: {name} must be a CLASSNAME, not {}",
-                    self.method, v.name
-                ))),
+            Some(e) => match param_shape(&e) {
+                ParamShape::Empty => Ok(None),
+                ParamShape::ClassName(Some(c)) => Ok(Some(Name::new(c))),
+                ParamShape::ClassName(None) => Err(not_valid("CLASSNAME without NAME")),
+                other => Err(self.wrong_shape(name, "a CLASSNAME", other)),
             },
         }
     }
@@ -336,17 +334,12 @@ impl Params {
     fn property_list(&mut self) -> Result<Option<Vec<String>>, CimError> {
         match self.take("PropertyList") {
             None => Ok(None),
-            Some(e) => match e.first() {
-                None => Ok(None),
-                Some(a) if a.name == "VALUE.ARRAY" => Ok(Some(
-                    a.children_named("VALUE")
-                        .map(|v| v.text.trim().to_string())
-                        .collect(),
-                )),
-                Some(v) => Err(bad(format!(
-                    "{}: PropertyList must be a VALUE.ARRAY, not {}",
-                    self.method, v.name
-                ))),
+            Some(e) => match param_shape(&e) {
+                ParamShape::Empty => Ok(None),
+                ParamShape::TextArray(names) => {
+                    Ok(Some(names.into_iter().map(str::to_string).collect()))
+                }
+                other => Err(self.wrong_shape("PropertyList", "a VALUE.ARRAY", other)),
             },
         }
     }
@@ -511,22 +504,13 @@ pub fn parse(method: &str, params: Vec<(String, Element)>) -> Result<Op, CimErro
             let e = p
                 .take("ModifiedInstance")
                 .ok_or_else(|| bad("ModifyInstance: ModifiedInstance is required"))?;
-            let ni = e
-                .first()
-                .filter(|x| x.name == "VALUE.NAMEDINSTANCE")
-                .ok_or_else(|| {
-                    bad("ModifyInstance: ModifiedInstance must be a VALUE.NAMEDINSTANCE")
-                })?;
-            let path = decode::instance_name(
-                ni.need_child("INSTANCENAME")
-                    .map_err(|x| not_valid(x.to_string()))?,
-            )
-            .map_err(|x| not_valid(x.to_string()))?;
-            let instance = decode::instance(
-                ni.need_child("INSTANCE")
-                    .map_err(|x| not_valid(x.to_string()))?,
-            )
-            .map_err(|x| not_valid(x.to_string()))?;
+            let ParamShape::NamedInstance(ni) = param_shape(&e) else {
+                return Err(bad(
+                    "ModifyInstance: ModifiedInstance must be a VALUE.NAMEDINSTANCE",
+                ));
+            };
+            let (path, instance) =
+                decode::named_instance(ni).map_err(|x| not_valid(x.to_string()))?;
             p.boolean("IncludeQualifiers", true)?;
             Op::ModifyInstance {
                 path,

@@ -88,11 +88,7 @@ impl Dispatcher {
                     })?
                     .clone();
                 let es = to_encode_shape(&shape);
-                small(&|out| {
-                    out.extend_from_slice(b"<IRETURNVALUE>");
-                    encode::class(out, &c, &es, local_only);
-                    out.extend_from_slice(b"</IRETURNVALUE>");
-                })
+                small(&|out| encode::ireturn(out, |out| encode::class(out, &c, &es, local_only)))
             }
             Op::EnumerateClasses {
                 class,
@@ -123,13 +119,11 @@ impl Dispatcher {
             Op::EnumerateClassNames { class, deep } => {
                 let list = self.class_list(n, class.as_ref(), deep)?;
                 small(&|out| {
-                    out.extend_from_slice(b"<IRETURNVALUE>");
-                    for c in &list {
-                        out.extend_from_slice(b"<CLASSNAME NAME=\"");
-                        encode::esc(out, c.as_str());
-                        out.extend_from_slice(b"\"></CLASSNAME>");
-                    }
-                    out.extend_from_slice(b"</IRETURNVALUE>");
+                    encode::ireturn(out, |out| {
+                        for c in &list {
+                            encode::class_name(out, c.as_str());
+                        }
+                    })
                 })
             }
             Op::GetQualifier { name } => {
@@ -139,30 +133,22 @@ impl Dispatcher {
                         CimError::not_found(format!("qualifier {name} is not declared in {ns}"))
                     })?
                     .clone();
-                small(&|out| {
-                    out.extend_from_slice(b"<IRETURNVALUE>");
-                    encode::qualifier_decl(out, &q);
-                    out.extend_from_slice(b"</IRETURNVALUE>");
-                })
+                small(&|out| encode::ireturn(out, |out| encode::qualifier_decl(out, &q)))
             }
             Op::EnumerateQualifiers => {
                 let qs: Vec<_> = n.qualifiers().cloned().collect();
                 small(&|out| {
-                    out.extend_from_slice(b"<IRETURNVALUE>");
-                    for q in &qs {
-                        encode::qualifier_decl(out, q);
-                    }
-                    out.extend_from_slice(b"</IRETURNVALUE>");
+                    encode::ireturn(out, |out| {
+                        for q in &qs {
+                            encode::qualifier_decl(out, q);
+                        }
+                    })
                 })
             }
             Op::GetInstance { path, shape } => {
                 let (_, inst) = self.get_instance(n, &path, req)?;
                 let es = to_encode_shape(&shape);
-                small(&|out| {
-                    out.extend_from_slice(b"<IRETURNVALUE>");
-                    encode::instance(out, &inst, &es);
-                    out.extend_from_slice(b"</IRETURNVALUE>");
-                })
+                small(&|out| encode::ireturn(out, |out| encode::instance(out, &inst, &es)))
             }
             Op::EnumerateInstances { class, deep, shape } => {
                 let c = self
@@ -184,10 +170,7 @@ impl Dispatcher {
                                 inst.properties
                                     .retain(|p| c.property(p.name.as_str()).is_some());
                             }
-                            out.extend_from_slice(b"<VALUE.NAMEDINSTANCE>");
-                            encode::instance_name(out, &path);
-                            encode::instance(out, &inst, &es);
-                            out.extend_from_slice(b"</VALUE.NAMEDINSTANCE>");
+                            encode::named_instance(out, &path, &inst, &es);
                         }
                         raw.len() > 0
                     }),
@@ -244,11 +227,7 @@ impl Dispatcher {
                     ))
                 })?;
                 let path = p.create(&self.ctx(req), &class, inst)?;
-                small(&|out| {
-                    out.extend_from_slice(b"<IRETURNVALUE>");
-                    encode::instance_name(out, &path);
-                    out.extend_from_slice(b"</IRETURNVALUE>");
-                })
+                small(&|out| encode::ireturn(out, |out| encode::instance_name(out, &path)))
             }
             Op::ModifyInstance {
                 path,
@@ -467,15 +446,12 @@ impl Dispatcher {
     ) -> Reply {
         let mut out = Vec::new();
         encode::open(&mut out, id, method, true);
-        out.extend_from_slice(b"<IRETURNVALUE>");
         let es = to_encode_shape(shape);
-        for c in &classes {
-            out.extend_from_slice(b"<VALUE.OBJECTWITHPATH>");
-            encode::class_path(&mut out, &self.host, ns, c.name.as_str());
-            encode::class(&mut out, c, &es, false);
-            out.extend_from_slice(b"</VALUE.OBJECTWITHPATH>");
-        }
-        out.extend_from_slice(b"</IRETURNVALUE>");
+        encode::ireturn(&mut out, |out| {
+            for c in &classes {
+                encode::class_with_path_object(out, &self.host, ns, c, &es);
+            }
+        });
         encode::close(&mut out, true);
         Reply {
             head: out,
@@ -495,13 +471,11 @@ impl Dispatcher {
     ) -> Reply {
         let mut out = Vec::new();
         encode::open(&mut out, id, method, true);
-        out.extend_from_slice(b"<IRETURNVALUE>");
-        for c in &classes {
-            out.extend_from_slice(b"<OBJECTPATH>");
-            encode::class_path(&mut out, &self.host, ns, c.name.as_str());
-            out.extend_from_slice(b"</OBJECTPATH>");
-        }
-        out.extend_from_slice(b"</IRETURNVALUE>");
+        encode::ireturn(&mut out, |out| {
+            for c in &classes {
+                encode::class_object_path(out, &self.host, ns, c.name.as_str());
+            }
+        });
         encode::close(&mut out, true);
         Reply {
             head: out,
@@ -526,25 +500,12 @@ impl Dispatcher {
                 let mut out = Vec::new();
                 encode::open(&mut out, id, method, false);
                 let (m, res) = r;
-                out.extend_from_slice(b"<RETURNVALUE PARAMTYPE=\"");
-                out.extend_from_slice(m.return_type.xml_name().as_bytes());
-                out.extend_from_slice(b"\">");
-                encode::value(&mut out, &res.return_value);
-                out.extend_from_slice(b"</RETURNVALUE>");
+                encode::return_value(&mut out, &m.return_type, &res.return_value);
                 for (name, v) in &res.out {
                     let decl = m.params.iter().find(|p| p.name == *name);
                     let ty = decl.map(|d| d.ty.clone()).unwrap_or_else(|| v.cim_type());
-                    out.extend_from_slice(b"<PARAMVALUE NAME=\"");
-                    encode::esc(&mut out, name.as_str());
-                    out.extend_from_slice(b"\" PARAMTYPE=\"");
-                    out.extend_from_slice(ty.xml_name().as_bytes());
-                    out.push(b'"');
-                    if decl.is_some_and(|d| d.embedded()) {
-                        out.extend_from_slice(b" EmbeddedObject=\"instance\"");
-                    }
-                    out.push(b'>');
-                    encode::value(&mut out, v);
-                    out.extend_from_slice(b"</PARAMVALUE>");
+                    let embedded = decl.is_some_and(|d| d.embedded());
+                    encode::param_value(&mut out, name.as_str(), ty.xml_name(), embedded, v);
                 }
                 encode::close(&mut out, false);
                 Reply {

@@ -119,31 +119,22 @@ impl Dispatcher {
         let mut out = Vec::new();
         encode::open(&mut out, id, method, true);
         if !items.is_empty() {
-            out.extend_from_slice(b"<IRETURNVALUE>");
             let es = to_encode_shape(shape);
-            for (path, inst) in &items {
-                match (kind, inst) {
-                    (PullKind::Paths, _) => encode::instance_path(&mut out, path, Some(&self.host)),
-                    (PullKind::WithPath, Some(inst)) => {
-                        out.extend_from_slice(b"<VALUE.INSTANCEWITHPATH>");
-                        encode::instance_path(&mut out, path, Some(&self.host));
-                        encode::instance(&mut out, inst, &es);
-                        out.extend_from_slice(b"</VALUE.INSTANCEWITHPATH>");
+            let host = self.host.as_str();
+            encode::ireturn(&mut out, |out| {
+                for (path, inst) in &items {
+                    match (kind, inst) {
+                        (PullKind::Paths, _) => encode::instance_path(out, path, Some(host)),
+                        (PullKind::WithPath, Some(inst)) => {
+                            encode::instance_with_path(out, path, host, inst, &es)
+                        }
+                        (PullKind::Instances, Some(inst)) => encode::instance(out, inst, &es),
+                        (_, None) => {}
                     }
-                    (PullKind::Instances, Some(inst)) => encode::instance(&mut out, inst, &es),
-                    (_, None) => {}
                 }
-            }
-            out.extend_from_slice(b"</IRETURNVALUE>");
+            });
         }
-        let eos = context.is_none();
-        out.extend_from_slice(b"<PARAMVALUE NAME=\"EndOfSequence\" PARAMTYPE=\"boolean\"><VALUE>");
-        out.extend_from_slice(if eos { b"TRUE" } else { b"FALSE" });
-        out.extend_from_slice(b"</VALUE></PARAMVALUE><PARAMVALUE NAME=\"EnumerationContext\" PARAMTYPE=\"string\"><VALUE>");
-        if let Some(c) = &context {
-            encode::esc(&mut out, c);
-        }
-        out.extend_from_slice(b"</VALUE></PARAMVALUE>");
+        encode::pull_end(&mut out, context.as_deref());
         encode::close(&mut out, true);
         Reply {
             head: out,

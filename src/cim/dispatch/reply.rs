@@ -90,8 +90,8 @@ pub fn error_reply(id: &str, method: &str, intrinsic: bool, e: &CimError) -> Rep
 pub(super) fn streaming(id: &str, method: &str, items: ItemWriter) -> Reply {
     let mut head = Vec::new();
     encode::open(&mut head, id, method, true);
-    head.extend_from_slice(b"<IRETURNVALUE>");
-    let mut tail = b"</IRETURNVALUE>".to_vec();
+    head.extend_from_slice(encode::IRETURN_OPEN);
+    let mut tail = encode::IRETURN_CLOSE.to_vec();
     encode::close(&mut tail, true);
     Reply {
         head,
@@ -117,10 +117,7 @@ pub(super) fn objects_with_path(
             let es = to_encode_shape(&shape);
             let end = (i + 32).min(found.len());
             for (p, inst) in &found[i..end] {
-                out.extend_from_slice(b"<VALUE.OBJECTWITHPATH>");
-                encode::instance_path(out, p, Some(&host));
-                encode::instance(out, inst, &es);
-                out.extend_from_slice(b"</VALUE.OBJECTWITHPATH>");
+                encode::instance_with_path_object(out, p, &host, inst, &es);
             }
             i = end;
             i < found.len()
@@ -136,9 +133,7 @@ pub(super) fn object_paths(id: &str, method: &str, found: Vec<ObjectPath>, host:
         Box::new(move |out| {
             let end = (i + 64).min(found.len());
             for p in &found[i..end] {
-                out.extend_from_slice(b"<OBJECTPATH>");
-                encode::instance_path(out, p, Some(&host));
-                out.extend_from_slice(b"</OBJECTPATH>");
+                encode::instance_object_path(out, p, &host);
             }
             i = end;
             i < found.len()

@@ -506,6 +506,47 @@ pub fn embedded_value(v: &Element) -> Result<Option<Value>, DecodeError> {
     }
 }
 
+/// An intrinsic parameter's value as one of the shapes DSP0201 allows
+/// there; `Err` names the element found instead.
+pub enum ParamShape<'a> {
+    /// No value (a NULL parameter).
+    Empty,
+    /// `<VALUE>`: its text.
+    Text(&'a str),
+    /// `<CLASSNAME NAME=..>`: the name, if the attribute is there.
+    ClassName(Option<&'a str>),
+    /// `<VALUE.ARRAY>`: the text of each VALUE.
+    TextArray(Vec<&'a str>),
+    /// `<VALUE.NAMEDINSTANCE>`.
+    NamedInstance(&'a Element),
+    /// Any other element, by name (the caller says what it wanted).
+    Other(&'a str),
+}
+
+/// The shape of an IPARAMVALUE's content.
+pub fn param_shape(e: &Element) -> ParamShape<'_> {
+    match e.first() {
+        None => ParamShape::Empty,
+        Some(v) => match v.name.as_str() {
+            "VALUE" => ParamShape::Text(&v.text),
+            "CLASSNAME" => ParamShape::ClassName(v.attr("NAME")),
+            "VALUE.ARRAY" => {
+                ParamShape::TextArray(v.children_named("VALUE").map(|x| x.text.trim()).collect())
+            }
+            "VALUE.NAMEDINSTANCE" => ParamShape::NamedInstance(v),
+            other => ParamShape::Other(other),
+        },
+    }
+}
+
+/// A VALUE.NAMEDINSTANCE: its name and instance.
+pub fn named_instance(ni: &Element) -> Result<(ObjectPath, Instance), DecodeError> {
+    Ok((
+        instance_name(ni.need_child("INSTANCENAME")?)?,
+        instance(ni.need_child("INSTANCE")?)?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

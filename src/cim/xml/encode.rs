@@ -411,3 +411,127 @@ pub fn class(out: &mut Vec<u8>, c: &Class, shape: &Shape<'_>, local_only: bool) 
     }
     out.extend_from_slice(b"</CLASS>");
 }
+
+/// The start and end of an intrinsic method's return value, for replies
+/// that stream their items between the two.
+pub const IRETURN_OPEN: &[u8] = b"<IRETURNVALUE>";
+pub const IRETURN_CLOSE: &[u8] = b"</IRETURNVALUE>";
+
+/// `<IRETURNVALUE>` around what `body` writes.
+pub fn ireturn(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(IRETURN_OPEN);
+    body(out);
+    out.extend_from_slice(IRETURN_CLOSE);
+}
+
+/// `<CLASSNAME NAME=..></CLASSNAME>`
+pub fn class_name(out: &mut Vec<u8>, class: &str) {
+    out.extend_from_slice(b"<CLASSNAME");
+    attr(out, "NAME", class);
+    out.extend_from_slice(b"></CLASSNAME>");
+}
+
+/// An instance with its local name (EnumerateInstances).
+pub fn named_instance(out: &mut Vec<u8>, path: &ObjectPath, inst: &Instance, shape: &Shape<'_>) {
+    out.extend_from_slice(b"<VALUE.NAMEDINSTANCE>");
+    instance_name(out, path);
+    instance(out, inst, shape);
+    out.extend_from_slice(b"</VALUE.NAMEDINSTANCE>");
+}
+
+/// An instance with its full path (associations, queries).
+pub fn instance_with_path_object(
+    out: &mut Vec<u8>,
+    path: &ObjectPath,
+    host: &str,
+    inst: &Instance,
+    shape: &Shape<'_>,
+) {
+    out.extend_from_slice(b"<VALUE.OBJECTWITHPATH>");
+    instance_path(out, path, Some(host));
+    instance(out, inst, shape);
+    out.extend_from_slice(b"</VALUE.OBJECTWITHPATH>");
+}
+
+/// A class with its full path (associations from a class).
+pub fn class_with_path_object(
+    out: &mut Vec<u8>,
+    host: &str,
+    ns: &str,
+    c: &Class,
+    shape: &Shape<'_>,
+) {
+    out.extend_from_slice(b"<VALUE.OBJECTWITHPATH>");
+    class_path(out, host, ns, c.name.as_str());
+    class(out, c, shape, false);
+    out.extend_from_slice(b"</VALUE.OBJECTWITHPATH>");
+}
+
+/// An instance with its full path (the pull operations).
+pub fn instance_with_path(
+    out: &mut Vec<u8>,
+    path: &ObjectPath,
+    host: &str,
+    inst: &Instance,
+    shape: &Shape<'_>,
+) {
+    out.extend_from_slice(b"<VALUE.INSTANCEWITHPATH>");
+    instance_path(out, path, Some(host));
+    instance(out, inst, shape);
+    out.extend_from_slice(b"</VALUE.INSTANCEWITHPATH>");
+}
+
+/// `<OBJECTPATH>` of an instance.
+pub fn instance_object_path(out: &mut Vec<u8>, path: &ObjectPath, host: &str) {
+    out.extend_from_slice(b"<OBJECTPATH>");
+    instance_path(out, path, Some(host));
+    out.extend_from_slice(b"</OBJECTPATH>");
+}
+
+/// `<OBJECTPATH>` of a class.
+pub fn class_object_path(out: &mut Vec<u8>, host: &str, ns: &str, class: &str) {
+    out.extend_from_slice(b"<OBJECTPATH>");
+    class_path(out, host, ns, class);
+    out.extend_from_slice(b"</OBJECTPATH>");
+}
+
+/// An extrinsic method's return value.
+pub fn return_value(out: &mut Vec<u8>, ty: &CimType, v: &Value) {
+    out.extend_from_slice(b"<RETURNVALUE");
+    attr(out, "PARAMTYPE", ty.xml_name());
+    out.push(b'>');
+    value(out, v);
+    out.extend_from_slice(b"</RETURNVALUE>");
+}
+
+/// One parameter, in a method call or as an output parameter; `embedded`
+/// when the string holds an embedded instance.
+pub fn param_value(out: &mut Vec<u8>, name: &str, ty: &str, embedded: bool, v: &Value) {
+    out.extend_from_slice(b"<PARAMVALUE");
+    attr(out, "NAME", name);
+    attr(out, "PARAMTYPE", ty);
+    if embedded {
+        attr(out, "EmbeddedObject", "instance");
+    }
+    out.push(b'>');
+    value(out, v);
+    out.extend_from_slice(b"</PARAMVALUE>");
+}
+
+/// The output parameters every open and pull operation returns.
+pub fn pull_end(out: &mut Vec<u8>, context: Option<&str>) {
+    param_value(
+        out,
+        "EndOfSequence",
+        "boolean",
+        false,
+        &Value::Boolean(context.is_none()),
+    );
+    param_value(
+        out,
+        "EnumerationContext",
+        "string",
+        false,
+        &Value::String(context.unwrap_or("").to_string()),
+    );
+}
