@@ -24,6 +24,93 @@ fn snapshots(sim: &replicim::sim::Sim, side: &str) -> usize {
     sim.array(side).volumes().snapshot_count()
 }
 
+/// A host write that spans blocks (as NBD sends them) is one write: it
+/// completes once, when the peer acknowledged every block, and a range
+/// that runs past the volume's end is refused whole, with nothing written.
+#[test]
+fn a_write_of_many_blocks_completes_once_after_every_block() {
+    let mut sim = pair(SYNC, NONE, &["vol0"], 32);
+    start(&mut sim, A);
+    sim.take_events();
+    // Blocks 4 (its second half), 5, 6 and 7 (its first half).
+    let data: Vec<u8> = (0..3 * BLOCK_SIZE).map(|i| (i % 251) as u8).collect();
+    let offset = 4 * BLOCK_SIZE as u64 + BLOCK_SIZE as u64 / 2;
+    let before = read(&mut sim, A, "vol0", 4);
+    let t = sim.write_bytes(A, "vol0", offset, &data).unwrap();
+    let WriteTicket::Pending { id } = t else {
+        panic!("sync write completed at once: {t:?}")
+    };
+    // One message per direction per step: the four acks come one by one,
+    // and the write is done only with the last.
+    sim.set_throttle(Some(1));
+    let mut done = Vec::new();
+    let mut steps = 0;
+    while done.is_empty() {
+        sim.step().unwrap();
+        steps += 1;
+        assert!(steps < 20, "the write never completed");
+        done.extend(
+            sim.take_events()
+                .into_iter()
+                .filter(|(_, e)| matches!(e, Event::WriteDone { id: i, .. } if *i == id)),
+        );
+    }
+    // Data out one per step (steps 1-4), each ack one step behind.
+    assert_eq!(steps, 5, "completed before the last block's ack");
+    sim.set_throttle(None);
+    for _ in 0..3 {
+        sim.step().unwrap();
+    }
+    done.extend(
+        sim.take_events()
+            .into_iter()
+            .filter(|(_, e)| matches!(e, Event::WriteDone { id: i, .. } if *i == id)),
+    );
+    assert_eq!(
+        done.len(),
+        1,
+        "one completion for the whole write: {done:?}"
+    );
+    assert!(matches!(
+        done[0].1,
+        Event::WriteDone {
+            replicated: true,
+            ..
+        }
+    ));
+    for side in [A, B] {
+        let b4 = read(&mut sim, side, "vol0", 4);
+        assert_eq!(
+            b4[..BLOCK_SIZE / 2],
+            before[..BLOCK_SIZE / 2],
+            "{side}: the head of block 4 kept"
+        );
+        assert_eq!(b4[BLOCK_SIZE / 2..], data[..BLOCK_SIZE / 2], "{side}");
+        let b6 = read(&mut sim, side, "vol0", 6);
+        assert_eq!(
+            b6[..],
+            data[BLOCK_SIZE * 3 / 2..BLOCK_SIZE * 5 / 2],
+            "{side}"
+        );
+    }
+    // Past the end (the volume has 32 blocks): refused, block 31 untouched.
+    let was = read(&mut sim, A, "vol0", 31);
+    let e = sim
+        .write_bytes(
+            A,
+            "vol0",
+            31 * BLOCK_SIZE as u64,
+            &vec![0xee; 2 * BLOCK_SIZE],
+        )
+        .unwrap_err();
+    assert!(matches!(e, WriteError::Volume(_)), "{e:?}");
+    assert_eq!(
+        read(&mut sim, A, "vol0", 31),
+        was,
+        "a refused write changed a block"
+    );
+}
+
 /// "A host write completes only after the copy on the backup array completed."
 #[test]
 fn sync_write_is_acknowledged_only_after_the_peer_applied_it() {

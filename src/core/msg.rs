@@ -191,6 +191,23 @@ pub enum Msg {
 }
 
 impl Msg {
+    /// The host write this message carries, as (the peer's volume, block),
+    /// or None. Only these may leave before the batch that made them is
+    /// durable: a shell that logs the extent first (its activity log)
+    /// resends it from this side after a crash, so the peer's copy never
+    /// holds what this side lost. Every other message waits for the commit.
+    pub fn host_write(&self) -> Option<(&str, u64)> {
+        match self {
+            Msg::Data {
+                vol,
+                block,
+                tag: DataTag::Write(_),
+                ..
+            } => Some((vol, *block)),
+            _ => None,
+        }
+    }
+
     /// The group a message is about, if any.
     pub fn group(&self) -> Option<&str> {
         match self {

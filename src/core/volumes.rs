@@ -177,6 +177,23 @@ impl Volumes {
         Ok(())
     }
 
+    /// Blocks `first .. first + n` are all in `vol`: the whole range, or
+    /// nothing, may then be written.
+    pub fn check_range(&self, vol: &str, first: u64, n: u64) -> Result<(), VolumeError> {
+        let meta = self
+            .vols
+            .get(vol)
+            .ok_or_else(|| VolumeError::NoSuchVolume(vol.to_string()))?;
+        match first.checked_add(n) {
+            Some(end) if end <= meta.blocks => Ok(()),
+            _ => Err(VolumeError::OutOfRange {
+                vol: vol.to_string(),
+                block: first.max(meta.blocks),
+                blocks: meta.blocks,
+            }),
+        }
+    }
+
     fn check(&self, vol: &str, block: u64) -> Result<&VolMeta, VolumeError> {
         let meta = self
             .vols

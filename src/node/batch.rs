@@ -28,8 +28,8 @@ use std::collections::BTreeMap;
 
 use super::state::{touched_meta, ActivityLog, AL_EXTENT_BLOCKS};
 use crate::core::{
-    Array, Block, Command, CommandError, DataTag, Event, Fault, Msg, Tick, VolumeError, WriteError,
-    WriteId, WriteTicket, BLOCK_SIZE,
+    Array, Block, Command, CommandError, Event, Fault, Msg, Tick, VolumeError, WriteError, WriteId,
+    WriteTicket, BLOCK_SIZE,
 };
 use crate::nbd::each_block;
 use crate::store::Journaled;
@@ -66,16 +66,6 @@ pub enum Reply {
     },
 }
 
-/// A host write in progress.
-struct HostWrite {
-    /// Blocks whose core write has not completed.
-    remaining: usize,
-    replicated: bool,
-    failed: Option<WriteFailure>,
-    /// The batch that wrote its data.
-    batch: u64,
-}
-
 /// What may leave before the commit.
 #[derive(Default)]
 pub struct Early {
@@ -100,9 +90,9 @@ pub struct Batcher<S: Journaled> {
     sent_early: bool,
     /// The shell answers something after this batch's commit.
     held: bool,
-    writes: BTreeMap<Req, HostWrite>,
-    /// Core write id -> the host write it belongs to.
-    ids: BTreeMap<WriteId, Req>,
+    /// Core write id -> the request it answers and the batch that wrote
+    /// its data. The core alone tracks the write's progress.
+    ids: BTreeMap<WriteId, (Req, u64)>,
     al: ActivityLog,
     /// Something changed since the last commit.
     dirty: bool,
@@ -120,7 +110,6 @@ impl<S: Journaled> Batcher<S> {
             committed: 0,
             sent_early: false,
             held: false,
-            writes: BTreeMap::new(),
             ids: BTreeMap::new(),
             al: ActivityLog::default(),
             dirty: false,
@@ -218,61 +207,41 @@ impl<S: Journaled> Batcher<S> {
     }
 
     /// A host write of `data` at byte `offset` of `vol` (partial blocks
-    /// are read, modified and written).
+    /// are read, modified and written): one write for the core.
     pub fn write(&mut self, now: Tick, req: Req, vol: &str, offset: u64, data: &[u8]) {
         self.dirty = true;
-        let mut pending = Vec::new();
-        let mut replicated = true;
-        let mut block: Block = [0; BLOCK_SIZE];
+        let first = offset / BLOCK_SIZE as u64;
+        let mut blocks: Vec<Block> = Vec::with_capacity(data.len() / BLOCK_SIZE + 2);
         let array = &mut self.array;
-        let r = each_block(offset, data.len(), |b, within, range| {
+        let filled = each_block(offset, data.len(), |b, within, range| {
+            let mut block: Block = [0; BLOCK_SIZE];
             if range.len() < BLOCK_SIZE {
-                array
-                    .read(vol, b, &mut block)
-                    .map_err(|e| WriteFailure::Refused(WriteError::Volume(e)))?;
+                array.read(vol, b, &mut block)?;
             }
             let n = range.len();
             block[within..within + n].copy_from_slice(&data[range]);
-            match array.write(now, vol, b, &block) {
-                Ok(WriteTicket::Done { replicated: r, .. }) => {
-                    replicated &= r;
-                    Ok(())
-                }
-                Ok(WriteTicket::Pending { id }) => {
-                    pending.push(id);
-                    Ok(())
-                }
-                Err(e) => Err(WriteFailure::Refused(e)),
-            }
+            blocks.push(block);
+            Ok(())
         });
-        for id in &pending {
-            self.ids.insert(*id, req);
+        let ticket = filled
+            .map_err(WriteError::Volume)
+            .and_then(|()| self.array.write_blocks(now, vol, first, &blocks));
+        match ticket {
+            Ok(WriteTicket::Done { replicated, .. }) => {
+                self.answer_write(req, self.batch, Ok(replicated))
+            }
+            Ok(WriteTicket::Pending { id }) => {
+                self.ids.insert(id, (req, self.batch));
+            }
+            Err(e) => self.answer_write(req, self.batch, Err(WriteFailure::Refused(e))),
         }
-        self.writes.insert(
-            req,
-            HostWrite {
-                remaining: pending.len(),
-                replicated,
-                failed: r.err(),
-                batch: self.batch,
-            },
-        );
-        self.finish_write(req);
     }
 
-    /// Answers a host write whose blocks are all done: at once if the batch
-    /// that wrote its data is committed, else after the next commit.
-    fn finish_write(&mut self, req: Req) {
-        if self.writes.get(&req).is_none_or(|w| w.remaining != 0) {
-            return;
-        }
-        let w = self.writes.remove(&req).expect("checked");
-        let result = match w.failed {
-            Some(f) => Err(f),
-            None => Ok(w.replicated),
-        };
+    /// Answers a host write that is done: at once if the batch that wrote
+    /// its data is committed, else after the next commit.
+    fn answer_write(&mut self, req: Req, batch: u64, result: Result<bool, WriteFailure>) {
         let reply = Reply::Write { req, result };
-        if w.batch <= self.committed {
+        if batch <= self.committed {
             self.early_replies.push(reply);
         } else {
             self.late.replies.push(reply);
@@ -291,10 +260,10 @@ impl<S: Journaled> Batcher<S> {
         while let Some(ev) = self.array.poll_event() {
             match &ev {
                 Event::WriteDone { id, replicated } => {
-                    self.block_done(*id, *replicated, None);
+                    self.write_done(*id, Ok(*replicated));
                 }
                 Event::WriteFailed { id, reason } => {
-                    self.block_done(*id, false, Some(WriteFailure::Failed(reason.clone())));
+                    self.write_done(*id, Err(WriteFailure::Failed(reason.clone())));
                 }
                 _ => {}
             }
@@ -302,17 +271,12 @@ impl<S: Journaled> Batcher<S> {
         }
         let mut early = Vec::new();
         while let Some((peer, m)) = self.array.poll_transmit() {
-            let now_ok = match &m {
-                Msg::Data {
-                    vol,
-                    block,
-                    tag: DataTag::Write(_),
-                    ..
-                } => {
-                    let e = (peer.clone(), vol.clone(), block / AL_EXTENT_BLOCKS);
+            let now_ok = match m.host_write() {
+                Some((vol, block)) => {
+                    let e = (peer.clone(), vol.to_string(), block / AL_EXTENT_BLOCKS);
                     self.al.touch(e, self.batch) && self.late.messages.is_empty()
                 }
-                _ => false,
+                None => false,
             };
             if now_ok {
                 early.push((peer, m));
@@ -328,18 +292,10 @@ impl<S: Journaled> Batcher<S> {
         })
     }
 
-    fn block_done(&mut self, id: WriteId, replicated: bool, failed: Option<WriteFailure>) {
-        let Some(req) = self.ids.remove(&id) else {
-            return;
-        };
-        if let Some(w) = self.writes.get_mut(&req) {
-            w.remaining -= 1;
-            w.replicated &= replicated;
-            if w.failed.is_none() {
-                w.failed = failed;
-            }
+    fn write_done(&mut self, id: WriteId, result: Result<bool, WriteFailure>) {
+        if let Some((req, batch)) = self.ids.remove(&id) {
+            self.answer_write(req, batch, result);
         }
-        self.finish_write(req);
     }
 
     /// The batch must be committed now: it has outputs that wait for the
@@ -350,7 +306,7 @@ impl<S: Journaled> Batcher<S> {
             || !self.late.replies.is_empty()
             || self.sent_early
             || self.held
-            || self.writes.values().any(|w| w.batch > self.committed)
+            || self.ids.values().any(|(_, batch)| *batch > self.committed)
     }
 
     /// Makes everything so far durable (one journal record).

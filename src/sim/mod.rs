@@ -496,9 +496,20 @@ impl Sim {
         block: u64,
         data: &Block,
     ) -> Result<WriteTicket, WriteError> {
+        self.write_bytes(name, vol, block * BLOCK_SIZE as u64, data)
+    }
+
+    /// A host write of any byte range, as an NBD client sends it: one
+    /// write for the core however many blocks it spans.
+    pub fn write_bytes(
+        &mut self,
+        name: &str,
+        vol: &str,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<WriteTicket, WriteError> {
         let req = self.take_req();
         self.writing.insert(req, name.to_string());
-        let offset = block * BLOCK_SIZE as u64;
         let before = self.events.len();
         if let Err(e) = self.batch(name, |b, now| {
             b.write(now, req, vol, offset, data);

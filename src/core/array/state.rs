@@ -341,7 +341,8 @@ impl Group {
 
 #[derive(Clone, Debug)]
 pub(super) struct PendingWrite {
-    pub(super) waiting: BTreeSet<String>,
+    /// Group -> the write's blocks it sent and the peer has not acked.
+    pub(super) waiting: BTreeMap<String, u64>,
     pub(super) fell_back: bool,
     pub(super) failed: Option<String>,
 }

@@ -443,7 +443,12 @@ impl<S: BlockStore> Array<S> {
                     }
                 }
                 if let Some(w) = self.pending.get_mut(&id) {
-                    w.waiting.remove(&g.name);
+                    if let Some(n) = w.waiting.get_mut(&g.name) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            w.waiting.remove(&g.name);
+                        }
+                    }
                     self.finish_write(id);
                 }
             }

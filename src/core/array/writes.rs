@@ -127,15 +127,31 @@ impl<S: BlockStore> Array<S> {
         block: u64,
         data: &Block,
     ) -> Result<WriteTicket, WriteError> {
+        self.write_blocks(now, vol, block, std::slice::from_ref(data))
+    }
+
+    /// A host write of consecutive blocks from `first`: one write, one
+    /// id, one completion. It is refused whole (a target, a quiesce, a
+    /// block beyond the end) before any block changes. This is the only
+    /// record of a pending write's progress: the shell keeps just which
+    /// request an id answers.
+    pub fn write_blocks(
+        &mut self,
+        now: Tick,
+        vol: &str,
+        first: u64,
+        data: &[Block],
+    ) -> Result<WriteTicket, WriteError> {
         self.advance(now);
         self.input();
         if let Some(e) = self.write_refusal(vol) {
             return Err(e);
         }
-        self.vols.write(&mut self.store, vol, block, data)?;
+        self.vols.check_range(vol, first, data.len() as u64)?;
         let id = WriteId(self.next_write);
         self.next_write += 1;
-        let mut waiting = BTreeSet::new();
+        // Group -> blocks it has sent and not had acknowledged.
+        let mut waiting: BTreeMap<String, u64> = BTreeMap::new();
         // Only the started groups that hold the volume have anything to do.
         let names: Vec<String> = self
             .holders_of(vol)
@@ -143,32 +159,35 @@ impl<S: BlockStore> Array<S> {
             .filter(|n| self.groups.get(*n).is_some_and(|g| g.started))
             .cloned()
             .collect();
-        for name in names {
-            self.with_group(&name, |a, g| {
-                let sync = g.mode.is_sync();
-                let link = a.link_up(&g.peer);
-                for p in g.pairs.iter_mut().filter(|p| p.local == vol) {
-                    if let Some(run) = p.run.as_mut().filter(|r| !r.done_sent) {
-                        if run.kind == RunKind::Resync {
-                            run.queue.insert(block);
+        for (block, data) in (first..).zip(data) {
+            self.vols.write(&mut self.store, vol, block, data)?;
+            for name in &names {
+                self.with_group(name, |a, g| {
+                    let sync = g.mode.is_sync();
+                    let link = a.link_up(&g.peer);
+                    for p in g.pairs.iter_mut().filter(|p| p.local == vol) {
+                        if let Some(run) = p.run.as_mut().filter(|r| !r.done_sent) {
+                            if run.kind == RunKind::Resync {
+                                run.queue.insert(block);
+                            }
+                            continue;
                         }
-                        continue;
+                        if sync && p.status == SyncStatus::Synced && link {
+                            *p.inflight.entry(block).or_insert(0) += 1;
+                            a.counters.write_bytes_sent += BLOCK_SIZE as u64;
+                            let msg = Msg::Data {
+                                group: g.name.clone(),
+                                vol: p.remote.clone(),
+                                block,
+                                data: Box::new(*data),
+                                tag: DataTag::Write(id),
+                            };
+                            a.send(&g.peer, msg);
+                            *waiting.entry(g.name.clone()).or_insert(0) += 1;
+                        }
                     }
-                    if sync && p.status == SyncStatus::Synced && link {
-                        *p.inflight.entry(block).or_insert(0) += 1;
-                        a.counters.write_bytes_sent += BLOCK_SIZE as u64;
-                        let msg = Msg::Data {
-                            group: g.name.clone(),
-                            vol: p.remote.clone(),
-                            block,
-                            data: Box::new(*data),
-                            tag: DataTag::Write(id),
-                        };
-                        a.send(&g.peer, msg);
-                        waiting.insert(g.name.clone());
-                    }
-                }
-            });
+                });
+            }
         }
         if waiting.is_empty() {
             return Ok(WriteTicket::Done {
@@ -192,7 +211,7 @@ impl<S: BlockStore> Array<S> {
         let ids: Vec<WriteId> = self
             .pending
             .iter()
-            .filter(|(_, w)| w.waiting.contains(group))
+            .filter(|(_, w)| w.waiting.contains_key(group))
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
