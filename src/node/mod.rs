@@ -26,23 +26,28 @@
 //! Time is the wall clock in milliseconds since 1970, never allowed to go
 //! backwards (the core's `Tick`), so timestamps survive restarts.
 
+pub mod adapters;
 pub mod batch;
+mod handle;
 pub mod state;
+
+pub use adapters::{ArrayDevice, NodeBackend, VolumeCatalog};
+pub use handle::{Input, NodeHandle, NodeStats};
+use handle::{Published, Reply};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::core::{
-    Array, ArrayConfig, Command, CommandError, Durable, Event, Fault, Msg, SnapId, Tick,
-    WriteError, BLOCK_SIZE,
+    Array, ArrayConfig, CommandError, Durable, Event, Fault, Msg, SnapId, Tick, WriteError,
 };
 use crate::link::tcp::{Link, LinkEvent};
-use crate::nbd::{Device, Errno};
-use crate::provider::{Backend, ReadCache, Snapshot};
-use crate::store::journal::{Journal, JournalStats, Recovery};
+use crate::nbd::Errno;
+use crate::provider::{ReadCache, Snapshot};
+use crate::store::journal::{Journal, Recovery};
 use batch::{Batcher, Req, WriteFailure};
 
 /// Longest a batch with nothing to release stays uncommitted.
@@ -60,145 +65,6 @@ pub struct NodeConfig {
     /// Volumes to create at first start: (name, size in blocks).
     pub volumes: Vec<(String, u64)>,
     pub array: ArrayConfig,
-}
-
-type Reply<T> = Sender<T>;
-
-/// An input to the array's loop.
-pub enum Input {
-    Link(LinkEvent),
-    Write {
-        vol: String,
-        offset: u64,
-        data: Vec<u8>,
-        reply: Reply<Result<(), Errno>>,
-    },
-    Read {
-        vol: String,
-        offset: u64,
-        len: usize,
-        reply: Reply<Result<Vec<u8>, Errno>>,
-    },
-    Command {
-        cmd: Command,
-        reply: Reply<Result<(), CommandError>>,
-    },
-    Snapshot {
-        reply: Reply<Snapshot>,
-    },
-    Stats {
-        reply: Reply<NodeStats>,
-    },
-    /// Commit and stop the loop (a clean shutdown).
-    Stop,
-}
-
-/// Figures for logs, tests and benchmarks.
-#[derive(Clone, Debug, Default)]
-pub struct NodeStats {
-    pub journal: JournalStats,
-    pub recovery: Recovery,
-    pub batches: u64,
-}
-
-/// The handle every other part of the process holds.
-#[derive(Clone)]
-pub struct NodeHandle {
-    tx: Sender<Input>,
-    name: String,
-    /// The last read model the loop built, and the generation of the
-    /// array's last durable state: while they match, a reader takes the
-    /// model without a round trip to the loop.
-    published: Published,
-}
-
-/// What the loop leaves for readers.
-#[derive(Default)]
-struct Shared {
-    /// The array's generation after its last batch that left nothing
-    /// uncommitted (a plain number: the write path does not build a read
-    /// model for readers that may never come).
-    durable: std::sync::atomic::AtomicU64,
-    /// The read model last built for a reader, with its generation.
-    model: std::sync::Mutex<Option<(u64, Snapshot)>>,
-}
-
-type Published = std::sync::Arc<Shared>;
-
-impl NodeHandle {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn send(&self, input: Input) -> bool {
-        self.tx.send(input).is_ok()
-    }
-
-    fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Input) -> Option<T> {
-        let (tx, rx) = mpsc::channel();
-        if self.tx.send(make(tx)).is_err() {
-            return None;
-        }
-        crate::rt::blocking(|| rx.recv().ok())
-    }
-
-    /// The array as of its last durable state, timed now.
-    pub fn snapshot(&self) -> Option<Snapshot> {
-        let durable = self.published.durable.load(Ordering::Acquire);
-        let model = self.published.model.lock().expect("not poisoned");
-        match &*model {
-            Some((gen, s)) if *gen == durable => {
-                let mut s = s.clone();
-                s.now = clock(s.now);
-                Some(s)
-            }
-            _ => {
-                drop(model);
-                self.ask(|reply| Input::Snapshot { reply })
-            }
-        }
-    }
-
-    pub fn stats(&self) -> Option<NodeStats> {
-        self.ask(|reply| Input::Stats { reply })
-    }
-
-    pub fn command(&self, cmd: Command) -> Result<(), CommandError> {
-        self.ask(|reply| Input::Command { cmd, reply })
-            .unwrap_or_else(|| Err(stopped(&self.name)))
-    }
-
-    pub fn write(&self, vol: &str, offset: u64, data: Vec<u8>) -> Result<(), Errno> {
-        self.ask(|reply| Input::Write {
-            vol: vol.to_string(),
-            offset,
-            data,
-            reply,
-        })
-        .unwrap_or(Err(Errno::Io))
-    }
-
-    pub fn read(&self, vol: &str, offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
-        self.ask(|reply| Input::Read {
-            vol: vol.to_string(),
-            offset,
-            len,
-            reply,
-        })
-        .unwrap_or(Err(Errno::Io))
-    }
-
-    pub fn stop(&self) {
-        let _ = self.tx.send(Input::Stop);
-    }
-}
-
-fn stopped(name: &str) -> CommandError {
-    CommandError::LinkDown {
-        op: "command",
-        peer: name.to_string(),
-        hint: "the array is stopping".into(),
-    }
 }
 
 /// Wall-clock milliseconds, never below `floor`.
@@ -626,92 +492,7 @@ impl Loop {
     }
 }
 
-/// One volume of the array, as an NBD export. It is never advertised
-/// read-only: whether a write is allowed depends on the volume's role at
-/// the time of the write (a secondary answers EPERM, and the same
-/// connection can write after a failover).
-pub struct ArrayDevice {
-    pub node: NodeHandle,
-    pub vol: String,
-    pub blocks: u64,
-}
-
-impl Device for ArrayDevice {
-    fn size(&self) -> u64 {
-        self.blocks * BLOCK_SIZE as u64
-    }
-    fn read_only(&self) -> bool {
-        false
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), Errno> {
-        let data = self.node.read(&self.vol, offset, out.len())?;
-        out.copy_from_slice(&data);
-        Ok(())
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), Errno> {
-        self.node.write(&self.vol, offset, data.to_vec())
-    }
-    /// Every acknowledged write is already durable (and, in sync mode,
-    /// applied on the peer): a flush has nothing left to do.
-    fn flush(&self) -> Result<(), Errno> {
-        Ok(())
-    }
-    fn trim(&self, offset: u64, len: u64) -> Result<(), Errno> {
-        // Discarded ranges read back as zeroes, on both sides of a mirror.
-        let mut at = offset;
-        while at < offset + len {
-            let n = (offset + len - at).min(1 << 20);
-            self.node.write(&self.vol, at, vec![0u8; n as usize])?;
-            at += n;
-        }
-        Ok(())
-    }
-}
-
-/// The provider's view of a real array.
-pub struct NodeBackend {
-    pub node: NodeHandle,
-}
-
-impl Backend for NodeBackend {
-    fn snapshot(&self) -> Snapshot {
-        self.node
-            .snapshot()
-            .unwrap_or_else(|| Snapshot::empty(&self.node.name))
-    }
-    fn command(&self, cmd: Command) -> Result<(), CommandError> {
-        self.node.command(cmd)
-    }
-    /// Ticks are already milliseconds since 1970.
-    fn epoch_ms(&self) -> i64 {
-        0
-    }
-}
-
 /// The directory of an array's journal and files under a data directory.
 pub fn array_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("array")
-}
-
-/// The array's volumes as NBD exports, as they are at each connection.
-pub struct VolumeCatalog {
-    pub node: NodeHandle,
-}
-
-impl crate::nbd::Catalog for VolumeCatalog {
-    fn names(&self) -> Vec<String> {
-        self.node
-            .snapshot()
-            .map(|s| s.volumes.iter().map(|(n, _)| n.clone()).collect())
-            .unwrap_or_default()
-    }
-    fn get(&self, name: &str) -> Option<std::sync::Arc<dyn Device>> {
-        let snap = self.node.snapshot()?;
-        let blocks = snap.volume(name)?;
-        Some(std::sync::Arc::new(ArrayDevice {
-            node: self.node.clone(),
-            vol: name.to_string(),
-            blocks,
-        }))
-    }
 }
