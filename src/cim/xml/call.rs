@@ -53,6 +53,21 @@ pub fn iparam_class(out: &mut Vec<u8>, name: &str, class: &str) {
     out.extend_from_slice(b"</IPARAMVALUE>");
 }
 
+/// An intrinsic parameter holding an array of strings (PropertyList).
+pub fn iparam_string_array(out: &mut Vec<u8>, name: &str, items: &[&str]) {
+    out.extend_from_slice(b"<IPARAMVALUE NAME=\"");
+    encode::esc(out, name);
+    out.extend_from_slice(b"\">");
+    let v = Value::Array(
+        items
+            .iter()
+            .map(|s| Some(Value::String(s.to_string())))
+            .collect(),
+    );
+    encode::value(out, &v);
+    out.extend_from_slice(b"</IPARAMVALUE>");
+}
+
 /// The target of an extrinsic call: a class when `target` has no keys.
 pub fn method_target(out: &mut Vec<u8>, ns: &str, target: &ObjectPath) {
     if target.keys.is_empty() {
