@@ -162,6 +162,24 @@ impl Role {
     }
 }
 
+/// The numbers of the vendor property RCM_StorageSynchronized.SyncStatus.
+impl SyncStatus {
+    pub fn number(self) -> u16 {
+        match self {
+            SyncStatus::New => 1,
+            SyncStatus::Syncing => 2,
+            SyncStatus::Synced => 3,
+            SyncStatus::NotSynced => 4,
+            SyncStatus::Stopped => 5,
+            SyncStatus::Stale => 6,
+        }
+    }
+
+    pub fn from_number(n: u16) -> Option<SyncStatus> {
+        <SyncStatus as strum::IntoEnumIterator>::iter().find(|s| s.number() == n)
+    }
+}
+
 macro_rules! dmtf_number {
     ($($t:ty),*) => {$(
         impl $t {
@@ -344,6 +362,10 @@ mod tests {
             Some(SyncOperation::ResyncReplica)
         );
         assert_eq!(SyncOperation::from_number(9), None);
+        for s in <SyncStatus as strum::IntoEnumIterator>::iter() {
+            assert_eq!(SyncStatus::from_number(s.number()), Some(s));
+        }
+        assert_eq!(SyncStatus::from_number(0), None);
         assert_eq!(SyncOperation::ReverseRoles.number(), 20);
         for r in <Role as strum::IntoEnumIterator>::iter() {
             assert_eq!(Role::from_number(r.number()), Some(r));

@@ -44,6 +44,10 @@ pub struct Volumes {
     vols: TrackedMap<String, VolMeta>,
     snaps: TrackedMap<SnapId, SnapMeta>,
     next_snap: u64,
+    /// A volume was made or deleted since `take_table_changed` (a
+    /// snapshot taken or dropped changes a volume's entry, not the list of
+    /// volumes and sizes readers see).
+    listing_changed: bool,
 }
 
 /// Why a volume-level request was refused.
@@ -72,9 +76,10 @@ pub enum VolumeError {
 impl Default for Volumes {
     fn default() -> Self {
         Volumes {
-            vols: TrackedMap::default().scanned(),
+            vols: TrackedMap::default(),
             snaps: TrackedMap::default(),
             next_snap: 0,
+            listing_changed: true,
         }
     }
 }
@@ -92,15 +97,15 @@ impl Volumes {
         (self.vols.take_touched(), self.snaps.take_touched())
     }
 
-    /// Whether the volume table changed since the last call (a volume made
-    /// or deleted, or its snapshot list changed), for the read model.
+    /// Whether a volume was made or deleted since the last call, for the
+    /// read model's list of volumes.
     pub fn take_table_changed(&mut self) -> bool {
-        !self.vols.take_unscanned().is_empty()
+        std::mem::take(&mut self.listing_changed)
     }
 
-    /// Whether the volume table changed since `take_table_changed`.
+    /// Whether a volume was made or deleted since `take_table_changed`.
     pub fn table_changing(&self) -> bool {
-        self.vols.unscanned().next().is_some()
+        self.listing_changed
     }
 
     /// Rebuilds the table from [`Volumes::parts`].
@@ -110,9 +115,10 @@ impl Volumes {
         snaps: BTreeMap<SnapId, SnapMeta>,
     ) -> Volumes {
         Volumes {
-            vols: TrackedMap::from_map(vols).scanned(),
+            vols: TrackedMap::from_map(vols),
             snaps: TrackedMap::from_map(snaps),
             next_snap,
+            listing_changed: true,
         }
     }
 
@@ -161,6 +167,7 @@ impl Volumes {
                 snaps: Vec::new(),
             },
         );
+        self.listing_changed = true;
         Ok(())
     }
 
@@ -174,6 +181,7 @@ impl Volumes {
         }
         store.delete_volume(vol)?;
         self.vols.remove(vol);
+        self.listing_changed = true;
         Ok(())
     }
 

@@ -193,14 +193,7 @@ pub fn role_number(r: Role) -> u16 {
 }
 
 pub fn status_number(s: SyncStatus) -> u16 {
-    match s {
-        SyncStatus::New => 1,
-        SyncStatus::Syncing => 2,
-        SyncStatus::Synced => 3,
-        SyncStatus::NotSynced => 4,
-        SyncStatus::Stopped => 5,
-        SyncStatus::Stale => 6,
-    }
+    s.number()
 }
 
 /// 3PAR-style policy names of a group.

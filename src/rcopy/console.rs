@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cim::client::{Client, ClientError, MethodReturn, Param};
 use crate::cim::model::{Instance, ObjectPath, Value};
-use crate::core::{Command, CopyState, Mode, PolicyChange, Role, SyncOperation};
+use crate::core::{Command, CopyState, Mode, PolicyChange, Role, SyncOperation, SyncStatus};
 
 /// The implementation namespace the provider serves.
 const NS: &str = "root/cimv2";
@@ -78,16 +78,10 @@ fn role_name(n: Option<u64>) -> String {
         .map_or_else(|| "?".to_string(), |r| r.to_string())
 }
 
-fn status_name(n: Option<u64>) -> &'static str {
-    match n {
-        Some(1) => "New",
-        Some(2) => "Syncing",
-        Some(3) => "Synced",
-        Some(4) => "NotSynced",
-        Some(5) => "Stopped",
-        Some(6) => "Stale",
-        _ => "?",
-    }
+fn status_name(n: Option<u64>) -> String {
+    n.and_then(|n| u16::try_from(n).ok())
+        .and_then(SyncStatus::from_number)
+        .map_or_else(|| "?".to_string(), |s| s.to_string())
 }
 
 /// `yyyymmddhhmmss.mmmmmm+000` as `yyyy-mm-dd hh:mm:ss UTC`.
@@ -262,7 +256,7 @@ impl Console {
                     VolumeRow {
                         local_vv: local.to_string(),
                         remote_vv: remote.clone(),
-                        sync_status: status_name(num(p, "SyncStatus")).into(),
+                        sync_status: status_name(num(p, "SyncStatus")),
                         percent_synced: num(p, "PercentSynced"),
                         last_sync_time: last,
                         bytes: size.get(local).copied().unwrap_or(0),

@@ -7,6 +7,10 @@
 use super::*;
 use std::sync::Arc;
 
+/// How many group changes the array remembers for readers that rebuild
+/// their model from an older one.
+const CHANGE_LOG: usize = 65_536;
+
 impl<S: BlockStore> Array<S> {
     /// The array as a reader sees it, with keyed lookups. O(pairs): the
     /// shell builds it once and then follows changes with
@@ -53,32 +57,43 @@ impl<S: BlockStore> Array<S> {
                     .map(|g| (g.peer.clone(), self.link_up(&g.peer))),
             )
             .collect();
-        let prev = prev.filter(|(p, _)| p.array == self.name && p.links == links);
-        // Touched by the input now running (not yet stamped), or stamped
-        // after `prev` was built: rebuilt.
-        let pending: BTreeSet<&String> = self.groups.unscanned().collect();
-        let changed_since = |name: &String, gen: u64| {
-            pending.contains(name) || self.changed_at.get(name).is_some_and(|c| *c > gen)
-        };
-        let mut prev_groups = prev.map(|(p, gen)| (p.groups.iter().peekable(), gen));
-        let groups: Vec<Arc<GroupRead>> = self
-            .groups
-            .values()
-            .map(|g| {
-                // Both lists are in name order: walk the previous one along.
-                if let Some((it, gen)) = prev_groups.as_mut() {
-                    while it.peek().is_some_and(|x| x.name < g.name) {
-                        it.next();
-                    }
-                    if let Some(x) = it.peek() {
-                        if x.name == g.name && !changed_since(&g.name, *gen) {
-                            return (*x).clone();
+        // A previous model is of use when it is of this array, with the
+        // same links, and no change since it was built left the log.
+        let prev = prev.filter(|(p, gen)| {
+            p.array == self.name && p.links == links && *gen >= self.changes_trimmed
+        });
+        let groups: Vec<Arc<GroupRead>> = match prev {
+            Some((p, gen)) => {
+                // Touched by the input now running (not yet stamped), or
+                // stamped after `prev` was built: rebuilt; the rest shared.
+                let mut changed: BTreeSet<&String> = self.groups.unscanned().collect();
+                changed.extend(
+                    self.changes
+                        .iter()
+                        .rev()
+                        .take_while(|(g, _)| *g > gen)
+                        .map(|(_, name)| name),
+                );
+                let mut v = p.groups.clone();
+                for name in changed {
+                    let at = v.binary_search_by(|g| g.name.as_str().cmp(name));
+                    match (self.groups.get(name), at) {
+                        (Some(g), Ok(i)) => v[i] = Arc::new(self.group_read(g)),
+                        (Some(g), Err(i)) => v.insert(i, Arc::new(self.group_read(g))),
+                        (None, Ok(i)) => {
+                            v.remove(i);
                         }
+                        (None, Err(_)) => {}
                     }
                 }
-                Arc::new(self.group_read(g))
-            })
-            .collect();
+                v
+            }
+            None => self
+                .groups
+                .values()
+                .map(|g| Arc::new(self.group_read(g)))
+                .collect(),
+        };
         let volumes = match prev {
             Some((p, gen)) if !self.vols.table_changing() && self.vols_changed_at <= gen => {
                 p.volumes.clone()
@@ -134,10 +149,11 @@ impl<S: BlockStore> Array<S> {
         }
         self.generation = next_generation();
         for name in self.groups.take_unscanned() {
-            if self.groups.contains_key(&name) {
-                self.changed_at.insert(name.clone(), done);
-            } else {
-                self.changed_at.remove(&name);
+            self.changes.push_back((done, name.clone()));
+            while self.changes.len() > CHANGE_LOG {
+                if let Some((g, _)) = self.changes.pop_front() {
+                    self.changes_trimmed = self.changes_trimmed.max(g);
+                }
             }
             match self.groups.get(&name) {
                 Some(g) if Self::has_timer(g) => {

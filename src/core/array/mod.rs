@@ -92,9 +92,13 @@ pub struct Array<S: BlockStore> {
     /// of the groups handed out for change; `poll_timeout` looks at these
     /// and at the ones not scanned yet, never at every group.
     timed: BTreeSet<String>,
-    /// Group -> the generation of the last input that handed it out for
-    /// change (stamped when the next input starts), for `read_model_from`.
-    changed_at: BTreeMap<String, u64>,
+    /// (generation, group) of each input that handed a group out for
+    /// change (made, changed or removed; stamped when the next input
+    /// starts), newest last, for `read_model_from`. Bounded: a reader
+    /// whose model is older than the log rebuilds it whole.
+    changes: VecDeque<(u64, String)>,
+    /// The newest generation dropped from `changes`.
+    changes_trimmed: u64,
     /// The generation of the last input that changed the volume table.
     vols_changed_at: u64,
 }
@@ -119,7 +123,8 @@ impl<S: BlockStore> Array<S> {
             generation: next_generation(),
             holders: BTreeMap::new(),
             timed: BTreeSet::new(),
-            changed_at: BTreeMap::new(),
+            changes: VecDeque::new(),
+            changes_trimmed: 0,
             vols_changed_at: 0,
         }
     }
