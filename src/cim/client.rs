@@ -330,13 +330,24 @@ impl Client {
         method: &str,
         params: impl FnOnce(&mut Vec<u8>),
     ) -> Result<Option<Element>, ClientError> {
+        let resp = self.intrinsic_response(ns, method, params)?;
+        Ok(call::ireturn(&resp).cloned())
+    }
+
+    /// Sends an intrinsic call; returns the whole response element (for
+    /// calls with output parameters beside the return value).
+    fn intrinsic_response(
+        &mut self,
+        ns: &str,
+        method: &str,
+        params: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Element, ClientError> {
         let body = self.envelope(true, method, |out| {
             encode::local_namespace_path(out, ns);
             params(out);
         });
         let reply = self.post(method, ns, &body)?;
-        let resp = self.response(&reply, true)?;
-        Ok(call::ireturn(&resp).cloned())
+        self.response(&reply, true)
     }
 
     fn proto(&self, e: decode::DecodeError) -> ClientError {
@@ -411,6 +422,41 @@ impl Client {
             p.namespace = Some(ns.to_string());
         }
         Ok(out)
+    }
+
+    /// Every instance of `class` in `ns`, `page` at a time
+    /// (OpenEnumerateInstances, then PullInstancesWithPath until the end of
+    /// the sequence), with only `properties` if given. `each` sees every
+    /// page as it arrives, so a caller that keeps only what it needs holds
+    /// one page, not the whole class.
+    pub fn enumerate_instances_paged(
+        &mut self,
+        ns: &str,
+        class: &str,
+        properties: Option<&[&str]>,
+        page: u32,
+        mut each: impl FnMut(Vec<(ObjectPath, Instance)>),
+    ) -> Result<(), ClientError> {
+        let max = Value::Uint32(page);
+        let resp = self.intrinsic_response(ns, "OpenEnumerateInstances", |out| {
+            call::iparam_class(out, "ClassName", class);
+            if let Some(list) = properties {
+                call::iparam_string_array(out, "PropertyList", list);
+            }
+            call::iparam_value(out, "MaxObjectCount", &max);
+        })?;
+        let (items, mut context) = call::pull_page(&resp).map_err(|e| self.proto(e))?;
+        each(items);
+        while let Some(ctx) = context.take() {
+            let resp = self.intrinsic_response(ns, "PullInstancesWithPath", |out| {
+                call::iparam_value(out, "EnumerationContext", &Value::String(ctx.clone()));
+                call::iparam_value(out, "MaxObjectCount", &max);
+            })?;
+            let (items, next) = call::pull_page(&resp).map_err(|e| self.proto(e))?;
+            each(items);
+            context = next;
+        }
+        Ok(())
     }
 
     /// References(object, ResultClass).

@@ -157,65 +157,11 @@ impl Console {
     /// showrcopy: every group of the array with its volume pairs.
     pub fn show(&mut self) -> Result<Vec<GroupRow>, String> {
         let groups = self.all("CIM_ReplicationGroup")?;
-        // Only what the listing shows, of the classes with an instance per
-        // volume: a fifth of the bytes to fetch and hold.
-        let mut some = |class: &str, props: &[&str]| {
-            self.client
-                .enumerate_instances_with(NS, class, Some(props))
-                .map_err(cim)
-        };
-        let members = some(
-            "CIM_OrderedMemberOfCollection",
-            &["Collection", "Member", "AssignedSequence"],
-        )?;
-        let pairs = some(
-            "CIM_StorageSynchronized",
-            &[
-                "SystemElement",
-                "SyncedElement",
-                "GroupName",
-                "SyncStatus",
-                "PercentSynced",
-                "WhenSynced",
-            ],
-        )?;
-        let volumes = some(
-            "CIM_StorageVolume",
-            &["DeviceID", "BlockSize", "NumberOfBlocks"],
-        )?;
-        let size: BTreeMap<String, u64> = volumes
-            .iter()
-            .map(|(_, v)| {
-                let bytes =
-                    num(v, "BlockSize").unwrap_or(0) * num(v, "NumberOfBlocks").unwrap_or(0);
-                (text(v, "DeviceID"), bytes)
-            })
-            .collect();
-        // Each pair by (group, local volume): a volume may mirror in
-        // several groups, to one array or several.
-        let me = self.array.clone();
-        type PairKey = (String, String);
-        let mut by_local: BTreeMap<PairKey, (String, &Instance)> = BTreeMap::new();
-        for (_, p) in &pairs {
-            let ends: Vec<&ObjectPath> = ["SystemElement", "SyncedElement"]
-                .iter()
-                .filter_map(|k| p.get(k).and_then(Value::as_ref_path))
-                .collect();
-            let name = |e: &ObjectPath| {
-                e.key("DeviceID")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string()
-            };
-            let mine =
-                |e: &ObjectPath| e.key("SystemName").and_then(Value::as_str) == Some(me.as_str());
-            if let [a, b] = ends.as_slice() {
-                let (local, remote) = if mine(a) { (a, b) } else { (b, a) };
-                by_local.insert((text(p, "GroupName"), name(local)), (name(remote), p));
-            }
-        }
-        // Each group's members, found once (not a scan of every member for
-        // every group).
+        // The classes with an instance per volume are read a page at a
+        // time, with only the properties the listing shows, and each page
+        // is boiled down to the row data before the next one comes: rcopy
+        // holds the listing, not 8,000 instances of each class.
+        const PAGE: u32 = 500;
         let key = |p: &ObjectPath| {
             let mut k: Vec<(String, String)> = p
                 .keys
@@ -225,43 +171,113 @@ impl Console {
             k.sort();
             (p.class.as_str().to_ascii_lowercase(), k)
         };
-        let mut members_of: BTreeMap<_, Vec<&Instance>> = BTreeMap::new();
-        for (_, m) in &members {
-            if let Some(c) = m.get("Collection").and_then(Value::as_ref_path) {
-                members_of.entry(key(c)).or_default().push(m);
-            }
-        }
+        // Each group's members (sequence, local volume), by the group's
+        // path, found once.
+        let mut members_of: BTreeMap<_, Vec<(u64, String)>> = BTreeMap::new();
+        self.client
+            .enumerate_instances_paged(
+                NS,
+                "CIM_OrderedMemberOfCollection",
+                Some(&["Collection", "Member", "AssignedSequence"]),
+                PAGE,
+                |page| {
+                    for (_, m) in page {
+                        let coll = m.get("Collection").and_then(Value::as_ref_path);
+                        let local = m
+                            .get("Member")
+                            .and_then(Value::as_ref_path)
+                            .and_then(|v| v.key("DeviceID"))
+                            .and_then(Value::as_str);
+                        if let (Some(c), Some(local)) = (coll, local) {
+                            let seq = num(&m, "AssignedSequence").unwrap_or(0);
+                            members_of
+                                .entry(key(c))
+                                .or_default()
+                                .push((seq, local.to_string()));
+                        }
+                    }
+                },
+            )
+            .map_err(cim)?;
+        // Each pair's row by (group, local volume): a volume may mirror in
+        // several groups, to one array or several.
+        let me = self.array.clone();
+        type PairKey = (String, String);
+        let mut by_local: BTreeMap<PairKey, VolumeRow> = BTreeMap::new();
+        self.client
+            .enumerate_instances_paged(
+                NS,
+                "CIM_StorageSynchronized",
+                Some(&[
+                    "SystemElement",
+                    "SyncedElement",
+                    "GroupName",
+                    "SyncStatus",
+                    "PercentSynced",
+                    "WhenSynced",
+                ]),
+                PAGE,
+                |page| {
+                    for (_, p) in page {
+                        let ends: Vec<&ObjectPath> = ["SystemElement", "SyncedElement"]
+                            .iter()
+                            .filter_map(|k| p.get(k).and_then(Value::as_ref_path))
+                            .collect();
+                        let name = |e: &ObjectPath| {
+                            e.key("DeviceID")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_string()
+                        };
+                        let mine = |e: &ObjectPath| {
+                            e.key("SystemName").and_then(Value::as_str) == Some(me.as_str())
+                        };
+                        if let [a, b] = ends.as_slice() {
+                            let (local, remote) = if mine(a) { (a, b) } else { (b, a) };
+                            let last = match p.get("WhenSynced") {
+                                Some(Value::Datetime(d)) => utc_text(d.as_str()),
+                                _ => None,
+                            };
+                            let row = VolumeRow {
+                                local_vv: name(local),
+                                remote_vv: name(remote),
+                                sync_status: status_name(num(&p, "SyncStatus")),
+                                percent_synced: num(&p, "PercentSynced"),
+                                last_sync_time: last,
+                                bytes: 0,
+                            };
+                            by_local.insert((text(&p, "GroupName"), name(local)), row);
+                        }
+                    }
+                },
+            )
+            .map_err(cim)?;
+        let mut size: BTreeMap<String, u64> = BTreeMap::new();
+        self.client
+            .enumerate_instances_paged(
+                NS,
+                "CIM_StorageVolume",
+                Some(&["DeviceID", "BlockSize", "NumberOfBlocks"]),
+                PAGE,
+                |page| {
+                    for (_, v) in page {
+                        let bytes = num(&v, "BlockSize").unwrap_or(0)
+                            * num(&v, "NumberOfBlocks").unwrap_or(0);
+                        size.insert(text(&v, "DeviceID"), bytes);
+                    }
+                },
+            )
+            .map_err(cim)?;
         let mut out = Vec::new();
         for (gpath, g) in &groups {
             let mut vols: Vec<(u64, VolumeRow)> = Vec::new();
-            for m in members_of.get(&key(gpath)).into_iter().flatten() {
-                let Some(local) = m
-                    .get("Member")
-                    .and_then(Value::as_ref_path)
-                    .and_then(|v| v.key("DeviceID"))
-                    .and_then(Value::as_str)
-                else {
+            for (seq, local) in members_of.get(&key(gpath)).into_iter().flatten() {
+                let Some(row) = by_local.get(&(text(g, "ElementName"), local.clone())) else {
                     continue;
                 };
-                let Some((remote, p)) = by_local.get(&(text(g, "ElementName"), local.to_string()))
-                else {
-                    continue;
-                };
-                let last = match p.get("WhenSynced") {
-                    Some(Value::Datetime(d)) => utc_text(d.as_str()),
-                    _ => None,
-                };
-                vols.push((
-                    num(m, "AssignedSequence").unwrap_or(0),
-                    VolumeRow {
-                        local_vv: local.to_string(),
-                        remote_vv: remote.clone(),
-                        sync_status: status_name(num(p, "SyncStatus")),
-                        percent_synced: num(p, "PercentSynced"),
-                        last_sync_time: last,
-                        bytes: size.get(local).copied().unwrap_or(0),
-                    },
-                ));
+                let mut row = row.clone();
+                row.bytes = size.get(local).copied().unwrap_or(0);
+                vols.push((*seq, row));
             }
             vols.sort_by_key(|(seq, _)| *seq);
             let options = match g.get("SyncPolicy") {

@@ -68,6 +68,16 @@ pub fn iparam_string_array(out: &mut Vec<u8>, name: &str, items: &[&str]) {
     out.extend_from_slice(b"</IPARAMVALUE>");
 }
 
+/// An intrinsic parameter holding one value (MaxObjectCount,
+/// EnumerationContext).
+pub fn iparam_value(out: &mut Vec<u8>, name: &str, v: &Value) {
+    out.extend_from_slice(b"<IPARAMVALUE NAME=\"");
+    encode::esc(out, name);
+    out.extend_from_slice(b"\">");
+    encode::value(out, v);
+    out.extend_from_slice(b"</IPARAMVALUE>");
+}
+
 /// The target of an extrinsic call: a class when `target` has no keys.
 pub fn method_target(out: &mut Vec<u8>, ns: &str, target: &ObjectPath) {
     if target.keys.is_empty() {
@@ -168,4 +178,40 @@ pub fn method_return(resp: &Element) -> Result<(Value, Vec<(String, Value)>), De
         }
     }
     Ok((value, out))
+}
+
+/// One page of an Open or Pull of instances with paths: the (path,
+/// instance) pairs, and the enumeration context to pull the next page
+/// with (None at the end of the sequence).
+pub type Page = (Vec<(ObjectPath, Instance)>, Option<String>);
+
+/// The page an Open or Pull response carries.
+pub fn pull_page(resp: &Element) -> Result<Page, DecodeError> {
+    let items = ireturn(resp)
+        .iter()
+        .flat_map(|r| r.children_named("VALUE.INSTANCEWITHPATH"))
+        .map(|iw| {
+            Ok((
+                decode::object_path(iw.need_child("INSTANCEPATH")?)?,
+                decode::instance(iw.need_child("INSTANCE")?)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    let out_param = |name: &str| {
+        resp.children_named("PARAMVALUE")
+            .find(|p| p.attr("NAME").is_some_and(|n| n.eq_ignore_ascii_case(name)))
+            .and_then(|p| p.child("VALUE"))
+            .map(|v| v.text.trim().to_string())
+    };
+    let end = out_param("EndOfSequence")
+        .ok_or_else(|| DecodeError::NotValid("the reply has no EndOfSequence".into()))?
+        .eq_ignore_ascii_case("true");
+    let context = if end {
+        None
+    } else {
+        Some(out_param("EnumerationContext").ok_or_else(|| {
+            DecodeError::NotValid("the reply goes on but has no EnumerationContext".into())
+        })?)
+    };
+    Ok((items, context))
 }
