@@ -35,47 +35,35 @@ pub fn request(
     out
 }
 
-/// An intrinsic parameter holding an instance name.
-pub fn iparam_instance_name(out: &mut Vec<u8>, name: &str, p: &ObjectPath) {
+/// `<IPARAMVALUE NAME=name>` around what `body` writes.
+fn iparam(out: &mut Vec<u8>, name: &str, body: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(b"<IPARAMVALUE NAME=\"");
     encode::esc(out, name);
     out.extend_from_slice(b"\">");
-    encode::instance_name(out, p);
+    body(out);
     out.extend_from_slice(b"</IPARAMVALUE>");
+}
+
+/// An intrinsic parameter holding an instance name.
+pub fn iparam_instance_name(out: &mut Vec<u8>, name: &str, p: &ObjectPath) {
+    iparam(out, name, |out| encode::instance_name(out, p));
 }
 
 /// An intrinsic parameter holding a class name.
 pub fn iparam_class(out: &mut Vec<u8>, name: &str, class: &str) {
-    out.extend_from_slice(b"<IPARAMVALUE NAME=\"");
-    encode::esc(out, name);
-    out.extend_from_slice(b"\">");
-    encode::class_name(out, class);
-    out.extend_from_slice(b"</IPARAMVALUE>");
+    iparam(out, name, |out| encode::class_name(out, class));
 }
 
 /// An intrinsic parameter holding an array of strings (PropertyList).
 pub fn iparam_string_array(out: &mut Vec<u8>, name: &str, items: &[&str]) {
-    out.extend_from_slice(b"<IPARAMVALUE NAME=\"");
-    encode::esc(out, name);
-    out.extend_from_slice(b"\">");
-    let v = Value::Array(
-        items
-            .iter()
-            .map(|s| Some(Value::String(s.to_string())))
-            .collect(),
-    );
-    encode::value(out, &v);
-    out.extend_from_slice(b"</IPARAMVALUE>");
+    let v = items.iter().map(|s| Some(Value::String(s.to_string())));
+    iparam_value(out, name, &Value::Array(v.collect()));
 }
 
 /// An intrinsic parameter holding one value (MaxObjectCount,
 /// EnumerationContext).
 pub fn iparam_value(out: &mut Vec<u8>, name: &str, v: &Value) {
-    out.extend_from_slice(b"<IPARAMVALUE NAME=\"");
-    encode::esc(out, name);
-    out.extend_from_slice(b"\">");
-    encode::value(out, v);
-    out.extend_from_slice(b"</IPARAMVALUE>");
+    iparam(out, name, |out| encode::value(out, v));
 }
 
 /// The target of an extrinsic call: a class when `target` has no keys.

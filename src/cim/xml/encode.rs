@@ -447,10 +447,26 @@ pub fn instance_with_path_object(
     inst: &Instance,
     shape: &Shape<'_>,
 ) {
-    out.extend_from_slice(b"<VALUE.OBJECTWITHPATH>");
+    with_path(out, "VALUE.OBJECTWITHPATH", path, host, inst, shape);
+}
+
+/// An instance with its path inside element `tag`.
+fn with_path(
+    out: &mut Vec<u8>,
+    tag: &str,
+    path: &ObjectPath,
+    host: &str,
+    inst: &Instance,
+    shape: &Shape<'_>,
+) {
+    out.push(b'<');
+    out.extend_from_slice(tag.as_bytes());
+    out.push(b'>');
     instance_path(out, path, Some(host));
     instance(out, inst, shape);
-    out.extend_from_slice(b"</VALUE.OBJECTWITHPATH>");
+    out.extend_from_slice(b"</");
+    out.extend_from_slice(tag.as_bytes());
+    out.push(b'>');
 }
 
 /// A class with its full path (associations from a class).
@@ -475,10 +491,7 @@ pub fn instance_with_path(
     inst: &Instance,
     shape: &Shape<'_>,
 ) {
-    out.extend_from_slice(b"<VALUE.INSTANCEWITHPATH>");
-    instance_path(out, path, Some(host));
-    instance(out, inst, shape);
-    out.extend_from_slice(b"</VALUE.INSTANCEWITHPATH>");
+    with_path(out, "VALUE.INSTANCEWITHPATH", path, host, inst, shape);
 }
 
 /// `<OBJECTPATH>` of an instance.
