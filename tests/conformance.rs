@@ -8,9 +8,10 @@ fn every_row_of_both_tables_passes_at_core_level() {
     let (passed, failed) = conformance::run(&mut CoreDriver::new(), &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(failed, 0, "{text}");
-    // 6 normal-operation rows + DR rows 1, 2, 3a, 3b, 4..16.
-    assert_eq!(passed, 26, "{text}");
-    assert!(text.ends_with("26 passed, 0 failed\n"), "{text}");
+    // 6 normal-operation rows + DR rows 1, 2, 3a, 3b, 4..16 + 3 decided
+    // rows + 9 planned-failover rows.
+    assert_eq!(passed, 35, "{text}");
+    assert!(text.ends_with("35 passed, 0 failed\n"), "{text}");
 }
 
 #[test]
@@ -63,7 +64,7 @@ fn every_row_of_both_tables_passes_at_cim_level() {
     let (passed, failed) = conformance::run(&mut d, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(failed, 0, "{text}");
-    assert_eq!(passed, 26, "{text}");
+    assert_eq!(passed, 35, "{text}");
 }
 
 #[test]

@@ -409,11 +409,6 @@ fn wrong_side_and_wrong_state_are_typed_errors_that_say_what_to_do() {
         e.contains("must be issued on the source") && e.contains("(site-a)"),
         "{e}"
     );
-    let e = cmd(&mut sim, B, "setrcopygroup failover rcg0").unwrap_err();
-    assert!(
-        e.contains("the link to site-a is up") && e.contains("reverse"),
-        "{e}"
-    );
     let e = cmd(&mut sim, A, "setrcopygroup mode periodic rcg0").unwrap_err();
     assert!(e.contains("is started; stop it first"), "{e}");
     let e = cmd(&mut sim, A, "setrcopygroup restore rcg0").unwrap_err();
@@ -758,4 +753,73 @@ fn the_read_model_follows_groups_made_changed_and_removed() {
     settle(&mut sim);
     assert!(sim.array(A).group("rcg1").is_none());
     check(&sim, &old, "a group removed");
+}
+
+/// Planned failover (link up), issued on the Secondary: refused while the
+/// target lacks data; once accepted, the Primary refuses host writes from
+/// the start (never both sides writable), a write in flight completes, and
+/// the target takes over with every acknowledged write; the Primary is
+/// Secondary-Rev, and recover then restore bring the natural roles back.
+#[test]
+fn a_planned_failover_hands_over_every_acknowledged_write() {
+    let mut sim = pair(SYNC, NONE, &["vol0"], 32);
+    let e = cmd(&mut sim, B, "setrcopygroup failover rcg0").unwrap_err();
+    assert!(
+        e.contains("failover (planned") && e.contains("start it on site-a"),
+        "{e}"
+    );
+    start(&mut sim, A);
+    settle(&mut sim);
+    let data = pattern_block(7, 1);
+    // A write in flight when the failover is asked for.
+    let t = sim.write(A, "vol0", 3, &data).unwrap();
+    assert!(matches!(t, WriteTicket::Pending { .. }), "{t:?}");
+    cmd(&mut sim, B, "setrcopygroup failover rcg0").unwrap();
+    settle(&mut sim);
+    let acked = sim
+        .take_events()
+        .into_iter()
+        .any(|(_, e)| matches!(e, Event::WriteDone { .. }));
+    assert!(acked, "the write in flight was not acknowledged");
+    assert_eq!(sim.array(B).group("rcg0").unwrap().role, Role::PrimaryRev);
+    assert_eq!(sim.array(A).group("rcg0").unwrap().role, Role::SecondaryRev);
+    assert_eq!(read(&mut sim, B, "vol0", 3), data);
+    assert!(sim.array(B).is_writable("vol0"));
+    assert!(!sim.array(A).is_writable("vol0"));
+    let more = pattern_block(8, 2);
+    sim.write(B, "vol0", 9, &more).unwrap();
+    cmd(&mut sim, B, "setrcopygroup recover rcg0").unwrap();
+    settle(&mut sim);
+    cmd(&mut sim, B, "setrcopygroup restore rcg0").unwrap();
+    settle(&mut sim);
+    assert_eq!(sim.array(A).group("rcg0").unwrap().role, Role::Primary);
+    assert_eq!(read(&mut sim, A, "vol0", 9), more);
+    assert!(same_data(&mut sim, "vol0"));
+}
+
+/// While the Primary hands over, it takes no host write; if the link
+/// fails before it hears the target take over, it stays so until the link
+/// returns and the target says it did not.
+#[test]
+fn a_hand_over_lost_with_the_link_keeps_the_primary_write_disabled_until_it_knows() {
+    let mut sim = pair(SYNC, NONE, &["vol0"], 32);
+    start(&mut sim, A);
+    settle(&mut sim);
+    sim.hold(A, B, true);
+    cmd(&mut sim, A, "setrcopygroup failover rcg0").unwrap();
+    let e = sim.write(A, "vol0", 1, &pattern_block(1, 1)).unwrap_err();
+    assert!(matches!(e, WriteError::Quiesced { .. }), "{e:?}");
+    sim.link_down(A, B).unwrap();
+    settle(&mut sim);
+    assert!(
+        !sim.array(A).is_writable("vol0"),
+        "writable before it knows"
+    );
+    assert!(!sim.array(B).is_writable("vol0"));
+    sim.hold(A, B, false);
+    sim.link_up(A, B).unwrap();
+    settle(&mut sim);
+    assert_eq!(sim.array(A).group("rcg0").unwrap().role, Role::Primary);
+    assert!(sim.array(A).is_writable("vol0"));
+    assert_eq!(sim.array(B).group("rcg0").unwrap().role, Role::Secondary);
 }

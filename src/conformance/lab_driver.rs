@@ -414,7 +414,9 @@ impl Driver for LabDriver {
                     .into(),
             );
         }
-        if row.progress == crate::core::ProgressStatus::FailingOver as u16 {
+        if row.progress == crate::core::ProgressStatus::FailingOver as u16
+            && row.role == "Primary-Rev"
+        {
             return Some(
                 "unreachable in the lab: a real failover promotes the failure snapshot inside \
                  the command's own batch, so no observer can see it running (covered by the \

@@ -248,8 +248,10 @@ pub const NORMAL_TABLE: &str = include_str!("../../conformance/normal.toml");
 pub const DR_TABLE: &str = include_str!("../../conformance/dr.toml");
 /// Rows the reference does not print, decided where the tables are silent.
 pub const DECIDED_TABLE: &str = include_str!("../../conformance/decided.toml");
+/// Planned failover (link up), decided by the project.
+pub const PLANNED_TABLE: &str = include_str!("../../conformance/planned.toml");
 /// Every table, in the order the runner replays them.
-pub const TABLES: [&str; 3] = [NORMAL_TABLE, DR_TABLE, DECIDED_TABLE];
+pub const TABLES: [&str; 4] = [NORMAL_TABLE, DR_TABLE, DECIDED_TABLE, PLANNED_TABLE];
 
 /// What an array reports for one pair, in the vocabulary of the tables.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -138,6 +138,8 @@ pub enum CommandError {
     PolicyNeedsSync { policy: &'static str, group: String },
     #[error("reverse: {why}")]
     CannotReverse { why: String },
+    #[error("failover (planned, with the link up): {why}")]
+    CannotHandOver { why: String },
     #[error(transparent)]
     Volume(#[from] VolumeError),
 }

@@ -188,6 +188,15 @@ pub enum Msg {
         group: String,
         epoch: u64,
     },
+    /// The Secondary asks the Primary for a planned failover (link up).
+    HandOverRequest {
+        group: String,
+    },
+    /// The Primary has stopped taking host writes and everything it
+    /// acknowledged is ahead of this message: take over as Primary-Rev.
+    HandOver {
+        group: String,
+    },
 }
 
 impl Msg {
@@ -235,7 +244,9 @@ impl Msg {
             | Msg::RestoreCommit { group }
             | Msg::RestoreAbort { group }
             | Msg::Reverse { group, .. }
-            | Msg::ReverseDone { group, .. } => Some(group),
+            | Msg::ReverseDone { group, .. }
+            | Msg::HandOverRequest { group }
+            | Msg::HandOver { group } => Some(group),
         }
     }
 }

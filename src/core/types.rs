@@ -215,6 +215,13 @@ pub enum GroupOp {
     /// `restore` issued (on the Primary-Rev side) or being confirmed (on the
     /// Secondary-Rev side); the role swap has not completed.
     FailingBack,
+    /// A planned failover (link up): on the Primary, host writes are held
+    /// off and the last writes (or a final cycle) go to the target before
+    /// the hand-over; on the Secondary that asked for it, the hand-over is
+    /// awaited. On the Primary it survives a crash and a link failure, so
+    /// the two sides are never writable at once: it ends only when the
+    /// peer is seen Primary-Rev (demotion) or still Secondary (abort).
+    HandingOver,
 }
 
 /// One `setrcopygroup pol` change.

@@ -287,6 +287,9 @@ pub fn derive(f: &PairFacts) -> PairView {
             progress = P::FailingOver;
         }
         Some(GroupOp::FailingBack) => progress = P::FailingBack,
+        // A planned failover: the roles and data are unchanged until the
+        // hand-over, only the progress shows it.
+        Some(GroupOp::HandingOver) => progress = P::FailingOver,
         None => {}
     }
 

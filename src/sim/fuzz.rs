@@ -124,7 +124,7 @@ pub fn arbitrary_msg(rng: &mut Rng, gens: &[u64]) -> Msg {
         fail_wrt_on_err: rng.chance(50),
     };
     let n = |rng: &mut Rng, max: u64| rng.below(max + 1) as usize;
-    match rng.below(24) {
+    match rng.below(26) {
         0 => Msg::Hello {
             array: if rng.chance(80) {
                 A.into()
@@ -226,7 +226,14 @@ pub fn arbitrary_msg(rng: &mut Rng, gens: &[u64]) -> Msg {
             group: g(rng),
             op: pick(
                 rng,
-                &["recover", "restore", "reverse", "creatercopygroup", "??"],
+                &[
+                    "recover",
+                    "restore",
+                    "reverse",
+                    "failover",
+                    "creatercopygroup",
+                    "??",
+                ],
             )
             .to_string(),
             reason: "r".repeat(n(rng, 2000)),
@@ -264,6 +271,8 @@ pub fn arbitrary_msg(rng: &mut Rng, gens: &[u64]) -> Msg {
         20 => Msg::RestoreReady { group: g(rng) },
         21 => Msg::RestoreCommit { group: g(rng) },
         22 => Msg::RestoreAbort { group: g(rng) },
+        23 => Msg::HandOverRequest { group: g(rng) },
+        24 => Msg::HandOver { group: g(rng) },
         _ => {
             if rng.chance(50) {
                 Msg::Reverse {

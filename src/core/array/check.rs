@@ -152,7 +152,9 @@ impl<S: BlockStore> Array<S> {
             | Msg::RestoreCommit { .. }
             | Msg::RestoreAbort { .. }
             | Msg::Reverse { .. }
-            | Msg::ReverseDone { .. } => {}
+            | Msg::ReverseDone { .. }
+            | Msg::HandOverRequest { .. }
+            | Msg::HandOver { .. } => {}
         }
         Ok(())
     }

@@ -44,6 +44,18 @@ impl<S: BlockStore> Array<S> {
                 ),
             });
         }
+        if g.op == Some(GroupOp::HandingOver) && !g.role.is_source() {
+            // The hand-over this side asked for cannot come now (the
+            // Primary refuses a stopped group, and learns at the next Hello
+            // that this side did not take over).
+            g.op = None;
+            g.requested = None;
+            self.events.push_back(Event::OperationFailed {
+                group: g.name.clone(),
+                op: "failover",
+                reason: format!("group {} stopped ({cause:?}) before the hand-over", g.name),
+            });
+        }
         if g.recovering.take().is_some() {
             self.events.push_back(Event::OperationFailed {
                 group: g.name.clone(),
@@ -144,7 +156,11 @@ impl<S: BlockStore> Array<S> {
         self.pending.clear();
         for g in self.groups.values_mut() {
             g.reset_volatile();
-            if g.op == Some(GroupOp::FailingBack) {
+            // A Primary handing over stays write-disabled until it hears
+            // how the hand-over ended; anything else starts again.
+            let keeps = g.op == Some(GroupOp::HandingOver) && g.role.is_source();
+            if g.op == Some(GroupOp::FailingBack) || (g.op == Some(GroupOp::HandingOver) && !keeps)
+            {
                 g.op = None;
             }
         }
@@ -239,6 +255,16 @@ impl<S: BlockStore> Array<S> {
             "reverse" => {
                 g.reverse_pending = None;
                 "reverse"
+            }
+            "failover" => {
+                if g.op == Some(GroupOp::HandingOver) {
+                    g.op = None;
+                    g.requested = None;
+                    if let (true, Mode::Periodic { period_ms }) = (g.started, g.mode) {
+                        g.next_cycle = (period_ms > 0).then(|| self.now.plus(period_ms));
+                    }
+                }
+                "failover"
             }
             _ => "creatercopygroup",
         };

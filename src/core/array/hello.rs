@@ -133,6 +133,21 @@ impl<S: BlockStore> Array<S> {
                 // The restore commit was lost with the link; it did happen.
                 self.complete_restore_as_new_primary(g);
             }
+            (Role::Primary, Role::Secondary) if g.op == Some(GroupOp::HandingOver) => {
+                // A new session and the peer is still Secondary: the
+                // hand-over never took effect there. Writes resume here.
+                g.op = None;
+                g.requested = None;
+                self.events.push_back(Event::OperationFailed {
+                    group: g.name.clone(),
+                    op: "failover",
+                    reason: format!(
+                        "{} did not take over before the link failed; {} is Primary again",
+                        g.peer, self.name
+                    ),
+                });
+                self.note(&g.name, "planned failover abandoned".into());
+            }
             _ => {}
         }
         self.reconcile_pairs(g, &h)?;

@@ -68,6 +68,9 @@ impl<S: BlockStore> Array<S> {
                 "restore the natural direction first".into()
             }
         })?;
+        if g.op == Some(GroupOp::HandingOver) {
+            return Err(busy("admitrcopyvv", g));
+        }
         if g.started {
             return Err(CommandError::NotStopped {
                 op: "admitrcopyvv",
@@ -151,6 +154,9 @@ impl<S: BlockStore> Array<S> {
                 "dismissrcopyvv",
                 "on the target side the source must hear of it; dismiss on the source side, or bring the link up",
             )?;
+        }
+        if g.op == Some(GroupOp::HandingOver) {
+            return Err(busy("dismissrcopyvv", g));
         }
         if g.started {
             return Err(CommandError::NotStopped {

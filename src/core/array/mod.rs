@@ -447,6 +447,8 @@ impl<S: BlockStore> Array<S> {
             Msg::RestoreAbort { .. } => self.on_restore_abort(g)?,
             Msg::Reverse { epoch, .. } => self.on_reverse(g, from, epoch)?,
             Msg::ReverseDone { epoch, .. } => self.on_reverse_done(g, epoch)?,
+            Msg::HandOverRequest { .. } => self.on_hand_over_request(g)?,
+            Msg::HandOver { .. } => self.on_hand_over(g)?,
             Msg::Hello { .. } | Msg::CreateGroup { .. } | Msg::RemoveGroup { .. } => {}
         }
         Ok(())

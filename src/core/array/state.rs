@@ -303,7 +303,7 @@ impl Group {
     /// restore (with its final cycle), a recover handshake, a reverse.
     pub fn busy(&self) -> Option<&'static str> {
         match self.op {
-            Some(GroupOp::FailingOver) => Some("failover"),
+            Some(GroupOp::FailingOver | GroupOp::HandingOver) => Some("failover"),
             Some(GroupOp::FailingBack) => Some("restore"),
             None if self.restore_after_cycle => Some("restore"),
             None if self.recovering.is_some() => Some("recover"),

@@ -241,7 +241,10 @@ impl<S: BlockStore> Array<S> {
             if g.requested == Some(CopyState::Synchronized) {
                 g.requested = None;
             }
-            if g.restore_after_cycle {
+            if g.op == Some(GroupOp::HandingOver) {
+                // The final cycle of a planned failover is complete.
+                self.send_hand_over(g);
+            } else if g.restore_after_cycle {
                 g.restore_after_cycle = false;
                 g.op = Some(GroupOp::FailingBack);
                 self.send(

@@ -50,7 +50,7 @@ impl<S: BlockStore> Array<S> {
                 });
             }
             match g.op {
-                Some(GroupOp::FailingOver) => {
+                Some(GroupOp::FailingOver | GroupOp::HandingOver) => {
                     return Some(WriteError::Quiesced {
                         vol: vol.to_string(),
                         group: g.name.clone(),
