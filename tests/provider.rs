@@ -570,3 +570,18 @@ fn keyed_lookups_answer_what_enumeration_does() {
     );
     assert!(checked.0 > 20 && checked.1 > 40, "{checked:?}");
 }
+
+/// A planned DR test and a teardown, as EMC-style consoles run them, with
+/// both arrays up; the data is compared after the failback.
+#[test]
+fn pywbem_console_runs_a_planned_dr_test_and_tears_down() {
+    let mut d = two_arrays_with_volumes();
+    step(&mut d, "write A vol0 0..40 0x3c");
+    step(&mut d, "write A vol1 8..24 0x4d");
+    let clock = d.wall_clock();
+    console(&d, "create");
+    assert!(same_data(&d));
+    console(&d, "planned");
+    assert!(same_data(&d));
+    drop(clock);
+}

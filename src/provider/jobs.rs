@@ -2,7 +2,8 @@
 //!
 //! A job names a group and a goal: a role to reach, a CopyState every pair
 //! must show, or both. At every look (GetInstance, enumeration) it is
-//! judged against a fresh snapshot: done when the goal holds; failed when
+//! judged against a fresh snapshot: done when the goal holds and no
+//! operation runs on the group any more (ProgressStatus Completed); failed when
 //! the group is no longer busy with the operation and the goal does not
 //! hold (the core refused or a failure stopped it). Finished jobs stay
 //! visible for TimeBeforeRemoval (5 minutes of array time).
@@ -226,7 +227,10 @@ fn judge(snap: &Snapshot, j: &Job) -> (JobState, u16) {
             .sum::<u32>()
             / views.len() as u32) as u16
     };
-    if role_ok && copy_ok {
+    // The whole goal: the role and CopyState, and no operation still
+    // running on the group (a failover shows its new role at once, and is
+    // done only when the promotion is).
+    if role_ok && copy_ok && g.busy.is_none() {
         return (JobState::Done, 100);
     }
     // Still working: an operation is in progress, or a sync run that can

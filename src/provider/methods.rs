@@ -255,6 +255,9 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 pair: None,
             },
         ),
+        // Suspend of a group that is not replicating has nothing to do
+        // (consoles tear down with Suspend then Detach).
+        O::Suspend if !g.started => return done(OK, Vec::new()),
         O::Deactivate | O::Suspend => (
             Command::Stop { group: name },
             Goal {
@@ -278,10 +281,16 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 },
             )
         }
+        // On the Primary (a planned failover issued there) the goal is
+        // this side's demotion; elsewhere the take-over.
         O::Failover => (
             Command::Failover { group: name },
             Goal {
-                role: Some(Role::PrimaryRev),
+                role: Some(if g.role == Role::Primary {
+                    Role::SecondaryRev
+                } else {
+                    Role::PrimaryRev
+                }),
                 copy: None,
                 pair: None,
             },
@@ -361,17 +370,53 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
         copy: wait.or(goal.copy),
         ..goal
     };
-    let detach = matches!(cmd, Command::Dismiss { .. });
+    if let Command::Dismiss { group, vol } = cmd {
+        return detach(rep, g, group, vol);
+    }
     rep.backend.command(cmd).map_err(failed)?;
     finish(
         rep,
         "ModifyReplicaSynchronization",
         &group,
-        if detach { None } else { pair.as_deref() },
+        pair.as_deref(),
         goal,
         &sync,
         Vec::new(),
     )
+}
+
+/// Detach (8): the pair leaves its group at once, so there is no job and
+/// no CopyState to wait for (the pair's association is gone). A started
+/// group is stopped first (on its source side) and started again when
+/// other pairs remain, which resyncs only what changed meanwhile.
+fn detach(
+    rep: &Replication,
+    g: &crate::core::GroupRead,
+    group: String,
+    vol: String,
+) -> Result<MethodResult, CimError> {
+    let restart = g.started && g.role.is_source();
+    if restart {
+        rep.backend
+            .command(Command::Stop {
+                group: group.clone(),
+            })
+            .map_err(failed)?;
+    }
+    let dismissed = rep.backend.command(Command::Dismiss {
+        group: group.clone(),
+        vol,
+    });
+    let others = g.pairs.len() > 1;
+    if restart && (others || dismissed.is_err()) {
+        // Back as it was for the other pairs (or for all of them when the
+        // dismiss was refused).
+        rep.backend
+            .command(Command::Start { group })
+            .map_err(failed)?;
+    }
+    dismissed.map_err(failed)?;
+    done(OK, Vec::new())
 }
 
 /// Returns 0 when the goal already holds, else 4096 with a job; adds

@@ -20,6 +20,10 @@ phases injects the faults a console cannot (array kill, restart):
             that replicate consistency groups do.
   failback  on B after A came back: Resync Replica (recover) then Failback
             (restore), polled until A is Primary and in sync again.
+  planned   a planned DR test with both arrays up: Failover (10) on A's
+            service, recover and Failback on B's, then teardown with
+            Suspend (22, twice) and Detach (8, Force, on a stopped and on a
+            started group).
 
 Every check asserts; the script prints one line per check and ends with
 "N checks passed".
@@ -167,9 +171,9 @@ elif phase == "refusal":
     e = expect_error("Failback on the secondary is refused with CIM_ERR_FAILED", 1,
                      lambda: b.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(11), Synchronization=sv))
     check("the refusal says where to issue it", "Primary-Rev" in e.status_description, e.status_description)
-    e = expect_error("Failover with the link up is refused", 1,
-                     lambda: b.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(10), Synchronization=sv))
-    check("the failover refusal names the link", "link" in e.status_description, e.status_description)
+    e = expect_error("Reverse Roles on a started group is refused", 1,
+                     lambda: b.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(20), Synchronization=sv))
+    check("the reverse refusal says to stop first", "stop it first" in e.status_description, e.status_description)
     rc, _ = b.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(2), Synchronization=sv)
     check("Abort (2) is Not Supported (rc 1)", rc == 1, rc)
     expect_error("a missing Synchronization is CIM_ERR_INVALID_PARAMETER", 4,
@@ -250,6 +254,54 @@ elif phase == "group":
     check("the refusal says what to use instead", "ModifyReplicaSynchronization" in e.status_description, e.status_description)
     rc, _ = a.InvokeMethod("CreateGroupReplica", rs, SyncType=Uint16(7), SourceGroup=rg)
     check("snapshots (SyncType 7) are Not Supported (rc 1)", rc == 1, rc)
+
+elif phase == "planned":
+    # A planned DR test as EMC-style consoles run it (cinder's VMAX
+    # failover_host with the source alive): Failover (10) on the source
+    # array's service, then Resync Replica (14, recover) and Failback (11)
+    # on the new source, then teardown with Suspend (22) and Detach (8).
+    rs_a, rs_b = rep_service(a), rep_service(b)
+    sv = pair_of(a, "site-a", "vol0")
+    rc, out = a.InvokeMethod("ModifyReplicaSynchronization", rs_a, Operation=Uint16(10), Synchronization=sv)
+    wait_job(a, "planned Failover on the source's service", rc, out)
+    for vol in ("vol0", "vol1"):
+        ib = b.GetInstance(pair_of(b, "site-b", vol))
+        check(f"{vol} on B after the planned failover: Primary-Rev, ProgressStatus Completed", (ib["Role"], ib["ProgressStatus"], ib["RoleReversed"]) == (3, 2, True), dict(ib))
+        ia = a.GetInstance(pair_of(a, "site-a", vol))
+        check(f"{vol} on A: Secondary-Rev (write-disabled), Broken as DR row 4", (ia["Role"], ia["CopyState"], ia["SyncState"]) == (4, 5, 12), dict(ia))
+    sb = pair_of(b, "site-b", "vol0")
+    rc, out = b.InvokeMethod("ModifyReplicaSynchronization", rs_b, Operation=Uint16(14), Synchronization=sb)
+    wait_job(b, "Resync Replica (recover) after the planned failover", rc, out)
+    # The moment every pair shows Synchronized, the next step is accepted.
+    for vol in ("vol0", "vol1"):
+        wait_for(b, pair_of(b, "site-b", vol), f"{vol} recovered", lambda i: i["CopyState"] == 4)
+    rc, out = b.InvokeMethod("ModifyReplicaSynchronization", rs_b, Operation=Uint16(11), Synchronization=sb)
+    wait_job(b, "Failback as soon as every pair is Synchronized", rc, out)
+    inst = wait_for(a, pair_of(a, "site-a", "vol0"), "A Primary again", lambda i: i["Role"] == 1 and i["CopyState"] == 4)
+    check("A is Primary again, not reversed", inst["RoleReversed"] is False, dict(inst))
+    # Teardown: Suspend, Suspend again (nothing to do), Detach with Force.
+    sv = pair_of(a, "site-a", "vol1")
+    rc, out = a.InvokeMethod("ModifyReplicaSynchronization", rs_a, Operation=Uint16(22), Synchronization=sv)
+    wait_job(a, "Suspend", rc, out)
+    rc, out = a.InvokeMethod("ModifyReplicaSynchronization", rs_a, Operation=Uint16(22), Synchronization=sv)
+    check("Suspend of a suspended group is a no-op success", rc == 0, (rc, dict(out)))
+    rc, out = a.InvokeMethod("ModifyReplicaSynchronization", rs_a, Operation=Uint16(8), Synchronization=sv, Force=True, WaitForCopyState=Uint16(15))
+    check("Detach (Force, WaitForCopyState 15) of a stopped pair returns 0", rc == 0, (rc, dict(out)))
+    left = [p["SystemElement"]["DeviceID"] for p in a.EnumerateInstanceNames("CIM_StorageSynchronized")]
+    check("vol1's pair is gone, vol0's stays", left == ["vol0"], left)
+    # Detach of a pair in a started group: stopped, detached, restarted.
+    sv = pair_of(a, "site-a", "vol0")
+    rc, out = a.InvokeMethod("ModifyReplicaSynchronization", rs_a, Operation=Uint16(4), Synchronization=sv)
+    wait_job(a, "Activate", rc, out)
+    wait_for(a, sv, "vol0 synchronized", lambda i: i["CopyState"] == 4)
+    rc, out = a.InvokeMethod("ModifyReplicaSynchronization", rs_a, Operation=Uint16(8), Synchronization=sv)
+    check("Detach of a pair in a started group returns 0", rc == 0, (rc, dict(out)))
+    check("no pairs remain on A", a.EnumerateInstanceNames("CIM_StorageSynchronized") == [])
+    for _ in range(200):
+        if b.EnumerateInstanceNames("CIM_StorageSynchronized") == []:
+            break
+        time.sleep(0.05)
+    check("no pairs remain on B", b.EnumerateInstanceNames("CIM_StorageSynchronized") == [])
 
 else:
     raise SystemExit(f"unknown phase {phase}")

@@ -52,6 +52,17 @@ impl<S: BlockStore> Array<S> {
     pub(super) fn cmd_restore(&mut self, g: &mut Group) -> Result<(), CommandError> {
         let peer = g.peer.clone();
         self.need_role(g, "restore", Role::PrimaryRev, || failed_over_side(g))?;
+        if !g.recovered {
+            // Restore follows recover; start is refused before it too.
+            return Err(CommandError::WrongSide {
+                op: "restore",
+                need: "recovered",
+                hint: format!("run `setrcopygroup recover {}` here first", g.name),
+                array: self.name.clone(),
+                role: g.role,
+                group: g.name.clone(),
+            });
+        }
         if !g.started {
             return Err(CommandError::NotStarted {
                 op: "restore",

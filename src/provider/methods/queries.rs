@@ -84,18 +84,32 @@ pub(super) fn peers(rep: &Replication, p: &Params) -> Result<MethodResult, CimEr
     )
 }
 
-/// Operations valid in a CopyState (for GetSupportedOperations).
+/// Operations the array accepts on a pair in a CopyState (for
+/// GetSupportedOperations), on the side ServiceControlling names. A
+/// CopyState alone does not say the role: Failback (11) in Synchronized
+/// is accepted only on a Primary-Rev side after recover, and the planned
+/// Failover (10) only with every pair Synced.
 pub(super) fn operations_in(state: Option<u16>) -> Vec<u16> {
     use CopyState as C;
     use SyncOperation as O;
     let ops: &[SyncOperation] = match state.map(CopyState::from_number) {
         None => return operations(),
-        Some(Some(C::Initialized)) => &[O::Activate, O::Detach],
+        Some(Some(C::Initialized)) => &[O::Activate, O::Detach, O::Suspend],
         Some(Some(C::Unsynchronized)) => &[O::Deactivate, O::Detach, O::Suspend],
-        Some(Some(C::Synchronized)) => &[O::Deactivate, O::Detach, O::Failback, O::Suspend],
-        Some(Some(C::Broken | C::Skewed)) => {
-            &[O::Activate, O::Detach, O::Failover, O::ResyncReplica]
-        }
+        Some(Some(C::Synchronized)) => &[
+            O::Deactivate,
+            O::Detach,
+            O::Failover,
+            O::Failback,
+            O::Suspend,
+        ],
+        Some(Some(C::Broken | C::Skewed)) => &[
+            O::Activate,
+            O::Detach,
+            O::Failover,
+            O::ResyncReplica,
+            O::Suspend,
+        ],
         Some(Some(C::Inactive)) => &[
             O::Activate,
             O::Detach,
@@ -104,8 +118,10 @@ pub(super) fn operations_in(state: Option<u16>) -> Vec<u16> {
             O::ResetToSync,
             O::ResetToAsync,
             O::ReverseRoles,
+            O::Suspend,
         ],
-        Some(Some(C::FailedOver)) => &[O::Detach, O::Failback, O::ResyncReplica],
+        // Failback needs recover first (Resync Replica on this side).
+        Some(Some(C::FailedOver)) => &[O::Detach, O::ResyncReplica, O::Suspend],
         Some(_) => &[],
     };
     ops.iter().map(|o| o.number()).collect()
@@ -147,9 +163,10 @@ pub(super) fn capabilities(m: &str, p: &Params) -> Result<MethodResult, CimError
             let controlling: Vec<u16> = ops
                 .iter()
                 .map(|o| match o {
-                    10 => 3,     // Failover: the target side
-                    8 | 20 => 4, // Detach, Reverse Roles: either side
-                    _ => 2,      // the source side
+                    // Failover: the target side; either side with the
+                    // link up (planned). Detach and Reverse Roles: either.
+                    8 | 10 | 20 => 4,
+                    _ => 2, // the source side
                 })
                 .collect();
             let updates: Vec<Option<Value>> = ops
@@ -169,7 +186,7 @@ pub(super) fn capabilities(m: &str, p: &Params) -> Result<MethodResult, CimError
                 ],
             )
         }
-        // No optional DMTF feature is claimed.
+        // The features claimed, each one a behaviour the methods have.
         // 34/35: each array's provider manages pairs whose other end is
         // remote (failover on the target side, everything else on the
         // source side); 42: admitting a volume creates its target on the
