@@ -581,6 +581,7 @@ fn pywbem_console_runs_a_planned_dr_test_and_tears_down() {
     let clock = d.wall_clock();
     console(&d, "create");
     assert!(same_data(&d));
+    console(&d, "associations");
     console(&d, "planned");
     assert!(same_data(&d));
     drop(clock);

@@ -143,6 +143,15 @@ pub trait Provider: Send + Sync {
         Ok(None)
     }
 
+    /// An instance of another system (`path` names a host other than this
+    /// server's) described from what this provider knows of it, so that
+    /// Associators can return the far end of an association that leaves
+    /// the system. `None`: nothing known (the caller then returns the
+    /// path's keys only).
+    fn foreign(&self, _ctx: &Ctx, _class: &Class, _path: &ObjectPath) -> Option<Instance> {
+        None
+    }
+
     /// Creates an instance. Already checked: the class is served here,
     /// every property exists in it and fits its type.
     /// Must: refuse duplicates (CIM_ERR_ALREADY_EXISTS), return the new path.
@@ -520,6 +529,38 @@ impl Dispatcher {
             return Ok((i.path(&class, ns, Some(&self.host)), normalize(&class, i)));
         }
         Err(CimError::not_found(format!("no instance {typed}")))
+    }
+
+    /// The far end of an association that names another host: its path as
+    /// given (that host), with what the provider knows of it, or its keys.
+    pub(super) fn foreign_instance(
+        &self,
+        n: &Namespace,
+        path: &ObjectPath,
+        req: &str,
+    ) -> Option<Found> {
+        let host = path.host.as_deref()?;
+        if host.eq_ignore_ascii_case(&self.host) {
+            return None;
+        }
+        let (class, typed) = self.typed_path(n, path).ok()?;
+        let inst = self
+            .provider(&n.name, &class.name)
+            .and_then(|p| p.foreign(&self.ctx(req), &class, &typed))
+            .unwrap_or_else(|| {
+                let mut i = Instance::new(class.name.as_str());
+                for (k, v) in &typed.keys {
+                    let ty = class
+                        .property(k.as_str())
+                        .map(|p| p.ty.clone())
+                        .unwrap_or(CimType::String);
+                    i = i.with(k.as_str(), ty, Some(v.clone()));
+                }
+                i
+            });
+        let mut at = path.clone();
+        at.namespace = Some(n.name.clone());
+        Some((at, normalize(&class, inst)))
     }
 }
 

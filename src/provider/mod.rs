@@ -198,6 +198,11 @@ impl Provider for Replication {
             .ok_or_else(|| CimError::not_found(format!("{path} does not exist on {}", self.array)))
     }
 
+    fn foreign(&self, ctx: &Ctx, class: &Class, path: &ObjectPath) -> Option<Instance> {
+        let snap = ctx.per_request("replicim.snapshot", || self.snapshot());
+        model::foreign(self, &snap, class.name.as_str(), path)
+    }
+
     fn referring(
         &self,
         ctx: &Ctx,

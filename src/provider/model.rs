@@ -843,3 +843,93 @@ pub fn referring(
         _ => return None,
     })
 }
+
+/// What this array knows of an element of one of its peers (for
+/// Associators that reach across): the peer's system, a volume that
+/// mirrors one of ours, or the peer's side of one of our groups. Only
+/// what the local array knows is filled in; None for anything else.
+pub fn foreign(
+    rep: &Replication,
+    snap: &Snapshot,
+    class: &str,
+    path: &ObjectPath,
+) -> Option<Instance> {
+    let key = |k: &str| path.key(k).and_then(Value::as_str);
+    let peer_of_ours = |peer: &str| {
+        peer != rep.array
+            && (rep.hosts.contains_key(peer) || snap.groups.iter().any(|g| g.peer == peer))
+    };
+    match class {
+        "RCM_ComputerSystem" => {
+            let peer = key("Name").filter(|p| peer_of_ours(p))?;
+            Some(
+                Instance::new("RCM_ComputerSystem")
+                    .with(
+                        "CreationClassName",
+                        CimType::String,
+                        s("RCM_ComputerSystem"),
+                    )
+                    .with("Name", CimType::String, s(peer))
+                    .with("ElementName", CimType::String, s(peer))
+                    .with("NameFormat", CimType::String, s("Other"))
+                    .with("Dedicated", CimType::Uint16, u16s(&[3, 15])),
+            )
+        }
+        "RCM_StorageVolume" => {
+            let (peer, vol) = (key("SystemName")?, key("DeviceID")?);
+            let (g, p) = snap
+                .groups
+                .iter()
+                .filter(|g| g.peer == peer)
+                .find_map(|g| g.pairs.iter().find(|p| p.remote == vol).map(|p| (g, p)))?;
+            let blocks = snap
+                .volumes
+                .iter()
+                .find(|(n, _)| *n == p.local)
+                .map(|(_, b)| *b)?;
+            let usage = if g.role.is_source() { 9 } else { 7 };
+            Some(
+                Instance::new("RCM_StorageVolume")
+                    .with(
+                        "SystemCreationClassName",
+                        CimType::String,
+                        s("RCM_ComputerSystem"),
+                    )
+                    .with("SystemName", CimType::String, s(peer))
+                    .with("CreationClassName", CimType::String, s("RCM_StorageVolume"))
+                    .with("DeviceID", CimType::String, s(vol))
+                    .with("ElementName", CimType::String, s(vol))
+                    .with("Name", CimType::String, s(vol))
+                    .with("BlockSize", CimType::Uint64, Some(Value::Uint64(4096)))
+                    .with(
+                        "NumberOfBlocks",
+                        CimType::Uint64,
+                        Some(Value::Uint64(blocks)),
+                    )
+                    .with(
+                        "ConsumableBlocks",
+                        CimType::Uint64,
+                        Some(Value::Uint64(blocks)),
+                    )
+                    .with("Usage", CimType::Uint16, u16v(usage)),
+            )
+        }
+        "RCM_ReplicationGroup" => {
+            let (peer, name) = key("InstanceID")?.split_once(':')?;
+            let g = snap.group(name).filter(|g| g.peer == peer)?;
+            Some(
+                Instance::new("RCM_ReplicationGroup")
+                    .with("InstanceID", CimType::String, s(&format!("{peer}:{name}")))
+                    .with("ElementName", CimType::String, s(name))
+                    .with("TargetSystem", CimType::String, s(&rep.array))
+                    .with(
+                        "Role",
+                        CimType::Uint16,
+                        u16v(role_number(g.role.counterpart())),
+                    )
+                    .with("Persistent", CimType::Boolean, Some(Value::Boolean(true))),
+            )
+        }
+        _ => None,
+    }
+}

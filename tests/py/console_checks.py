@@ -20,6 +20,8 @@ phases injects the faults a console cannot (array kill, restart):
             that replicate consistency groups do.
   failback  on B after A came back: Resync Replica (recover) then Failback
             (restore), polled until A is Primary and in sync again.
+  associations  far ends on the peer (paths and instances), one host in
+            every path, pywbemcli round trips of every printed path.
   planned   a planned DR test with both arrays up: Failover (10) on A's
             service, recover and Failback on B's, then teardown with
             Suspend (22, twice) and Detach (8, Force, on a stopped and on a
@@ -302,6 +304,47 @@ elif phase == "planned":
             break
         time.sleep(0.05)
     check("no pairs remain on B", b.EnumerateInstanceNames("CIM_StorageSynchronized") == [])
+
+elif phase == "associations":
+    # Associations reach the peer: the far end of a pair is the peer's
+    # volume on the peer's host, as a path and as an instance; one host in
+    # every path; pywbemcli reuses every path it printed.
+    import subprocess
+    host_a, host_b = url_a.split("//")[1], url_b.split("//")[1]
+    (va,) = [p for p in a.EnumerateInstanceNames("CIM_StorageVolume") if p["DeviceID"] == "vol0"]
+    far = a.AssociatorNames(va, AssocClass="CIM_StorageSynchronized")
+    check("AssociatorNames(volume, StorageSynchronized) is the peer's volume on the peer's host",
+          [(p.host, p["SystemName"], p["DeviceID"]) for p in far] == [(host_b, "site-b", "vol0")], far)
+    (inst,) = a.Associators(va, AssocClass="CIM_StorageSynchronized", ResultClass="CIM_StorageVolume")
+    check("Associators returns the peer's volume as an instance with what A knows of it",
+          (inst.path.host, inst["SystemName"], inst["NumberOfBlocks"], inst["BlockSize"]) == (host_b, "site-b", va_blocks, 4096) if (va_blocks := a.GetInstance(va)["NumberOfBlocks"]) else False, inst)
+    (sync,) = a.ReferenceNames(va, ResultClass="CIM_StorageSynchronized")
+    check("the pair's SystemElement equals the enumerated volume path (same host)", sync["SystemElement"] == va.copy() or (sync["SystemElement"].host == host_a and sync["SystemElement"]["DeviceID"] == "vol0"), (sync["SystemElement"], va))
+    check("the pair's SyncedElement equals the volume's far end", sync["SyncedElement"] == far[0], (sync["SyncedElement"], far[0]))
+    (g,) = a.EnumerateInstanceNames("CIM_ReplicationGroup")
+    fg = a.AssociatorNames(g, AssocClass="CIM_GroupSynchronized")
+    check("AssociatorNames(group, GroupSynchronized) is the peer's group", [(p.host, p["InstanceID"]) for p in fg] == [(host_b, "site-b:rcg0")], fg)
+    (gi,) = a.Associators(g, AssocClass="CIM_GroupSynchronized")
+    check("the peer's group as an instance", (gi["TargetSystem"], gi["Role"]) == ("site-a", 2), gi)
+    jobs = a.EnumerateInstanceNames("CIM_ConcreteJob")
+    targets = set()
+    for j in jobs:
+        targets |= {(v.path.host, v["SystemName"], v["DeviceID"]) for v in a.Associators(j, AssocClass="CIM_AffectedJobElement", ResultClass="CIM_StorageVolume")}
+    check("Associators(job, AffectedJobElement, ResultClass=StorageVolume) finds the new targets on the peer",
+          {(host_b, "site-b", "vol0"), (host_b, "site-b", "vol1")} <= targets, targets)
+    # pywbemcli: every printed path goes back in, with and without pull.
+    def cli(*args):
+        r = subprocess.run(["pywbemcli", "-s", url_a, "-d", NS, *args], capture_output=True, text=True, timeout=60)
+        return r.returncode, r.stdout + r.stderr
+    for pull in ("yes", "no"):
+        for cls in ("CIM_StorageSynchronized", "CIM_StorageVolume", "CIM_ReplicationGroup"):
+            rc, out = cli("--use-pull", pull, "instance", "enumerate", cls, "--names-only")
+            paths = [l.strip() for l in out.splitlines() if l.strip().startswith("//")]
+            check(f"pywbemcli ({pull} pull) prints {cls} paths with host {host_a}", rc == 0 and paths and all(p.startswith(f"//{host_a}/") for p in paths), out)
+            for path in paths:
+                for cmd in (["instance", "get", path], ["instance", "references", path, "--names-only"], ["instance", "associators", path, "--names-only"]):
+                    rc, out = cli("--use-pull", pull, *cmd)
+                    check(f"pywbemcli ({pull} pull) {cmd[1]} {path[:60]}...", rc == 0 and "Error" not in out, out)
 
 else:
     raise SystemExit(f"unknown phase {phase}")

@@ -137,7 +137,12 @@ impl Dispatcher {
                 };
                 let found = match self.get_instance(tns, target, tns_req) {
                     Ok(x) => x,
-                    Err(e) if e.code == 6 => continue, // dangling reference (e.g. to a peer)
+                    // Not here: the far end on another system (a peer's
+                    // volume), else a dangling reference.
+                    Err(e) if e.code == 6 => match self.foreign_instance(tns, target, tns_req) {
+                        Some(x) => x,
+                        None => continue,
+                    },
                     Err(e) => return Err(e),
                 };
                 if !out
