@@ -200,6 +200,7 @@ impl Run {
             promote_budget: 1 + rng.below(8) as usize,
             restore_timeout_ms: 200,
             run_batch: run_batch_of(seed),
+            ..ArrayConfig::default()
         };
         let vols: Vec<String> = (0..nvols).map(|i| format!("vol{i}")).collect();
         let blocks = 8 + rng.below(24);

@@ -22,6 +22,10 @@ pub const CLASSES: &[(&str, &str)] = &[
         include_str!("../../schema/20_replication.mof"),
     ),
     (
+        "schema/25_block.mof",
+        include_str!("../../schema/25_block.mof"),
+    ),
+    (
         "schema/30_interop.mof",
         include_str!("../../schema/30_interop.mof"),
     ),

@@ -10,7 +10,7 @@ use crate::rcopy::console::{Console, GroupRow, Wait};
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Commands: showrcopy [GROUP] | creatercopygroup G TARGET sync|periodic[:MS] | admitrcopyvv VV G TARGET:VV | dismissrcopyvv VV G | removercopygroup G | startrcopygroup G | stoprcopygroup G | syncrcopy G | setrcopygroup failover|restore|reverse G | setrcopygroup recover [-full] G | setrcopygroup mode sync|periodic G | setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err G"
+    after_help = "Commands: showrcopy [GROUP] | creatercopygroup G TARGET sync|periodic[:MS] | admitrcopyvv VV G TARGET:VV | dismissrcopyvv VV G | removercopygroup G | startrcopygroup G | stoprcopygroup G | syncrcopy G | setrcopygroup failover|restore|reverse G | setrcopygroup recover [-full] G | setrcopygroup mode sync|periodic G | setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err G | showvv | createvv VV SIZE[M|G|T] | removevv [-f] VV"
 )]
 pub struct Args {
     /// The array's CIM-XML endpoint: http://127.0.0.1:5988, or
@@ -159,6 +159,32 @@ fn run(a: &Args) -> Result<(), String> {
             );
         } else {
             print!("{}", render(console.array(), &groups));
+        }
+        return Ok(());
+    }
+    if words[0] == "showvv" {
+        let rows = console.show_volumes()?;
+        if a.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
+            );
+        } else {
+            println!("{:<31} {:>10} {:<24} Groups", "Name", "Size_MiB", "Role");
+            for r in &rows {
+                println!(
+                    "{:<31} {:>10} {:<24} {}",
+                    r.name,
+                    r.size_mib,
+                    r.role,
+                    if r.groups.is_empty() {
+                        "-".to_string()
+                    } else {
+                        r.groups.join(",")
+                    }
+                );
+            }
+            println!("{} volumes", rows.len());
         }
         return Ok(());
     }

@@ -29,6 +29,7 @@ pub const TABLE_CONFIG: ArrayConfig = ArrayConfig {
     run_batch: 1,
     promote_budget: 4,
     restore_timeout_ms: 30_000,
+    capacity_blocks: crate::core::DEFAULT_CAPACITY_BLOCKS,
 };
 
 fn site(side: Side) -> &'static str {

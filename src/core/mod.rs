@@ -28,7 +28,7 @@ mod volumes;
 
 pub use array::{
     Array, ArrayConfig, Command, Counters, Durable, Event, Group, Head, Pair, WriteTicket,
-    MAX_MIRRORS,
+    DEFAULT_CAPACITY_BLOCKS, MAX_MIRRORS,
 };
 pub use error::{CommandError, Fault, WriteError};
 pub use msg::{block_bytes, Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};

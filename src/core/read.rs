@@ -169,6 +169,8 @@ pub struct ArrayRead {
     /// Link state to every peer that has a link or a group.
     pub links: BTreeMap<String, bool>,
     pub counters: Counters,
+    /// The array's capacity in blocks (its one storage pool).
+    pub capacity_blocks: u64,
     index: OnceLock<Index>,
 }
 
@@ -179,6 +181,7 @@ impl PartialEq for ArrayRead {
             && self.groups == o.groups
             && self.links == o.links
             && self.counters == o.counters
+            && self.capacity_blocks == o.capacity_blocks
     }
 }
 
@@ -189,6 +192,7 @@ impl ArrayRead {
         groups: Vec<Arc<GroupRead>>,
         links: BTreeMap<String, bool>,
         counters: Counters,
+        capacity_blocks: u64,
     ) -> ArrayRead {
         debug_assert!(groups.windows(2).all(|w| w[0].name < w[1].name));
         debug_assert!(volumes.windows(2).all(|w| w[0].0 < w[1].0));
@@ -198,6 +202,7 @@ impl ArrayRead {
             groups,
             links,
             counters,
+            capacity_blocks,
             index: OnceLock::new(),
         }
     }

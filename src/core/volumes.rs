@@ -69,6 +69,8 @@ pub enum VolumeError {
     BadName(#[from] super::names::NameError),
     #[error("volume {vol}: {blocks} blocks is not a size this array supports (1 to {max} blocks of 4 KiB)")]
     BadSize { vol: String, blocks: u64, max: u64 },
+    #[error("volume {vol}: {blocks} blocks do not fit in the pool ({free} blocks of 4 KiB free); delete volumes (removevv) or give the array more capacity ([array] capacity_gib)")]
+    PoolFull { vol: String, blocks: u64, free: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -124,6 +126,11 @@ impl Volumes {
 
     pub fn exists(&self, vol: &str) -> bool {
         self.vols.contains_key(vol)
+    }
+
+    /// Blocks the volumes take at their full size (O(volumes)).
+    pub fn used_blocks(&self) -> u64 {
+        self.vols.values().map(|m| m.blocks).sum()
     }
 
     pub fn meta(&self, vol: &str) -> Option<&VolMeta> {

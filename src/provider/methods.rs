@@ -37,9 +37,9 @@ const OK: u32 = 0;
 const NOT_SUPPORTED: u32 = 1;
 const JOB_STARTED: u32 = 4096;
 
-type Params = Vec<(Name, Option<Value>)>;
+pub(super) type Params = Vec<(Name, Option<Value>)>;
 
-fn param<'a>(p: &'a Params, name: &str) -> Option<&'a Value> {
+pub(super) fn param<'a>(p: &'a Params, name: &str) -> Option<&'a Value> {
     p.iter()
         .find(|(n, _)| n.is(name))
         .and_then(|(_, v)| v.as_ref())
@@ -69,6 +69,9 @@ pub fn invoke(
     let m = method.name.as_str();
     if target.class.is("RCM_ReplicationServiceCapabilities") {
         return capabilities(m, &params);
+    }
+    if target.class.is("RCM_StorageConfigurationService") {
+        return super::pools::invoke(rep, m, &params);
     }
     if !target.class.is("RCM_ReplicationService") {
         return Err(CimError::method_not_available(format!(
@@ -165,7 +168,7 @@ fn create_group(rep: &Replication, p: &Params) -> Result<MethodResult, CimError>
 
 /// An array's refusal: a bad name is the caller's parameter, anything else
 /// a refusal in the array's words.
-fn failed(e: crate::core::CommandError) -> CimError {
+pub(super) fn failed(e: crate::core::CommandError) -> CimError {
     match e {
         crate::core::CommandError::BadName(n) => CimError::invalid_parameter(n.to_string()),
         e => CimError::failed(e.to_string()),

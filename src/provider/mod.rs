@@ -16,6 +16,7 @@
 mod jobs;
 mod methods;
 mod model;
+mod pools;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -148,15 +149,18 @@ impl Replication {
             .unwrap_or_else(|| array.to_string())
     }
 
-    /// Registers the SNIA Array, Replication Services and Job Control
-    /// profiles, conforming to the array and its replication service.
+    /// Registers the SNIA Array, Block Services, Replication Services and
+    /// Job Control profiles, conforming to the array and its services.
     pub fn register_profiles(&self, interop: &Interop) {
         let array = interop.register_profile(11, "Array", "1.6.0");
+        let block = interop.register_profile(11, "Block Services", "1.6.0");
         let repl = interop.register_profile(11, "Replication Services", "1.6.0");
         let jobs = interop.register_profile(11, "Job Control", "1.5.0");
         let cs = model::cs_path(&self.array, &self.host_of(&self.array));
         let rs = model::rs_path(&self.array, &self.host_of(&self.array));
         interop.conforms(array.clone(), cs.clone());
+        interop.conforms(block.clone(), cs.clone());
+        interop.references(block, array.clone());
         interop.conforms(repl.clone(), rs.clone());
         interop.conforms(repl.clone(), cs);
         interop.conforms(jobs.clone(), rs);
@@ -169,6 +173,7 @@ impl Provider for Replication {
     fn classes(&self) -> Vec<(String, Name)> {
         model::CLASSES
             .iter()
+            .chain(pools::CLASSES)
             .map(|c| (NS.to_string(), Name::new(c)))
             .collect()
     }
@@ -182,6 +187,9 @@ impl Provider for Replication {
         {
             let jobs = self.jobs.lock().expect("not poisoned");
             return Ok(jobs.instances(class.as_str(), self));
+        }
+        if let Some(found) = pools::instances(self, &snap, class.as_str()) {
+            return Ok(found);
         }
         Ok(model::instances(self, &snap, class.as_str()))
     }

@@ -37,13 +37,13 @@ fn local_groups(rep: &Replication) -> std::collections::BTreeMap<String, Vec<Str
     rep.local_groups.lock().expect("not poisoned").clone()
 }
 
-fn s(v: &str) -> Option<Value> {
+pub(super) fn s(v: &str) -> Option<Value> {
     Some(Value::String(v.to_string()))
 }
-fn u16v(v: u16) -> Option<Value> {
+pub(super) fn u16v(v: u16) -> Option<Value> {
     Some(Value::Uint16(v))
 }
-fn u16s(v: &[u16]) -> Option<Value> {
+pub(super) fn u16s(v: &[u16]) -> Option<Value> {
     Some(Value::Array(
         v.iter().map(|x| Some(Value::Uint16(*x))).collect(),
     ))
@@ -52,7 +52,7 @@ fn r(p: ObjectPath) -> Option<Value> {
     Some(Value::reference(p))
 }
 
-fn path(host: &str, class: &str, keys: &[(&str, &str)]) -> ObjectPath {
+pub(super) fn path(host: &str, class: &str, keys: &[(&str, &str)]) -> ObjectPath {
     ObjectPath {
         host: Some(host.to_string()),
         namespace: Some(NS.to_string()),
@@ -130,7 +130,7 @@ pub fn job_path(array: &str, host: &str, id: u64) -> ObjectPath {
     )
 }
 
-fn assoc(class: &str, a: (&str, ObjectPath), b: (&str, ObjectPath)) -> Instance {
+pub(super) fn assoc(class: &str, a: (&str, ObjectPath), b: (&str, ObjectPath)) -> Instance {
     Instance::new(class)
         .with(a.0, CimType::Reference(None), r(a.1))
         .with(b.0, CimType::Reference(None), r(b.1))
@@ -557,11 +557,18 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
                 CimType::Uint64,
                 Some(Value::Uint64(snap.counters.bytes_applied)),
             )],
-        "CIM_HostedService" => vec![assoc(
-            "CIM_HostedService",
-            ("Antecedent", cs),
-            ("Dependent", rs),
-        )],
+        "CIM_HostedService" => vec![
+            assoc(
+                "CIM_HostedService",
+                ("Antecedent", cs.clone()),
+                ("Dependent", rs),
+            ),
+            assoc(
+                "CIM_HostedService",
+                ("Antecedent", cs),
+                ("Dependent", super::pools::scs_path(me, &host)),
+            ),
+        ],
         "RCM_ReplicationServiceCapabilities" => {
             vec![Instance::new("RCM_ReplicationServiceCapabilities")
                 .with(

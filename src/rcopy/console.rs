@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use crate::cim::client::{Client, ClientError, MethodReturn, Param};
 use crate::cim::model::{Instance, ObjectPath, Value};
-use crate::core::{Command, CopyState, Mode, PolicyChange, Role, SyncOperation, SyncStatus};
+use crate::core::{
+    Command, CopyState, Mode, PolicyChange, Role, SyncOperation, SyncStatus, BLOCK_SIZE,
+};
 
 /// The implementation namespace the provider serves.
 const NS: &str = "root/cimv2";
@@ -42,6 +44,16 @@ pub struct VolumeRow {
     /// When the pair was last whole on the target (UTC), if ever.
     pub last_sync_time: Option<String>,
     pub bytes: u64,
+}
+
+/// One volume of the array (showvv).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct VvRow {
+    pub name: String,
+    pub size_mib: u64,
+    /// Base, or the group roles it has (Primary, Secondary, ...).
+    pub role: String,
+    pub groups: Vec<String>,
 }
 
 /// Whether a command waits for the job it starts.
@@ -152,6 +164,43 @@ impl Console {
     /// Every instance of `class` (and its subclasses) in the namespace.
     fn all(&mut self, class: &str) -> Result<Vec<(ObjectPath, Instance)>, String> {
         self.client.enumerate_instances(NS, class).map_err(cim)
+    }
+
+    /// showvv: every volume with its size, and the groups and roles it
+    /// has in them.
+    pub fn show_volumes(&mut self) -> Result<Vec<VvRow>, String> {
+        let groups = self.show()?;
+        let mut rows: Vec<VvRow> = self
+            .all("CIM_StorageVolume")?
+            .into_iter()
+            .map(|(_, v)| {
+                let name = text(&v, "DeviceID");
+                let blocks = num(&v, "NumberOfBlocks").unwrap_or(0);
+                let size = num(&v, "BlockSize").unwrap_or(0) * blocks;
+                let mut roles = Vec::new();
+                let mut in_groups = Vec::new();
+                for g in &groups {
+                    if g.volumes.iter().any(|r| r.local_vv == name) {
+                        in_groups.push(g.name.clone());
+                        if !roles.contains(&g.role) {
+                            roles.push(g.role.clone());
+                        }
+                    }
+                }
+                VvRow {
+                    name,
+                    size_mib: size >> 20,
+                    role: if roles.is_empty() {
+                        "Base".into()
+                    } else {
+                        roles.join(",")
+                    },
+                    groups: in_groups,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(rows)
     }
 
     /// showrcopy: every group of the array with its volume pairs.
@@ -376,7 +425,7 @@ impl Console {
         wait: Wait,
         progress: &mut dyn FnMut(u16, u64),
     ) -> Result<(), String> {
-        let group = cmd.group().to_string();
+        let group = cmd.group().unwrap_or_default().to_string();
         let r = match cmd {
             Command::CreateGroup { peer, mode, .. } => {
                 let mut params = vec![
@@ -399,6 +448,33 @@ impl Console {
                     }
                 }
                 self.invoke("CreateRemoteCopyGroup", &params)?
+            }
+            Command::CreateVolume { vol, blocks } => {
+                let scs = self.configuration_service()?;
+                let pool = self.pool()?;
+                self.client
+                    .invoke(
+                        &scs,
+                        "CreateOrModifyElementFromStoragePool",
+                        &[
+                            Param::Value("ElementName", Value::String(vol.clone())),
+                            Param::Value("ElementType", Value::Uint16(2)),
+                            Param::Value("Size", Value::Uint64(blocks * BLOCK_SIZE as u64)),
+                            Param::Ref("InPool", pool),
+                        ],
+                    )
+                    .map_err(cim)?
+            }
+            Command::DeleteVolume { vol } => {
+                let scs = self.configuration_service()?;
+                let path = self.volume(vol)?;
+                self.client
+                    .invoke(
+                        &scs,
+                        "ReturnToStoragePool",
+                        &[Param::Ref("TheElement", path)],
+                    )
+                    .map_err(cim)?
             }
             Command::RemoveGroup { .. } => self.invoke(
                 "RemoveRemoteCopyGroup",
@@ -492,6 +568,26 @@ impl Console {
             Some(1) => Err(format!("{} does not support this operation", self.array)),
             rv => Err(format!("the array answered {rv:?}")),
         }
+    }
+
+    /// The array's CIM_StorageConfigurationService (Block Services).
+    fn configuration_service(&mut self) -> Result<ObjectPath, String> {
+        match self.all("CIM_StorageConfigurationService")?.as_slice() {
+            [(p, _)] => Ok(p.clone()),
+            _ => Err(format!(
+                "{} does not serve one CIM_StorageConfigurationService",
+                self.array
+            )),
+        }
+    }
+
+    /// The concrete pool volumes are made in.
+    fn pool(&mut self) -> Result<ObjectPath, String> {
+        self.all("CIM_StoragePool")?
+            .into_iter()
+            .find(|(_, i)| i.get("Primordial").and_then(Value::as_bool) == Some(false))
+            .map(|(p, _)| p)
+            .ok_or_else(|| format!("{} has no concrete storage pool", self.array))
     }
 
     fn invoke(&mut self, method: &str, params: &[Param<'_>]) -> Result<MethodReturn, String> {

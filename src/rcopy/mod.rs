@@ -21,6 +21,8 @@ use crate::core::{Command, Mode, Policies, PolicyChange};
 /// setrcopygroup recover [-full] G
 /// setrcopygroup mode sync|periodic[:PERIOD_MS] G
 /// setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err G
+/// createvv VV SIZE[M|G|T]     (MiB when no unit is given, as on 3PAR)
+/// removevv [-f] VV
 /// ```
 pub fn parse(args: &[&str]) -> Result<Command, String> {
     let cmd = parse_words(args)?;
@@ -128,8 +130,49 @@ fn parse_words(args: &[&str]) -> Result<Command, String> {
                 }
             }
         }
+        "createvv" => {
+            exact(3)?;
+            Command::CreateVolume {
+                vol: s(1)?,
+                blocks: parse_size(&s(2)?)?,
+            }
+        }
+        "removevv" => match args.len() {
+            2 => Command::DeleteVolume { vol: s(1)? },
+            3 if args[1] == "-f" => Command::DeleteVolume { vol: s(2)? },
+            _ => return Err("usage: removevv [-f] VV".into()),
+        },
         other => return Err(format!("unknown rcopy command `{other}`")),
     })
+}
+
+/// A volume size as 3PAR's createvv takes it: a whole number of MiB, or
+/// with a unit, M, G or T (binary), in 4 KiB blocks.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let (num, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "M"),
+    };
+    let mib: u64 = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "M" => 1,
+        "G" => 1 << 10,
+        "T" => 1 << 20,
+        _ => {
+            return Err(format!(
+                "size `{text}`: use a number of MiB, or one with M, G or T"
+            ))
+        }
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mib))
+        .and_then(|m| m.checked_mul(256))
+        .filter(|b| *b > 0)
+        .ok_or_else(|| format!("size `{text}` is not a size greater than 0"))
 }
 
 /// `sync`, `periodic` (manual cycles) or `periodic:MS`.
@@ -189,5 +232,20 @@ mod tests {
             .unwrap_err()
             .contains("unknown"));
         assert!(parse(&["startrcopygroup"]).is_err());
+        assert_eq!(
+            parse(&["createvv", "db1", "2G"]).unwrap(),
+            Command::CreateVolume {
+                vol: "db1".into(),
+                blocks: 2 * 256 * 1024
+            }
+        );
+        assert_eq!(parse_size("64").unwrap(), 64 * 256);
+        assert_eq!(parse_size("1GiB").unwrap(), 256 * 1024);
+        assert!(parse_size("0").is_err() && parse_size("5X").is_err());
+        assert!(parse_size("99999999999999999T").is_err());
+        assert_eq!(
+            parse(&["removevv", "-f", "db1"]).unwrap(),
+            Command::DeleteVolume { vol: "db1".into() }
+        );
     }
 }

@@ -484,6 +484,7 @@ fn sequence(
         run_batch: 1 + rng.below(8),
         promote_budget: 1 + rng.below(8) as usize,
         restore_timeout_ms: 200,
+        ..ArrayConfig::default()
     };
     let mut sim = pair(config, mode)?;
     let e = |e: crate::core::VolumeError| e.to_string();

@@ -20,6 +20,9 @@ phases injects the faults a console cannot (array kill, restart):
             that replicate consistency groups do.
   failback  on B after A came back: Resync Replica (recover) then Failback
             (restore), polled until A is Primary and in sync again.
+  blocks    libstoragemgmt's Block Services sequence: Block Services
+            profile, pools, volumes by pool, volume create and delete
+            (refusals: pool full, duplicate, bad name, volume in a group).
   associations  far ends on the peer (paths and instances), one host in
             every path, pywbemcli round trips of every printed path.
   planned   a planned DR test with both arrays up: Failover (10) on A's
@@ -304,6 +307,54 @@ elif phase == "planned":
             break
         time.sleep(0.05)
     check("no pairs remain on B", b.EnumerateInstanceNames("CIM_StorageSynchronized") == [])
+
+elif phase == "blocks":
+    # libstoragemgmt's smispy sequence: plugin_register (profiles, the
+    # system), pools, volumes, volume_create, volume_delete, job polling.
+    from pywbem import Uint64
+    interop = conn(url_a, "interop")
+    profiles = interop.EnumerateInstances("CIM_RegisteredProfile", PropertyList=["RegisteredName", "RegisteredVersion", "RegisteredOrganization"])
+    snia = {p["RegisteredName"]: p for p in profiles if p["RegisteredOrganization"] == 11}
+    check("SNIA profiles include Block Services", {"Array", "Block Services", "Replication Services", "Job Control"} <= set(snia), sorted(snia))
+    (system,) = interop.AssociatorNames(snia["Block Services"].path, AssocClass="CIM_ElementConformsToProfile", ResultClass="CIM_ComputerSystem")
+    pools = a.Associators(system, AssocClass="CIM_HostedStoragePool", ResultClass="CIM_StoragePool",
+                          PropertyList=["InstanceID", "ElementName", "TotalManagedSpace", "RemainingManagedSpace", "Usage", "Primordial", "OperationalStatus"])
+    check("two pools hosted by the system: primordial and pool0", sorted((p["ElementName"], p["Primordial"]) for p in pools) == [("pool0", False), ("primordial", True)], pools)
+    (pool,) = [p for p in pools if not p["Primordial"]]
+    check("pool0: total, remaining, Usage, OK", pool["TotalManagedSpace"] > pool["RemainingManagedSpace"] > 0 and pool["Usage"] == 2 and list(pool["OperationalStatus"]) == [2], dict(pool))
+    vols = a.Associators(pool.path, AssocClass="CIM_AllocatedFromStoragePool", ResultClass="CIM_StorageVolume")
+    used = sum(v["NumberOfBlocks"] * v["BlockSize"] for v in vols)
+    check("volumes() through AllocatedFromStoragePool: vol0 and vol1", sorted(v["DeviceID"] for v in vols) == ["vol0", "vol1"], vols)
+    check("the pool's remaining space is its total less its volumes", pool["TotalManagedSpace"] - pool["RemainingManagedSpace"] == used, (dict(pool), used))
+    (scs,) = a.AssociatorNames(system, AssocClass="CIM_HostedService", ResultClass="CIM_StorageConfigurationService")
+    size = 3 * 1024 * 1024 + 1
+    rc, out = a.InvokeMethod("CreateOrModifyElementFromStoragePool", scs, ElementName="lsm_vol1", ElementType=Uint16(2), Size=Uint64(size), InPool=pool.path)
+    check("volume_create returns 0 with TheElement and the size made (whole blocks)", rc == 0 and out["TheElement"]["DeviceID"] == "lsm_vol1" and out["Size"] == size + 4095, (rc, dict(out)))
+    v = a.GetInstance(out["TheElement"])
+    check("the new volume: BlockSize, NumberOfBlocks, ConsumableBlocks, OK", (v["BlockSize"], v["NumberOfBlocks"], v["ConsumableBlocks"], list(v["OperationalStatus"])) == (4096, 769, 769, [2]), dict(v))
+    in_pool = a.AssociatorNames(pool.path, AssocClass="CIM_AllocatedFromStoragePool", ResultClass="CIM_StorageVolume")
+    check("the new volume is allocated from pool0", any(p["DeviceID"] == "lsm_vol1" for p in in_pool), in_pool)
+    after = a.GetInstance(pool.path)
+    check("the pool's remaining space went down by the volume's size", pool["RemainingManagedSpace"] - after["RemainingManagedSpace"] == 769 * 4096, (pool["RemainingManagedSpace"], after["RemainingManagedSpace"]))
+    e = expect_error("a volume larger than the pool is refused with CIM_ERR_FAILED", 1,
+                     lambda: a.InvokeMethod("CreateOrModifyElementFromStoragePool", scs, ElementName="huge", ElementType=Uint16(2), Size=Uint64(after["RemainingManagedSpace"] + 4096), InPool=pool.path))
+    check("the refusal says the pool is full and what to do", "do not fit in the pool" in e.status_description and "removevv" in e.status_description, e.status_description)
+    e = expect_error("a duplicate name is refused", 1,
+                     lambda: a.InvokeMethod("CreateOrModifyElementFromStoragePool", scs, ElementName="lsm_vol1", ElementType=Uint16(2), Size=Uint64(4096), InPool=pool.path))
+    expect_error("a bad name is CIM_ERR_INVALID_PARAMETER", 4,
+                 lambda: a.InvokeMethod("CreateOrModifyElementFromStoragePool", scs, ElementName="bad/name", ElementType=Uint16(2), Size=Uint64(4096), InPool=pool.path))
+    expect_error("InPool must be the concrete pool", 4,
+                 lambda: a.InvokeMethod("CreateOrModifyElementFromStoragePool", scs, ElementName="x1", ElementType=Uint16(2), Size=Uint64(4096), InPool=[p for p in pools if p["Primordial"]][0].path))
+    (v0,) = [p for p in in_pool if p["DeviceID"] == "vol0"]
+    e = expect_error("volume_delete of a volume in a group is refused", 1,
+                     lambda: a.InvokeMethod("ReturnToStoragePool", scs, TheElement=v0))
+    check("the refusal names the group", "rcg0" in e.status_description, e.status_description)
+    rc, _ = a.InvokeMethod("ReturnToStoragePool", scs, TheElement=out["TheElement"])
+    check("volume_delete returns 0", rc == 0, rc)
+    check("the volume is gone and its space is back", all(p["DeviceID"] != "lsm_vol1" for p in a.EnumerateInstanceNames("CIM_StorageVolume")) and a.GetInstance(pool.path)["RemainingManagedSpace"] == pool["RemainingManagedSpace"])
+    expect_error("deleting it again is CIM_ERR_NOT_FOUND", 6, lambda: a.InvokeMethod("ReturnToStoragePool", scs, TheElement=out["TheElement"]))
+    jobs = a.EnumerateInstances("CIM_ConcreteJob", PropertyList=["InstanceID", "JobState", "PercentComplete", "ErrorDescription", "OperationalStatus"])
+    check("job polling with a PropertyList returns only those properties", jobs and all(set(j.keys()) <= {"InstanceID", "JobState", "PercentComplete", "ErrorDescription", "OperationalStatus"} for j in jobs), jobs)
 
 elif phase == "associations":
     # Associations reach the peer: the far end of a pair is the peer's

@@ -105,7 +105,14 @@ impl<S: BlockStore> Array<S> {
                     .collect(),
             ),
         };
-        let read = ArrayRead::new(self.name.clone(), volumes, groups, links, self.counters);
+        let read = ArrayRead::new(
+            self.name.clone(),
+            volumes,
+            groups,
+            links,
+            self.counters,
+            self.config.capacity_blocks,
+        );
         if let Some((p, _)) = prev {
             read.carry_index(p);
         }

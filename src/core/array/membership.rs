@@ -243,15 +243,13 @@ impl<S: BlockStore> Array<S> {
         let mut fresh = false;
         let error = match error {
             Some(e) => Some(e),
-            None if !self.vols.exists(&vol) => {
-                match self.vols.create(&mut self.store, &vol, blocks) {
-                    Ok(()) => {
-                        fresh = true;
-                        None
-                    }
-                    Err(e) => Some(e.to_string()),
+            None if !self.vols.exists(&vol) => match self.make_volume(&vol, blocks) {
+                Ok(()) => {
+                    fresh = true;
+                    None
                 }
-            }
+                Err(e) => Some(e.to_string()),
+            },
             None => None,
         };
         if error.is_none() && !same {

@@ -467,8 +467,10 @@ impl<S: BlockStore> Array<S> {
                 policies,
             } => self.create_group(group, peer, mode, policies),
             Command::RemoveGroup { group } => self.remove_group(group),
+            Command::CreateVolume { vol, blocks } => Ok(self.make_volume(&vol, blocks)?),
+            Command::DeleteVolume { vol } => self.delete_volume(&vol),
             other => {
-                let name = other.group().to_string();
+                let name = other.group().expect("a group command").to_string();
                 self.need_group(&name)?;
                 self.with_group(&name, |a, g| a.group_command(g, other))
                     .expect("checked")
@@ -491,7 +493,10 @@ impl<S: BlockStore> Array<S> {
             Command::Reverse { .. } => self.cmd_reverse(g),
             Command::SetMode { mode, .. } => self.cmd_set_mode(g, mode),
             Command::SetPolicy { change, .. } => self.cmd_set_policy(g, change),
-            Command::CreateGroup { .. } | Command::RemoveGroup { .. } => {
+            Command::CreateGroup { .. }
+            | Command::RemoveGroup { .. }
+            | Command::CreateVolume { .. }
+            | Command::DeleteVolume { .. } => {
                 unreachable!("handled in command()")
             }
         }

@@ -15,7 +15,14 @@ pub struct ArrayConfig {
     pub promote_budget: usize,
     /// How long a restore waits for the peer before giving up.
     pub restore_timeout_ms: u64,
+    /// The space volumes may take, in blocks: the array's one storage
+    /// pool. Volumes are counted at their full size (thick accounting),
+    /// mirror targets included.
+    pub capacity_blocks: u64,
 }
+
+/// The default capacity: 1 TiB (volume files are sparse).
+pub const DEFAULT_CAPACITY_BLOCKS: u64 = (1 << 40) / crate::core::BLOCK_SIZE as u64;
 
 impl Default for ArrayConfig {
     fn default() -> Self {
@@ -24,6 +31,7 @@ impl Default for ArrayConfig {
             run_batch: 1,
             promote_budget: 4096,
             restore_timeout_ms: 30_000,
+            capacity_blocks: DEFAULT_CAPACITY_BLOCKS,
         }
     }
 }
@@ -79,14 +87,26 @@ pub enum Command {
     RemoveGroup {
         group: String,
     },
+    /// A new volume of `blocks` zero blocks in the array's pool.
+    CreateVolume {
+        vol: String,
+        blocks: u64,
+    },
+    /// Returns a volume to the pool; refused while a group holds it.
+    DeleteVolume {
+        vol: String,
+    },
 }
 
 impl Command {
     /// Every name the command carries follows the naming rule
     /// (`core::names`).
     pub fn check_names(&self) -> Result<(), names::NameError> {
-        names::group(self.group())?;
+        if let Some(g) = self.group() {
+            names::group(g)?;
+        }
         match self {
+            Command::CreateVolume { vol, .. } | Command::DeleteVolume { vol } => names::volume(vol),
             Command::CreateGroup { peer, .. } => names::array(peer),
             Command::Admit {
                 vol, remote_vol, ..
@@ -96,8 +116,9 @@ impl Command {
         }
     }
 
-    pub fn group(&self) -> &str {
-        match self {
+    /// The group the command is about (None: an array-wide command).
+    pub fn group(&self) -> Option<&str> {
+        Some(match self {
             Command::CreateGroup { group, .. }
             | Command::Admit { group, .. }
             | Command::Dismiss { group, .. }
@@ -111,7 +132,8 @@ impl Command {
             | Command::SetMode { group, .. }
             | Command::SetPolicy { group, .. }
             | Command::RemoveGroup { group } => group,
-        }
+            Command::CreateVolume { .. } | Command::DeleteVolume { .. } => return None,
+        })
     }
 }
 

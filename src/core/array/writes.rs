@@ -97,15 +97,30 @@ impl<S: BlockStore> Array<S> {
 
     pub fn create_volume(&mut self, vol: &str, blocks: u64) -> Result<(), VolumeError> {
         self.input();
+        self.make_volume(vol, blocks)
+    }
+
+    /// A new volume, if the pool has room for it.
+    pub(super) fn make_volume(&mut self, vol: &str, blocks: u64) -> Result<(), VolumeError> {
+        let used = self.vols.used_blocks();
+        let free = self.config.capacity_blocks.saturating_sub(used);
+        if blocks > free && !self.vols.exists(vol) {
+            return Err(VolumeError::PoolFull {
+                vol: vol.to_string(),
+                blocks,
+                free,
+            });
+        }
         self.vols.create(&mut self.store, vol, blocks)
     }
 
     pub fn delete_volume(&mut self, vol: &str) -> Result<(), CommandError> {
         self.input();
         if let Some(g) = self
-            .groups
-            .values()
-            .find(|g| g.pairs.iter().any(|p| p.local == vol))
+            .holders_of(vol)
+            .iter()
+            .filter_map(|n| self.groups.get(n))
+            .next()
         {
             return Err(CommandError::AlreadyAdmitted {
                 vol: vol.to_string(),
