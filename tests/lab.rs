@@ -1240,3 +1240,49 @@ fn the_cim_server_serves_real_clients_under_abuse() {
     assert_eq!(count("too many failed logins"), 1);
     assert_eq!(count("authentication failed"), 1);
 }
+
+/// Volumes made and deleted at run time through the storage configuration
+/// service (rcopy createvv/removevv) are NBD exports at once, keep what a
+/// host wrote through a kill -9 of their array, and count against the
+/// pool; a deleted volume is no export any more.
+#[test]
+fn volumes_made_over_cim_are_exported_at_once_and_survive_a_kill() {
+    let t = lab_up(true);
+    let lab = &t.lab;
+    rcopy(lab, Site::A, "createvv newvv 8").unwrap();
+    let url = lab.nbd_url(Site::A, "newvv");
+    qemu::io(&url, &["write -P 0x5c 4096 1M".into()]).unwrap();
+    lab.kill(Site::A).unwrap();
+    lab.start_site(Site::A).unwrap();
+    qemu::io(
+        &url,
+        &[
+            "read -P 0x5c 4096 1M".into(),
+            "read -P 0 0 4096".into(),
+            "read -P 0 1052672 1M".into(),
+        ],
+    )
+    .unwrap();
+    let vvs = lab.console(Site::A).unwrap().show_volumes().unwrap();
+    let row = vvs
+        .iter()
+        .find(|r| r.name == "newvv")
+        .expect("showvv lists newvv");
+    assert_eq!((row.size_mib, row.role.as_str()), (8, "Base"), "{vvs:?}");
+    let v0 = vvs.iter().find(|r| r.name == "vol0").unwrap();
+    assert_eq!(
+        (v0.role.as_str(), v0.groups.clone()),
+        ("Primary", vec!["rcg0".to_string()])
+    );
+    let e = rcopy(lab, Site::A, "removevv vol0").unwrap_err();
+    assert!(e.contains("rcg0"), "{e}");
+    let e = rcopy(lab, Site::A, "createvv big 2T").unwrap_err();
+    assert!(e.contains("do not fit in the pool"), "{e}");
+    rcopy(lab, Site::A, "removevv newvv").unwrap();
+    let (ok, text) = qemu::io_output(&url, &["read 0 4096".into()]).unwrap();
+    assert!(!ok, "a deleted volume is still exported: {text}");
+    lab.kill(Site::A).unwrap();
+    lab.start_site(Site::A).unwrap();
+    let vvs = lab.console(Site::A).unwrap().show_volumes().unwrap();
+    assert!(vvs.iter().all(|r| r.name != "newvv"), "{vvs:?}");
+}

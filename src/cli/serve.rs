@@ -32,6 +32,11 @@
 //! name = "vol0"
 //! size_mib = 64
 //!
+//! # [array]
+//! # capacity_gib = 1024             # the storage pool (volumes counted at full size)
+//! # window = 1024                   # sync blocks in flight per pair
+//! # run_batch = 64                  # sync blocks per link message
+//!
 //! [cim]
 //! http = ["127.0.0.1:5988"]        # CIM-XML over HTTP
 //! https = ["127.0.0.1:5989"]       # CIM-XML over HTTPS
@@ -161,6 +166,14 @@ pub struct ArrayTuning {
     /// Sync blocks per link message (default 64: 256 KiB).
     #[serde(default = "default_run_batch")]
     pub run_batch: u64,
+    /// The space volumes may take, in GiB: the storage pool consoles see
+    /// (default 1024; volume files are sparse, so it is not reserved).
+    #[serde(default = "default_capacity_gib")]
+    pub capacity_gib: u64,
+}
+
+fn default_capacity_gib() -> u64 {
+    1024
 }
 
 fn default_run_batch() -> u64 {
@@ -176,6 +189,7 @@ impl Default for ArrayTuning {
         ArrayTuning {
             window: default_window(),
             run_batch: default_run_batch(),
+            capacity_gib: default_capacity_gib(),
         }
     }
 }
@@ -288,6 +302,9 @@ impl Config {
                 ));
             }
         }
+        if self.array.capacity_gib == 0 || self.array.capacity_gib > 1 << 20 {
+            return Err("array.capacity_gib must be 1..=1048576 (1 GiB to 1 PiB)".into());
+        }
         if self.array.window == 0 || self.array.window > 1 << 16 {
             return Err("array.window must be 1..=65536 blocks".into());
         }
@@ -369,6 +386,7 @@ pub fn node_config(cfg: &Config) -> crate::node::NodeConfig {
         array: ArrayConfig {
             window: cfg.array.window,
             run_batch: cfg.array.run_batch,
+            capacity_blocks: cfg.array.capacity_gib * ((1 << 30) / BLOCK_SIZE as u64),
             ..ArrayConfig::default()
         },
     }
