@@ -23,6 +23,9 @@ phases injects the faults a console cannot (array kill, restart):
   blocks    libstoragemgmt's Block Services sequence: Block Services
             profile, pools, volumes by pool, volume create and delete
             (refusals: pool full, duplicate, bad name, volume in a group).
+  mock      a differential check against pywbem_mock holding the same
+            instances: AssociatorNames and ReferenceNames of every instance
+            with every association class.
   associations  far ends on the peer (paths and instances), one host in
             every path, pywbemcli round trips of every printed path.
   planned   a planned DR test with both arrays up: Failover (10) on A's
@@ -355,6 +358,77 @@ elif phase == "blocks":
     expect_error("deleting it again is CIM_ERR_NOT_FOUND", 6, lambda: a.InvokeMethod("ReturnToStoragePool", scs, TheElement=out["TheElement"]))
     jobs = a.EnumerateInstances("CIM_ConcreteJob", PropertyList=["InstanceID", "JobState", "PercentComplete", "ErrorDescription", "OperationalStatus"])
     check("job polling with a PropertyList returns only those properties", jobs and all(set(j.keys()) <= {"InstanceID", "JobState", "PercentComplete", "ErrorDescription", "OperationalStatus"} for j in jobs), jobs)
+
+elif phase == "mock":
+    # The same instances in pywbem_mock, and the intrinsic association
+    # operations compared: for every instance of the provider, every
+    # association class and both Name forms, the array answers what
+    # pywbem_mock answers (far ends on the peer included).
+    from pywbem_mock import FakedWBEMConnection
+    mock = FakedWBEMConnection(default_namespace=NS)
+    qualifiers = a.EnumerateQualifiers()
+    mock.add_cimobjects(qualifiers, namespace=NS)
+    classes = a.EnumerateClasses(DeepInheritance=True, LocalOnly=True, IncludeQualifiers=True)
+    by_name = {c.classname.lower(): c for c in classes}
+
+    def depth(c):
+        n = 0
+        while c.superclass:
+            c, n = by_name[c.superclass.lower()], n + 1
+        return n
+    classes.sort(key=depth)
+    mock.add_cimobjects(classes, namespace=NS)
+    concrete = [c for c in classes if not (c.qualifiers.get("Abstract") and c.qualifiers["Abstract"].value)]
+    assoc_classes = sorted(c.classname for c in classes if c.qualifiers.get("Association") and c.qualifiers["Association"].value)
+    instances = []
+    for c in concrete:
+        for i in a.EnumerateInstances(c.classname, DeepInheritance=False, LocalOnly=False):
+            if i.classname.lower() == c.classname.lower():
+                i.path.host = None
+                instances.append(i)
+    # Far ends on the peer, as the array describes them, so the mock can
+    # resolve the same references.
+    known = {(i.path.classname.lower(), tuple(sorted((k.lower(), str(v)) for k, v in i.path.keybindings.items()))) for i in instances}
+    for i in list(instances):
+        for v in i.properties.values():
+            if v.type == "reference" and v.value is not None and v.value.host not in (None, url_a.split("//")[1]):
+                far = v.value.copy()
+                key = (far.classname.lower(), tuple(sorted((k.lower(), str(x)) for k, x in far.keybindings.items())))
+                if key in known:
+                    continue
+                known.add(key)
+                for got in a.Associators(i.path, ResultRole=v.name):
+                    if got.path.host == far.host and got.path.keybindings == far.keybindings:
+                        got.path.host = None
+                        instances.append(got)
+    for i in instances:
+        for v in i.properties.values():
+            if v.type == "reference" and v.value is not None:
+                v.value.host = None
+    mock.add_cimobjects(instances, namespace=NS)
+    check(f"pywbem_mock holds the provider's {len(instances)} instances", len(instances) > 20, len(instances))
+
+    def keyset(paths):
+        return sorted((p.classname.lower(), tuple(sorted((k.lower(), str(getattr(v, 'keybindings', v))) for k, v in p.keybindings.items()))) for p in paths)
+
+    compared = differ = 0
+    diffs = []
+    for i in instances:
+        if i.classname in assoc_classes or i.path.keybindings.get("SystemName") not in (None, "site-a"):
+            continue
+        p = i.path.copy()
+        for ac in [None] + assoc_classes:
+            for op in ("AssociatorNames", "ReferenceNames"):
+                kw = {"AssocClass": ac} if op == "AssociatorNames" else {"ResultClass": ac}
+                if ac is None:
+                    kw = {}
+                mine = keyset(getattr(a, op)(p, **kw))
+                theirs = keyset(getattr(mock, op)(p, **kw))
+                compared += 1
+                if mine != theirs:
+                    differ += 1
+                    diffs.append((op, str(p)[:80], ac, mine, theirs))
+    check(f"{compared} AssociatorNames/ReferenceNames answers equal pywbem_mock's", differ == 0, diffs[:3])
 
 elif phase == "associations":
     # Associations reach the peer: the far end of a pair is the peer's
