@@ -1286,3 +1286,73 @@ fn volumes_made_over_cim_are_exported_at_once_and_survive_a_kill() {
     let vvs = lab.console(Site::A).unwrap().show_volumes().unwrap();
     assert!(vvs.iter().all(|r| r.name != "newvv"), "{vvs:?}");
 }
+
+/// A planned failover under a host write load, with real processes:
+/// qemu-io writes to A without pause while B asks for the failover. Every
+/// write A acknowledged is on B after the hand-over, A refuses host writes
+/// from the hand-over on (qemu-io's run is cut there) while B takes them,
+/// and recover then restore bring A back as Primary with B's writes.
+#[test]
+fn a_planned_failover_under_write_load_keeps_every_acknowledged_write() {
+    let t = lab_up(true);
+    let lab = &t.lab;
+    let url = lab.nbd_url(Site::A, "vol0");
+    let writer = std::thread::spawn(move || {
+        let mut acked = Acked::default();
+        for batch in 0..400u64 {
+            let cmds: Vec<(u64, u8)> = (0..200u64)
+                .map(|i| ((batch * 200 + i) * 7 % 16000, (1 + (batch + i) % 250) as u8))
+                .collect();
+            let lines: Vec<String> = cmds
+                .iter()
+                .map(|(b, f)| format!("write -P {f} {} {BS}", b * BS))
+                .collect();
+            let (ok, out) = qemu::io_output(&url, &lines).unwrap();
+            acked.record("vol0", &cmds, &out).unwrap();
+            if !ok {
+                assert!(
+                    out.contains("Operation not permitted"),
+                    "writes on A failed for another reason: {out}"
+                );
+                return (acked, batch);
+            }
+        }
+        panic!("A still took writes after 80,000 of them: the failover never write-disabled it");
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    rcopy(lab, Site::B, "setrcopygroup failover rcg0").unwrap();
+    let (mut acked, batches) = writer.join().unwrap();
+    println!("  A's writes were cut after {batches} full batches of 200");
+    expect(
+        lab,
+        Site::B,
+        ("Primary-Rev", "Stopped", 5, 12, 2, true),
+        "planned failover done, seen from B (as row 3b)",
+    );
+    expect(
+        lab,
+        Site::A,
+        ("Secondary-Rev", "Stopped", 5, 12, 2, true),
+        "planned failover done, seen from A (as row 4)",
+    );
+    let n = acked.check(lab, Site::B).unwrap();
+    println!("  {n} blocks acknowledged on A read back on B");
+    let (ok, out) =
+        qemu::io_output(&lab.nbd_url(Site::A, "vol0"), &["write 0 4096".into()]).unwrap();
+    assert!(!ok, "A took a write after handing over: {out}");
+    acked
+        .write(lab, Site::B, "vol0", &[(100, 4, 0x77), (9000, 16, 0x78)])
+        .unwrap();
+    rcopy(lab, Site::B, "setrcopygroup recover rcg0").unwrap();
+    expect(
+        lab,
+        Site::B,
+        ("Primary-Rev", "Synced", 4, 6, 2, true),
+        "recover done (row 7)",
+    );
+    rcopy(lab, Site::B, "setrcopygroup restore rcg0").unwrap();
+    expect(lab, Site::A, SYNCED_P, "restore done (row 15)");
+    expect(lab, Site::B, SYNCED_S, "restore done, seen from B (row 12)");
+    acked.check(lab, Site::A).unwrap();
+    same(lab);
+}

@@ -122,14 +122,38 @@ impl Default for Ports {
 }
 
 impl Ports {
-    /// Ten ports the system has free now (for tests that run side by side).
+    /// Ten ports the system has free now (for tests that run side by
+    /// side). They are taken below the kernel's ephemeral range, so that no
+    /// outgoing connection (a client's local port) or `bind(0)` elsewhere
+    /// can take one between this check and the array's own bind after a
+    /// restart; a process-wide counter keeps labs of one test run apart.
     pub fn free() -> Ports {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|t| {
+                let mut w = t.split_whitespace().map(|x| x.parse::<u32>().ok());
+                Some((w.next()??, w.next()??))
+            })
+            .unwrap_or((32768, 60999));
+        // The widest span outside the ephemeral range, above 10000.
+        let (from, span) = if low.saturating_sub(10_000) >= 65_535 - high {
+            (10_000, low.saturating_sub(10_000).max(1))
+        } else {
+            (high + 1, (65_535 - high).max(1))
+        };
+        let start = std::process::id().wrapping_mul(7919) % span;
         let mut held = Vec::new();
         let mut next = || {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-            let p = l.local_addr().expect("addr").port();
-            held.push(l);
-            p
+            for _ in 0..span {
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let port = (from + (start + n) % span) as u16;
+                if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                    held.push(l);
+                    return port;
+                }
+            }
+            panic!("no free port in 127.0.0.1:{from}..{}", from + span);
         };
         let mut site = || SitePorts {
             http: next(),
