@@ -847,6 +847,15 @@ pub fn referring(
                     .collect()
             }
         }
+        "CIM_AllocatedFromStoragePool" => {
+            // From one volume: its one allocation (a walk from a pool
+            // lists the pool's volumes, which the class enumeration does).
+            let (a, v) = vol?;
+            let Some(blocks) = snap.volume(v).filter(|_| a == me) else {
+                return Some(Vec::new());
+            };
+            vec![super::pools::allocation(me, &host, v, blocks)]
+        }
         _ => return None,
     })
 }

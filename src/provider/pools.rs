@@ -68,6 +68,16 @@ fn pool(me: &str, id: &str, primordial: bool, total: u64, free: u64) -> Instance
         .with("OperationalStatus", CimType::Uint16, u16s(&[2]))
 }
 
+/// A volume's allocation from pool0.
+pub fn allocation(me: &str, host: &str, vol: &str, blocks: u64) -> Instance {
+    assoc(
+        "CIM_AllocatedFromStoragePool",
+        ("Antecedent", pool_path(me, host, POOL)),
+        ("Dependent", vol_path(me, host, vol)),
+    )
+    .with("SpaceConsumed", CimType::Uint64, bytes(blocks))
+}
+
 /// Instances of a Block Services class; None for any other class.
 pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Option<Vec<Instance>> {
     let me = rep.array.as_str();
@@ -99,14 +109,11 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Option<Vec<
             )
             .with("SpaceConsumed", CimType::Uint64, bytes(total));
             std::iter::once(from_primordial)
-                .chain(snap.volumes.iter().map(|(v, blocks)| {
-                    assoc(
-                        "CIM_AllocatedFromStoragePool",
-                        ("Antecedent", pool0.clone()),
-                        ("Dependent", vol_path(me, &host, v)),
-                    )
-                    .with("SpaceConsumed", CimType::Uint64, bytes(*blocks))
-                }))
+                .chain(
+                    snap.volumes
+                        .iter()
+                        .map(|(v, blocks)| allocation(me, &host, v, *blocks)),
+                )
                 .collect()
         }
         "RCM_StorageConfigurationService" => vec![Instance::new("RCM_StorageConfigurationService")
