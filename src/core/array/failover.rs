@@ -93,8 +93,7 @@ impl<S: BlockStore> Array<S> {
             Role::Primary => {
                 self.hand_over_check(g)
                     .map_err(|why| CommandError::CannotHandOver { why })?;
-                self.begin_hand_over(g)
-                    .map_err(|e| CommandError::CannotHandOver { why: e.to_string() })
+                Ok(self.begin_hand_over(g)?)
             }
             Role::Secondary => {
                 if g.op.is_some() || g.reverse_pending.is_some() {
