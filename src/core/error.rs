@@ -126,6 +126,8 @@ pub enum CommandError {
     AlreadyAdmitted { vol: String, group: String },
     #[error("volume {vol} is not in group {group}")]
     NotInGroup { vol: String, group: String },
+    #[error("volume {vol} is in remote-copy group {group}; take it out first (dismissrcopyvv {vol} {group}, or removercopygroup {group})")]
+    VolumeInGroup { vol: String, group: String },
     #[error(
         "volume {vol} is a target in group {group} on {array}; a target cannot also be a source"
     )]

@@ -69,10 +69,20 @@ pub enum VolumeError {
     BadName(#[from] super::names::NameError),
     #[error("volume {vol}: {blocks} blocks is not a size this array supports (1 to {max} blocks of 4 KiB)")]
     BadSize { vol: String, blocks: u64, max: u64 },
-    #[error("volume {vol}: {blocks} blocks do not fit in the pool ({free} blocks of 4 KiB free); delete volumes (removevv) or give the array more capacity ([array] capacity_gib)")]
+    #[error("volume {vol}: {} do not fit in the pool ({} free); delete volumes (removevv) or give the array more capacity ([array] capacity_gib)", size_text(*blocks), size_text(*free))]
     PoolFull { vol: String, blocks: u64, free: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A size in blocks as an operator reads it (MiB or GiB, rounded down).
+fn size_text(blocks: u64) -> String {
+    let mib = (blocks * super::BLOCK_SIZE as u64) >> 20;
+    if mib >= 10 * 1024 {
+        format!("{} GiB", mib >> 10)
+    } else {
+        format!("{mib} MiB")
+    }
 }
 
 impl Default for Volumes {

@@ -122,7 +122,7 @@ impl<S: BlockStore> Array<S> {
             .filter_map(|n| self.groups.get(n))
             .next()
         {
-            return Err(CommandError::AlreadyAdmitted {
+            return Err(CommandError::VolumeInGroup {
                 vol: vol.to_string(),
                 group: g.name.clone(),
             });
