@@ -871,9 +871,10 @@ pub fn foreign(
     path: &ObjectPath,
 ) -> Option<Instance> {
     let key = |k: &str| path.key(k).and_then(Value::as_str);
+    // Keyed lookups only: a walk from one object costs the same on an
+    // array of any size.
     let peer_of_ours = |peer: &str| {
-        peer != rep.array
-            && (rep.hosts.contains_key(peer) || snap.groups.iter().any(|g| g.peer == peer))
+        peer != rep.array && (rep.hosts.contains_key(peer) || snap.links.contains_key(peer))
     };
     match class {
         "RCM_ComputerSystem" => {
@@ -893,16 +894,11 @@ pub fn foreign(
         }
         "RCM_StorageVolume" => {
             let (peer, vol) = (key("SystemName")?, key("DeviceID")?);
-            let (g, p) = snap
-                .groups
-                .iter()
-                .filter(|g| g.peer == peer)
-                .find_map(|g| g.pairs.iter().find(|p| p.remote == vol).map(|p| (g, p)))?;
-            let blocks = snap
-                .volumes
-                .iter()
-                .find(|(n, _)| *n == p.local)
-                .map(|(_, b)| *b)?;
+            if peer == rep.array {
+                return None;
+            }
+            let (g, p) = snap.pairs_of_remote(peer, vol).into_iter().next()?;
+            let blocks = snap.volume(&p.local)?;
             let usage = if g.role.is_source() { 9 } else { 7 };
             Some(
                 Instance::new("RCM_StorageVolume")
