@@ -196,6 +196,24 @@ impl<S: BlockStore> Array<S> {
         Ok(())
     }
 
+    /// A planned failover ends on this side without a hand-over: a
+    /// Primary takes host writes again (and, started in periodic mode,
+    /// its cycles); `why`, when given, is reported as the failure.
+    pub(super) fn hand_over_abandoned(&mut self, g: &mut Group, why: Option<String>) {
+        g.op = None;
+        g.requested = None;
+        if let (true, Mode::Periodic { period_ms }) = (g.started && g.role.is_source(), g.mode) {
+            g.next_cycle = (period_ms > 0).then(|| self.now.plus(period_ms));
+        }
+        if let Some(reason) = why {
+            self.events.push_back(Event::OperationFailed {
+                group: g.name.clone(),
+                op: "failover",
+                reason,
+            });
+        }
+    }
+
     pub(super) fn send_hand_over(&mut self, g: &Group) {
         self.send(
             &g.peer.clone(),

@@ -48,13 +48,8 @@ impl<S: BlockStore> Array<S> {
             // The hand-over this side asked for cannot come now (the
             // Primary refuses a stopped group, and learns at the next Hello
             // that this side did not take over).
-            g.op = None;
-            g.requested = None;
-            self.events.push_back(Event::OperationFailed {
-                group: g.name.clone(),
-                op: "failover",
-                reason: format!("group {} stopped ({cause:?}) before the hand-over", g.name),
-            });
+            let why = format!("group {} stopped ({cause:?}) before the hand-over", g.name);
+            self.hand_over_abandoned(g, Some(why));
         }
         if g.recovering.take().is_some() {
             self.events.push_back(Event::OperationFailed {
@@ -158,9 +153,12 @@ impl<S: BlockStore> Array<S> {
             g.reset_volatile();
             // A Primary handing over stays write-disabled until it hears
             // how the hand-over ended; anything else starts again.
-            let keeps = g.op == Some(GroupOp::HandingOver) && g.role.is_source();
-            if g.op == Some(GroupOp::FailingBack) || (g.op == Some(GroupOp::HandingOver) && !keeps)
-            {
+            let forget = match g.op {
+                Some(GroupOp::FailingBack) => true,
+                Some(GroupOp::HandingOver) => !g.role.is_source(),
+                _ => false,
+            };
+            if forget {
                 g.op = None;
             }
         }
@@ -258,11 +256,8 @@ impl<S: BlockStore> Array<S> {
             }
             "failover" => {
                 if g.op == Some(GroupOp::HandingOver) {
-                    g.op = None;
-                    g.requested = None;
-                    if let (true, Mode::Periodic { period_ms }) = (g.started, g.mode) {
-                        g.next_cycle = (period_ms > 0).then(|| self.now.plus(period_ms));
-                    }
+                    // The failure is reported below, with the peer's words.
+                    self.hand_over_abandoned(g, None);
                 }
                 "failover"
             }

@@ -136,16 +136,11 @@ impl<S: BlockStore> Array<S> {
             (Role::Primary, Role::Secondary) if g.op == Some(GroupOp::HandingOver) => {
                 // A new session and the peer is still Secondary: the
                 // hand-over never took effect there. Writes resume here.
-                g.op = None;
-                g.requested = None;
-                self.events.push_back(Event::OperationFailed {
-                    group: g.name.clone(),
-                    op: "failover",
-                    reason: format!(
-                        "{} did not take over before the link failed; {} is Primary again",
-                        g.peer, self.name
-                    ),
-                });
+                let why = format!(
+                    "{} did not take over before the link failed; {} is Primary again",
+                    g.peer, self.name
+                );
+                self.hand_over_abandoned(g, Some(why));
                 self.note(&g.name, "planned failover abandoned".into());
             }
             _ => {}
