@@ -33,8 +33,8 @@ pub fn operations() -> Vec<u16> {
 pub const DEFAULT_PERIOD_MS: u64 = 300_000;
 
 /// Method return values (DMTF).
-const OK: u32 = 0;
-const NOT_SUPPORTED: u32 = 1;
+pub(super) const OK: u32 = 0;
+pub(super) const NOT_SUPPORTED: u32 = 1;
 const JOB_STARTED: u32 = 4096;
 
 pub(super) type Params = Vec<(Name, Option<Value>)>;
@@ -49,7 +49,7 @@ fn u16p(p: &Params, name: &str) -> Option<u16> {
     param(p, name).and_then(Value::as_u64).map(|v| v as u16)
 }
 
-fn done(rv: u32, out: Vec<(Name, Value)>) -> Result<MethodResult, CimError> {
+pub(super) fn done(rv: u32, out: Vec<(Name, Value)>) -> Result<MethodResult, CimError> {
     Ok(MethodResult {
         return_value: Value::Uint32(rv),
         out,

@@ -13,6 +13,7 @@
 //! moment. Long operations become jobs whose completion is judged from the
 //! same snapshots.
 
+mod foreign;
 mod jobs;
 mod methods;
 mod model;
@@ -208,7 +209,7 @@ impl Provider for Replication {
 
     fn foreign(&self, ctx: &Ctx, class: &Class, path: &ObjectPath) -> Option<Instance> {
         let snap = ctx.per_request("replicim.snapshot", || self.snapshot());
-        model::foreign(self, &snap, class.name.as_str(), path)
+        foreign::foreign(self, &snap, class.name.as_str(), path)
     }
 
     fn referring(

@@ -348,13 +348,21 @@ fn volume_instance(me: &str, snap: &Snapshot, v: &str, blocks: u64) -> Instance 
     } else {
         2
     };
+    volume_known(me, v, blocks, usage)
+        .with("OperationalStatus", CimType::Uint16, u16s(&[2]))
+        .with("EnabledState", CimType::Uint16, u16v(2))
+}
+
+/// An RCM_StorageVolume of `system` with what any array knows of it: its
+/// keys, names, size and use (a peer's volume has only these).
+pub(super) fn volume_known(system: &str, v: &str, blocks: u64, usage: u16) -> Instance {
     Instance::new("RCM_StorageVolume")
         .with(
             "SystemCreationClassName",
             CimType::String,
             s("RCM_ComputerSystem"),
         )
-        .with("SystemName", CimType::String, s(me))
+        .with("SystemName", CimType::String, s(system))
         .with("CreationClassName", CimType::String, s("RCM_StorageVolume"))
         .with("DeviceID", CimType::String, s(v))
         .with("ElementName", CimType::String, s(v))
@@ -371,8 +379,38 @@ fn volume_instance(me: &str, snap: &Snapshot, v: &str, blocks: u64) -> Instance 
             Some(Value::Uint64(blocks)),
         )
         .with("Usage", CimType::Uint16, u16v(usage))
-        .with("OperationalStatus", CimType::Uint16, u16s(&[2]))
+}
+
+/// An RCM_ComputerSystem with what any array knows of it (a peer's has
+/// only this).
+pub(super) fn system_known(name: &str) -> Instance {
+    Instance::new("RCM_ComputerSystem")
+        .with(
+            "CreationClassName",
+            CimType::String,
+            s("RCM_ComputerSystem"),
+        )
+        .with("Name", CimType::String, s(name))
+        .with("ElementName", CimType::String, s(name))
+        .with("NameFormat", CimType::String, s("Other"))
+        .with("Dedicated", CimType::Uint16, u16s(&[3, 15]))
+}
+
+/// A service of this array, started and OK: `class` keyed by `name`.
+pub(super) fn service(me: &str, class: &str, name: &str, element: &str) -> Instance {
+    Instance::new(class)
+        .with(
+            "SystemCreationClassName",
+            CimType::String,
+            s("RCM_ComputerSystem"),
+        )
+        .with("SystemName", CimType::String, s(me))
+        .with("CreationClassName", CimType::String, s(class))
+        .with("Name", CimType::String, s(name))
+        .with("ElementName", CimType::String, s(element))
+        .with("Started", CimType::Boolean, Some(Value::Boolean(true)))
         .with("EnabledState", CimType::Uint16, u16v(2))
+        .with("OperationalStatus", CimType::Uint16, u16s(&[2]))
 }
 
 fn system_device(me: &str, host: &str, v: &str) -> Instance {
@@ -499,16 +537,7 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
     let cs = cs_path(me, &host);
     let rs = rs_path(me, &host);
     match class {
-        "RCM_ComputerSystem" => vec![Instance::new("RCM_ComputerSystem")
-            .with(
-                "CreationClassName",
-                CimType::String,
-                s("RCM_ComputerSystem"),
-            )
-            .with("Name", CimType::String, s(me))
-            .with("ElementName", CimType::String, s(me))
-            .with("NameFormat", CimType::String, s("Other"))
-            .with("Dedicated", CimType::Uint16, u16s(&[3, 15]))
+        "RCM_ComputerSystem" => vec![system_known(me)
             .with("OperationalStatus", CimType::Uint16, u16s(&[2]))
             .with("EnabledState", CimType::Uint16, u16v(2))],
         "RCM_StorageVolume" => snap
@@ -521,42 +550,27 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
             .iter()
             .map(|(v, _)| system_device(me, &host, v))
             .collect(),
-        "RCM_ReplicationService" => vec![Instance::new("RCM_ReplicationService")
-            .with(
-                "SystemCreationClassName",
-                CimType::String,
-                s("RCM_ComputerSystem"),
-            )
-            .with("SystemName", CimType::String, s(me))
-            .with(
-                "CreationClassName",
-                CimType::String,
-                s("RCM_ReplicationService"),
-            )
-            .with("Name", CimType::String, s("replication"))
-            .with(
-                "ElementName",
-                CimType::String,
-                s(&format!("{me} replication service")),
-            )
-            .with("Started", CimType::Boolean, Some(Value::Boolean(true)))
-            .with("EnabledState", CimType::Uint16, u16v(2))
-            .with("OperationalStatus", CimType::Uint16, u16s(&[2]))
-            .with(
-                "WriteBytesSent",
-                CimType::Uint64,
-                Some(Value::Uint64(snap.counters.write_bytes_sent)),
-            )
-            .with(
-                "SyncBytesSent",
-                CimType::Uint64,
-                Some(Value::Uint64(snap.counters.sync_bytes_sent)),
-            )
-            .with(
-                "BytesApplied",
-                CimType::Uint64,
-                Some(Value::Uint64(snap.counters.bytes_applied)),
-            )],
+        "RCM_ReplicationService" => vec![service(
+            me,
+            "RCM_ReplicationService",
+            "replication",
+            &format!("{me} replication service"),
+        )
+        .with(
+            "WriteBytesSent",
+            CimType::Uint64,
+            Some(Value::Uint64(snap.counters.write_bytes_sent)),
+        )
+        .with(
+            "SyncBytesSent",
+            CimType::Uint64,
+            Some(Value::Uint64(snap.counters.sync_bytes_sent)),
+        )
+        .with(
+            "BytesApplied",
+            CimType::Uint64,
+            Some(Value::Uint64(snap.counters.bytes_applied)),
+        )],
         "CIM_HostedService" => vec![
             assoc(
                 "CIM_HostedService",
@@ -858,90 +872,4 @@ pub fn referring(
         }
         _ => return None,
     })
-}
-
-/// What this array knows of an element of one of its peers (for
-/// Associators that reach across): the peer's system, a volume that
-/// mirrors one of ours, or the peer's side of one of our groups. Only
-/// what the local array knows is filled in; None for anything else.
-pub fn foreign(
-    rep: &Replication,
-    snap: &Snapshot,
-    class: &str,
-    path: &ObjectPath,
-) -> Option<Instance> {
-    let key = |k: &str| path.key(k).and_then(Value::as_str);
-    // Keyed lookups only: a walk from one object costs the same on an
-    // array of any size.
-    let peer_of_ours = |peer: &str| {
-        peer != rep.array && (rep.hosts.contains_key(peer) || snap.links.contains_key(peer))
-    };
-    match class {
-        "RCM_ComputerSystem" => {
-            let peer = key("Name").filter(|p| peer_of_ours(p))?;
-            Some(
-                Instance::new("RCM_ComputerSystem")
-                    .with(
-                        "CreationClassName",
-                        CimType::String,
-                        s("RCM_ComputerSystem"),
-                    )
-                    .with("Name", CimType::String, s(peer))
-                    .with("ElementName", CimType::String, s(peer))
-                    .with("NameFormat", CimType::String, s("Other"))
-                    .with("Dedicated", CimType::Uint16, u16s(&[3, 15])),
-            )
-        }
-        "RCM_StorageVolume" => {
-            let (peer, vol) = (key("SystemName")?, key("DeviceID")?);
-            if peer == rep.array {
-                return None;
-            }
-            let (g, p) = snap.pairs_of_remote(peer, vol).into_iter().next()?;
-            let blocks = snap.volume(&p.local)?;
-            let usage = if g.role.is_source() { 9 } else { 7 };
-            Some(
-                Instance::new("RCM_StorageVolume")
-                    .with(
-                        "SystemCreationClassName",
-                        CimType::String,
-                        s("RCM_ComputerSystem"),
-                    )
-                    .with("SystemName", CimType::String, s(peer))
-                    .with("CreationClassName", CimType::String, s("RCM_StorageVolume"))
-                    .with("DeviceID", CimType::String, s(vol))
-                    .with("ElementName", CimType::String, s(vol))
-                    .with("Name", CimType::String, s(vol))
-                    .with("BlockSize", CimType::Uint64, Some(Value::Uint64(4096)))
-                    .with(
-                        "NumberOfBlocks",
-                        CimType::Uint64,
-                        Some(Value::Uint64(blocks)),
-                    )
-                    .with(
-                        "ConsumableBlocks",
-                        CimType::Uint64,
-                        Some(Value::Uint64(blocks)),
-                    )
-                    .with("Usage", CimType::Uint16, u16v(usage)),
-            )
-        }
-        "RCM_ReplicationGroup" => {
-            let (peer, name) = key("InstanceID")?.split_once(':')?;
-            let g = snap.group(name).filter(|g| g.peer == peer)?;
-            Some(
-                Instance::new("RCM_ReplicationGroup")
-                    .with("InstanceID", CimType::String, s(&format!("{peer}:{name}")))
-                    .with("ElementName", CimType::String, s(name))
-                    .with("TargetSystem", CimType::String, s(&rep.array))
-                    .with(
-                        "Role",
-                        CimType::Uint16,
-                        u16v(role_number(g.role.counterpart())),
-                    )
-                    .with("Persistent", CimType::Boolean, Some(Value::Boolean(true))),
-            )
-        }
-        _ => None,
-    }
 }

@@ -5,8 +5,8 @@
 //! figures come from the core's read model (`capacity_blocks` and the
 //! volume list), so they are what the core enforces.
 
-use super::methods::{failed, param, Params};
-use super::model::{assoc, cs_path, path, s, u16s, u16v, vol_path};
+use super::methods::{done, failed, param, Params, NOT_SUPPORTED, OK};
+use super::model::{assoc, cs_path, path, s, service, u16s, u16v, vol_path};
 use super::{Replication, Snapshot};
 use crate::cim::dispatch::MethodResult;
 use crate::cim::model::{CimType, Instance, Name, ObjectPath, Value};
@@ -116,34 +116,13 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Option<Vec<
                 )
                 .collect()
         }
-        "RCM_StorageConfigurationService" => vec![Instance::new("RCM_StorageConfigurationService")
-            .with(
-                "SystemCreationClassName",
-                CimType::String,
-                s("RCM_ComputerSystem"),
-            )
-            .with("SystemName", CimType::String, s(me))
-            .with(
-                "CreationClassName",
-                CimType::String,
-                s("RCM_StorageConfigurationService"),
-            )
-            .with("Name", CimType::String, s("storage-configuration"))
-            .with("ElementName", CimType::String, s("storage configuration"))
-            .with("Started", CimType::Boolean, Some(Value::Boolean(true)))
-            .with("EnabledState", CimType::Uint16, u16v(2))
-            .with("OperationalStatus", CimType::Uint16, u16s(&[2]))],
+        "RCM_StorageConfigurationService" => vec![service(
+            me,
+            "RCM_StorageConfigurationService",
+            "storage-configuration",
+            "storage configuration",
+        )],
         _ => return None,
-    })
-}
-
-const OK: u32 = 0;
-const NOT_SUPPORTED: u32 = 1;
-
-fn done(rv: u32, out: Vec<(Name, Value)>) -> Result<MethodResult, CimError> {
-    Ok(MethodResult {
-        return_value: Value::Uint32(rv),
-        out,
     })
 }
 
