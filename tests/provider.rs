@@ -582,8 +582,9 @@ fn pywbem_console_runs_a_planned_dr_test_and_tears_down() {
     console(&d, "create");
     assert!(same_data(&d));
     console(&d, "associations");
-    console(&d, "mock");
     console(&d, "blocks");
+    console(&d, "replicas");
+    console(&d, "mock");
     console(&d, "planned");
     assert!(same_data(&d));
     drop(clock);

@@ -13,6 +13,7 @@ mod layering;
 mod link; // the replication link protocol, in memory and over a socket
 mod nbd; // the NBD export with qemu-io, qemu-img and qemu-nbd // src/core does no I/O and reads no clock
 mod provider; // the SMI-S provider driven by a pywbem console, phase by phase
+mod replicas; // local snapshots and clones on the core
 mod sim_faults; // seeded random faults with invariants, replayable by REPLICIM_SEED
 mod store; // both block stores honour the contract; snapshot properties
 mod util; // shared helpers

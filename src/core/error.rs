@@ -144,6 +144,8 @@ pub enum CommandError {
     CannotHandOver { why: String },
     #[error(transparent)]
     Volume(#[from] VolumeError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
 }
 
 /// Why a host write was refused.
@@ -162,6 +164,8 @@ pub enum WriteError {
         group: String,
         what: &'static str,
     },
+    #[error("volume {vol} is read-only: {why}")]
+    ReadOnlyReplica { vol: String, why: &'static str },
     #[error("write to {vol} refused: group {group} has fail_wrt_on_err and cannot replicate to {peer}; restore the link or clear the policy")]
     CannotReplicate {
         vol: String,

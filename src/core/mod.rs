@@ -27,13 +27,13 @@ mod view;
 mod volumes;
 
 pub use array::{
-    Array, ArrayConfig, Command, Counters, Durable, Event, Group, Head, Pair, WriteTicket,
-    DEFAULT_CAPACITY_BLOCKS, MAX_MIRRORS,
+    Array, ArrayConfig, Command, Counters, Durable, Event, Group, Head, Pair, ReplicaOp,
+    WriteTicket, DEFAULT_CAPACITY_BLOCKS, MAX_MIRRORS,
 };
 pub use error::{CommandError, Fault, WriteError};
 pub use msg::{block_bytes, Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};
-pub use read::{ArrayRead, GroupRead, PairRead};
+pub use read::{ArrayRead, GroupRead, PairRead, ReplicaRead};
 pub use store::{BlockStore, StoreError};
 pub use types::*;
 pub use view::{derive, CopyState, PairFacts, PairView, ProgressStatus, SyncOperation, SyncState};
-pub use volumes::{SnapMeta, VolMeta, VolumeError, Volumes};
+pub use volumes::{ReplicaKind, ReplicaMeta, SnapMeta, VolMeta, VolumeError, Volumes};

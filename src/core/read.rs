@@ -171,7 +171,27 @@ pub struct ArrayRead {
     pub counters: Counters,
     /// The array's capacity in blocks (its one storage pool).
     pub capacity_blocks: u64,
+    /// Local replicas, in name order. A snapshot replica is also listed in
+    /// `volumes` (it is readable as one); a clone is a volume anyway.
+    pub replicas: Arc<Vec<ReplicaRead>>,
     index: OnceLock<Index>,
+}
+
+/// A local replica as readers see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaRead {
+    pub name: String,
+    pub source: String,
+    pub kind: crate::core::ReplicaKind,
+    pub blocks: u64,
+    /// When its point was taken.
+    pub taken: Tick,
+    /// Clone: blocks copied (`blocks` when complete).
+    pub copied: u64,
+    /// Clone: its copy is still running.
+    pub copying: bool,
+    /// Snapshot: blocks it holds apart from its source (its cost).
+    pub saved: u64,
 }
 
 impl PartialEq for ArrayRead {
@@ -182,6 +202,7 @@ impl PartialEq for ArrayRead {
             && self.links == o.links
             && self.counters == o.counters
             && self.capacity_blocks == o.capacity_blocks
+            && self.replicas == o.replicas
     }
 }
 
@@ -193,6 +214,7 @@ impl ArrayRead {
         links: BTreeMap<String, bool>,
         counters: Counters,
         capacity_blocks: u64,
+        replicas: Arc<Vec<ReplicaRead>>,
     ) -> ArrayRead {
         debug_assert!(groups.windows(2).all(|w| w[0].name < w[1].name));
         debug_assert!(volumes.windows(2).all(|w| w[0].0 < w[1].0));
@@ -203,8 +225,17 @@ impl ArrayRead {
             links,
             counters,
             capacity_blocks,
+            replicas,
             index: OnceLock::new(),
         }
+    }
+
+    /// A local replica by name.
+    pub fn replica(&self, name: &str) -> Option<&ReplicaRead> {
+        self.replicas
+            .binary_search_by(|r| r.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.replicas[i])
     }
 
     fn index(&self) -> &Index {

@@ -136,11 +136,17 @@ pub enum SyncOperation {
     Failback = 11,
     #[strum(serialize = "Resync Replica")]
     ResyncReplica = 14,
+    /// Local snapshots only.
+    #[strum(serialize = "Restore From Replica")]
+    RestoreFromReplica = 15,
     Resume = 16,
     #[strum(serialize = "Reset To Sync")]
     ResetToSync = 17,
     #[strum(serialize = "Reset To Async")]
     ResetToAsync = 18,
+    /// Local replicas only.
+    #[strum(serialize = "Return To ResourcePool")]
+    ReturnToResourcePool = 19,
     #[strum(serialize = "Reverse Roles")]
     ReverseRoles = 20,
     Suspend = 22,

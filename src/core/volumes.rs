@@ -16,6 +16,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+mod replicas;
+pub use replicas::{ReplicaKind, ReplicaMeta};
+
 use super::store::{BlockStore, StoreError};
 use super::tracked::TrackedMap;
 use super::types::{Block, SnapId, BLOCK_SIZE};
@@ -38,11 +41,22 @@ pub struct VolMeta {
     pub snaps: Vec<SnapId>,
 }
 
+/// The durable parts of [`Volumes`]: the volume table, the snapshot
+/// counter, the snapshots and the replicas.
+pub type VolumeParts<'a> = (
+    &'a BTreeMap<String, VolMeta>,
+    u64,
+    &'a BTreeMap<SnapId, SnapMeta>,
+    &'a BTreeMap<String, ReplicaMeta>,
+);
+
 /// All volumes and snapshots of one array.
 #[derive(Clone, Debug)]
 pub struct Volumes {
     vols: TrackedMap<String, VolMeta>,
     snaps: TrackedMap<SnapId, SnapMeta>,
+    /// Local replicas by name (`replicas.rs`).
+    replicas: TrackedMap<String, ReplicaMeta>,
     next_snap: u64,
     /// A volume was made or deleted since `take_table_changed` (a
     /// snapshot taken or dropped changes a volume's entry, not the list of
@@ -65,6 +79,18 @@ pub enum VolumeError {
     },
     #[error("volume {0} still has snapshots; delete them first")]
     HasSnapshots(String),
+    #[error("volume {vol} has replica {replica}, which still depends on its blocks; return the replica first (removevv {replica}, or ModifyReplicaSynchronization 19)")]
+    HasReplica { vol: String, replica: String },
+    #[error("{0} is not a local replica (snapshot or clone) of this array")]
+    NotAReplica(String),
+    #[error("volume {vol} cannot be the source of a replica: {why}")]
+    NotASource { vol: String, why: String },
+    #[error("{vol} is {what}; {hint}")]
+    ReplicaState {
+        vol: String,
+        what: &'static str,
+        hint: &'static str,
+    },
     #[error(transparent)]
     BadName(#[from] super::names::NameError),
     #[error("volume {vol}: {blocks} blocks is not a size this array supports (1 to {max} blocks of 4 KiB)")]
@@ -90,6 +116,7 @@ impl Default for Volumes {
         Volumes {
             vols: TrackedMap::default(),
             snaps: TrackedMap::default(),
+            replicas: TrackedMap::default(),
             next_snap: 0,
             listing_changed: true,
         }
@@ -97,16 +124,20 @@ impl Default for Volumes {
 }
 
 impl Volumes {
-    /// The volume table and snapshot counter, and the snapshots, apart:
-    /// a shell persists each snapshot under its own key.
-    pub fn parts(&self) -> (&BTreeMap<String, VolMeta>, u64, &BTreeMap<SnapId, SnapMeta>) {
-        (&self.vols, self.next_snap, &self.snaps)
+    /// The volume table and snapshot counter, the snapshots and the
+    /// replicas, apart: a shell persists each entry under its own key.
+    pub fn parts(&self) -> VolumeParts<'_> {
+        (&self.vols, self.next_snap, &self.snaps, &self.replicas)
     }
 
-    /// The volumes and snapshots whose metadata may have changed since the
-    /// last call (one no longer listed was deleted).
-    pub fn take_touched(&mut self) -> (BTreeSet<String>, BTreeSet<SnapId>) {
-        (self.vols.take_touched(), self.snaps.take_touched())
+    /// The volumes, snapshots and replicas whose metadata may have changed
+    /// since the last call (one no longer listed was deleted).
+    pub fn take_touched(&mut self) -> (BTreeSet<String>, BTreeSet<SnapId>, BTreeSet<String>) {
+        (
+            self.vols.take_touched(),
+            self.snaps.take_touched(),
+            self.replicas.take_touched(),
+        )
     }
 
     /// Whether a volume was made or deleted since the last call, for the
@@ -125,10 +156,12 @@ impl Volumes {
         vols: BTreeMap<String, VolMeta>,
         next_snap: u64,
         snaps: BTreeMap<SnapId, SnapMeta>,
+        replicas: BTreeMap<String, ReplicaMeta>,
     ) -> Volumes {
         Volumes {
             vols: TrackedMap::from_map(vols),
             snaps: TrackedMap::from_map(snaps),
+            replicas: TrackedMap::from_map(replicas),
             next_snap,
             listing_changed: true,
         }
@@ -138,9 +171,17 @@ impl Volumes {
         self.vols.contains_key(vol)
     }
 
-    /// Blocks the volumes take at their full size (O(volumes)).
+    /// Blocks the volumes take at their full size, and the blocks snapshot
+    /// replicas hold apart from their sources (O(volumes + replicas)).
     pub fn used_blocks(&self) -> u64 {
-        self.vols.values().map(|m| m.blocks).sum()
+        let saved: usize = self
+            .replicas
+            .values()
+            .filter(|r| r.kind == ReplicaKind::Snapshot)
+            .filter_map(|r| r.snap)
+            .map(|s| self.changed_count(s))
+            .sum();
+        self.vols.values().map(|m| m.blocks).sum::<u64>() + saved as u64
     }
 
     pub fn meta(&self, vol: &str) -> Option<&VolMeta> {
@@ -173,7 +214,7 @@ impl Volumes {
                 max: super::names::MAX_VOLUME_BLOCKS,
             });
         }
-        if self.vols.contains_key(vol) {
+        if self.vols.contains_key(vol) || self.replicas.contains_key(vol) {
             return Err(VolumeError::Exists(vol.to_string()));
         }
         store.create_volume(vol, blocks)?;
@@ -193,8 +234,26 @@ impl Volumes {
             .vols
             .get(vol)
             .ok_or_else(|| VolumeError::NoSuchVolume(vol.to_string()))?;
+        if let Some(replica) = self
+            .replicas_of(vol)
+            .find(|r| self.replicas[*r].snap.is_some())
+        {
+            return Err(VolumeError::HasReplica {
+                vol: vol.to_string(),
+                replica: replica.clone(),
+            });
+        }
         if !meta.snaps.is_empty() {
             return Err(VolumeError::HasSnapshots(vol.to_string()));
+        }
+        // Complete clones are independent copies: they lose only their
+        // association with the source.
+        let clones: Vec<String> = self.replicas_of(vol).cloned().collect();
+        for c in clones {
+            self.replicas.remove(&c);
+        }
+        if let Some(r) = self.replicas.remove(vol) {
+            debug_assert!(r.snap.is_none(), "a clone still copying has its point");
         }
         store.delete_volume(vol)?;
         self.vols.remove(vol);
@@ -241,6 +300,11 @@ impl Volumes {
         block: u64,
         out: &mut Block,
     ) -> Result<(), VolumeError> {
+        if !self.vols.contains_key(vol) {
+            if let Some(snap) = self.replicas.get(vol).and_then(|r| r.snap) {
+                return self.read_snap(store, snap, block, out);
+            }
+        }
         self.check(vol, block)?;
         store.read_block(vol, block, out)?;
         Ok(())

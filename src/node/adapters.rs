@@ -6,14 +6,16 @@ use crate::core::{Command, CommandError, BLOCK_SIZE};
 use crate::nbd::{Device, Errno};
 use crate::provider::{Backend, Snapshot};
 
-/// One volume of the array, as an NBD export. It is never advertised
-/// read-only: whether a write is allowed depends on the volume's role at
-/// the time of the write (a secondary answers EPERM, and the same
-/// connection can write after a failover).
+/// One volume of the array, as an NBD export. A volume is not advertised
+/// read-only: whether a write is allowed depends on its role at the time
+/// of the write (a secondary answers EPERM, and the same connection can
+/// write after a failover; so does a clone until its copy completes). A
+/// snapshot replica is advertised read-only: it never becomes writable.
 pub struct ArrayDevice {
     pub node: NodeHandle,
     pub vol: String,
     pub blocks: u64,
+    pub read_only: bool,
 }
 
 impl Device for ArrayDevice {
@@ -21,7 +23,7 @@ impl Device for ArrayDevice {
         self.blocks * BLOCK_SIZE as u64
     }
     fn read_only(&self) -> bool {
-        false
+        self.read_only
     }
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), Errno> {
         let data = self.node.read(&self.vol, offset, out.len())?;
@@ -83,10 +85,14 @@ impl crate::nbd::Catalog for VolumeCatalog {
     fn get(&self, name: &str) -> Option<std::sync::Arc<dyn Device>> {
         let snap = self.node.snapshot()?;
         let blocks = snap.volume(name)?;
+        let read_only = snap
+            .replica(name)
+            .is_some_and(|r| r.kind == crate::core::ReplicaKind::Snapshot);
         Some(std::sync::Arc::new(ArrayDevice {
             node: self.node.clone(),
             vol: name.to_string(),
             blocks,
+            read_only,
         }))
     }
 }

@@ -373,6 +373,7 @@ impl Loop {
                             WriteFailure::Refused(
                                 WriteError::ReadOnly { .. }
                                 | WriteError::Quiesced { .. }
+                                | WriteError::ReadOnlyReplica { .. }
                                 | WriteError::CannotReplicate { .. },
                             ) => Errno::Perm,
                             WriteFailure::Refused(WriteError::Volume(_))

@@ -4,7 +4,8 @@
 //! back from a crash the same way.
 //!
 //! Keys: `head.v2` (name and counters), `vol/<name>` per volume,
-//! `snap/<id>` per snapshot, `group/<name>` per group, `activity-log`. A
+//! `snap/<id>` per snapshot, `replica/<name>` per local replica,
+//! `group/<name>` per group, `activity-log`. A
 //! commit encodes only the head, the activity log and the entries the array
 //! touched since the last one ([`touched_meta`]).
 //!
@@ -14,7 +15,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::core::{Array, ArrayConfig, Durable, Group, Head, SnapId, SnapMeta, Tick, VolMeta};
+use crate::core::{
+    Array, ArrayConfig, Durable, Group, Head, ReplicaMeta, SnapId, SnapMeta, Tick, VolMeta,
+};
 use crate::store::Journaled;
 
 pub const HEAD: &str = "head.v2";
@@ -34,6 +37,10 @@ fn vol_key(name: &str) -> String {
 
 fn snap_key(id: SnapId) -> String {
     format!("snap/{:020}", id.0)
+}
+
+fn replica_key(name: &str) -> String {
+    format!("replica/{name}")
 }
 
 fn group_key(name: &str) -> String {
@@ -96,9 +103,9 @@ impl ActivityLog {
 
 /// The array's durable state (and the activity log) as journal metadata.
 pub fn meta_of<S: crate::core::BlockStore>(a: &Array<S>, al: &[Extent]) -> Vec<(String, Vec<u8>)> {
-    let (head, vols, snaps, groups) = a.durable();
+    let (head, vols, snaps, replicas, groups) = a.durable();
     let enc = |v: &dyn erased::Ser| v.bytes();
-    let mut out = Vec::with_capacity(2 + vols.len() + snaps.len() + groups.len());
+    let mut out = Vec::with_capacity(2 + vols.len() + snaps.len() + replicas.len() + groups.len());
     out.push((HEAD.to_string(), enc(&head)));
     out.push((AL.to_string(), enc(&al)));
     for (name, v) in vols {
@@ -106,6 +113,9 @@ pub fn meta_of<S: crate::core::BlockStore>(a: &Array<S>, al: &[Extent]) -> Vec<(
     }
     for (id, s) in snaps {
         out.push((snap_key(*id), enc(s)));
+    }
+    for (name, r) in replicas {
+        out.push((replica_key(name), enc(r)));
     }
     for (name, g) in groups {
         out.push((group_key(name), enc(g)));
@@ -121,10 +131,12 @@ pub fn touched_meta<S: crate::core::BlockStore>(
     a: &mut Array<S>,
     al: &[Extent],
 ) -> Vec<(String, Option<Vec<u8>>)> {
-    let (vol_names, snap_ids, group_names) = a.take_touched();
-    let (head, vols, snaps, groups) = a.durable();
+    let (vol_names, snap_ids, replica_names, group_names) = a.take_touched();
+    let (head, vols, snaps, replicas, groups) = a.durable();
     let enc = |v: &dyn erased::Ser| v.bytes();
-    let mut out = Vec::with_capacity(2 + vol_names.len() + snap_ids.len() + group_names.len());
+    let mut out = Vec::with_capacity(
+        2 + vol_names.len() + snap_ids.len() + replica_names.len() + group_names.len(),
+    );
     out.push((HEAD.to_string(), Some(enc(&head))));
     out.push((AL.to_string(), Some(enc(&al))));
     for name in vol_names {
@@ -132,6 +144,9 @@ pub fn touched_meta<S: crate::core::BlockStore>(
     }
     for id in snap_ids {
         out.push((snap_key(id), snaps.get(&id).map(|s| enc(s))));
+    }
+    for name in replica_names {
+        out.push((replica_key(&name), replicas.get(&name).map(|r| enc(r))));
     }
     for name in group_names {
         out.push((group_key(&name), groups.get(&name).map(|g| enc(g))));
@@ -196,6 +211,7 @@ pub fn durable_of(meta: &BTreeMap<String, Vec<u8>>) -> Result<Option<Durable>, S
         (None, None) => return Ok(None),
     };
     let mut snaps = BTreeMap::new();
+    let mut replicas = BTreeMap::new();
     let mut groups = BTreeMap::new();
     for (k, v) in meta {
         if let Some(name) = k.strip_prefix("vol/") {
@@ -205,6 +221,9 @@ pub fn durable_of(meta: &BTreeMap<String, Vec<u8>>) -> Result<Option<Durable>, S
             let id = SnapId(id.parse().map_err(|_| format!("metadata key {k}"))?);
             let s: SnapMeta = postcard::from_bytes(v).map_err(|e| bad(k, e))?;
             snaps.insert(id, s);
+        } else if let Some(name) = k.strip_prefix("replica/") {
+            let r: ReplicaMeta = postcard::from_bytes(v).map_err(|e| bad(k, e))?;
+            replicas.insert(name.to_string(), r);
         } else if let Some(name) = k.strip_prefix("group/") {
             let g: Group = postcard::from_bytes(v).map_err(|e| bad(k, e))?;
             groups.insert(name.to_string(), g);
@@ -214,6 +233,7 @@ pub fn durable_of(meta: &BTreeMap<String, Vec<u8>>) -> Result<Option<Durable>, S
         head,
         vols,
         snaps,
+        replicas,
         groups,
     }))
 }
@@ -310,7 +330,7 @@ mod tests {
         let mut a = Array::new("site-a", MemStore::new(), ArrayConfig::default());
         a.create_volume("vol0", 8).unwrap();
         a.create_volume("vol1", 16).unwrap();
-        let (head, vols, _, _) = a.durable();
+        let (head, vols, _, _, _) = a.durable();
         let old = Old {
             name: &head.name,
             vols,

@@ -32,6 +32,9 @@ pub struct Goal {
     pub copy: Option<CopyState>,
     /// The one pair (local volume) the goal is about; None: the group.
     pub pair: Option<String>,
+    /// A local replica the goal is about, instead of a group (the job's
+    /// `group` is then the replica's name).
+    pub replica: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -101,14 +104,18 @@ impl JobTable {
             let Some(j) = self.jobs.get_mut(id) else {
                 continue;
             };
-            let now = snap.group_shared(&j.group);
-            if let (Some(was), Some(now)) = (&j.judged_on, now) {
-                if std::sync::Arc::ptr_eq(was, now) {
-                    continue;
+            let (state, percent) = if j.goal.replica.is_some() {
+                judge_replica(snap, j)
+            } else {
+                let now = snap.group_shared(&j.group);
+                if let (Some(was), Some(now)) = (&j.judged_on, now) {
+                    if std::sync::Arc::ptr_eq(was, now) {
+                        continue;
+                    }
                 }
-            }
-            j.judged_on = now.cloned();
-            let (state, percent) = judge(snap, j);
+                j.judged_on = now.cloned();
+                judge(snap, j)
+            };
             j.percent = percent;
             if state != JobState::Running {
                 j.state = state;
@@ -160,11 +167,22 @@ impl JobTable {
                 ),
                 "CIM_AffectedJobElement" => {
                     let mut affected = j.affected.clone();
-                    if let Some(g) = snap.group(&j.group) {
+                    if let Some(r) = j.goal.replica.as_ref().and_then(|r| snap.replica(r)) {
+                        affected.push(super::local::sync_path_of(rep, r));
+                    } else if let Some(g) = snap.group(&j.group) {
                         affected.push(rep.group_sync_path(g));
                         affected.extend(g.pairs.iter().map(|p| rep.pair_sync_path(g, p)));
                     }
-                    for a in affected {
+                    // An element deleted since (a replica returned to the
+                    // pool) is no longer affected by anything.
+                    let gone = |p: &ObjectPath| {
+                        p.class.is("RCM_StorageVolume")
+                            && p.key("SystemName").and_then(Value::as_str) == Some(me)
+                            && p.key("DeviceID")
+                                .and_then(Value::as_str)
+                                .is_some_and(|v| snap.volume(v).is_none())
+                    };
+                    for a in affected.into_iter().filter(|p| !gone(p)) {
                         let effect = if a.class.is("RCM_StorageVolume") {
                             5
                         } else {
@@ -194,6 +212,33 @@ impl JobTable {
             }
         }
         out
+    }
+}
+
+/// A job on a local replica: done when it shows the CopyState asked for.
+fn judge_replica(snap: &Snapshot, j: &Job) -> (JobState, u16) {
+    let name = j.goal.replica.as_deref().unwrap_or_default();
+    let Some(r) = snap.replica(name) else {
+        return (
+            JobState::Failed(format!("replica {name} no longer exists on {}", snap.array)),
+            0,
+        );
+    };
+    let percent = (r.copied * 100).checked_div(r.blocks).unwrap_or(100) as u16;
+    let now = super::local::copy_state(r);
+    if j.goal.copy.is_none_or(|c| c == now) {
+        (JobState::Done, 100)
+    } else if r.copying {
+        (JobState::Running, percent)
+    } else {
+        (
+            JobState::Failed(format!(
+                "replica {name} on {} shows CopyState {now}, not {}",
+                snap.array,
+                j.goal.copy.map(|c| c.to_string()).unwrap_or_default()
+            )),
+            percent,
+        )
     }
 }
 
@@ -342,6 +387,7 @@ mod tests {
             role: Some(Role::Primary),
             copy: None,
             pair: None,
+            replica: None,
         }
     }
 

@@ -18,15 +18,24 @@ use crate::core::{Command, CopyState, Mode, Policies, Role, SyncOperation};
 use groups::*;
 use queries::*;
 
-/// SupportedReplicationTypes: synchronous and asynchronous remote mirrors.
-pub const REPLICATION_TYPES: &[u16] = &[4, 5];
+/// SupportedReplicationTypes: synchronous and asynchronous remote
+/// mirrors (4, 5), synchronous local snapshots (6) and clones (10).
+pub const REPLICATION_TYPES: &[u16] = &[4, 5, 6, 10];
 
-/// ModifyReplicaSynchronization operations that work.
-/// Every ModifyReplicaSynchronization operation this array serves.
+/// Every ModifyReplicaSynchronization operation remote mirrors accept.
 pub fn operations() -> Vec<u16> {
     <SyncOperation as strum::IntoEnumIterator>::iter()
+        .filter(|o| !local_only(*o))
         .map(SyncOperation::number)
         .collect()
+}
+
+/// Operations only local replicas accept.
+fn local_only(o: SyncOperation) -> bool {
+    matches!(
+        o,
+        SyncOperation::RestoreFromReplica | SyncOperation::ReturnToResourcePool
+    )
 }
 
 /// Default period of an asynchronous (periodic) mirror created through CIM.
@@ -237,6 +246,9 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
     });
     let wait = wait.transpose()?;
     let snap = rep.snapshot();
+    if let Some(r) = super::local::resolve(rep, &snap, &sync) {
+        return super::local::modify(rep, r, op, force, wait);
+    }
     let (group, pair) = resolve(rep, &snap, &sync)?;
     let g = snap.group(&group).expect("resolved");
     let name = group.clone();
@@ -250,12 +262,15 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
     };
     use SyncOperation as O;
     let (cmd, goal) = match operation {
+        // Local replicas only (handled above).
+        O::RestoreFromReplica | O::ReturnToResourcePool => return done(NOT_SUPPORTED, Vec::new()),
         O::Activate | O::Resume => (
             Command::Start { group: name },
             Goal {
                 role: None,
                 copy: Some(CopyState::Synchronized),
                 pair: None,
+                replica: None,
             },
         ),
         // Suspend of a group that is not replicating has nothing to do
@@ -267,6 +282,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 role: None,
                 copy: None,
                 pair: None,
+                replica: None,
             },
         ),
         O::Detach => {
@@ -281,6 +297,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                     role: None,
                     copy: None,
                     pair: None,
+                    replica: None,
                 },
             )
         }
@@ -296,6 +313,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 }),
                 copy: None,
                 pair: None,
+                replica: None,
             },
         ),
         O::Failback => (
@@ -304,6 +322,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 role: Some(Role::Secondary),
                 copy: None,
                 pair: None,
+                replica: None,
             },
         ),
         O::ResyncReplica => {
@@ -326,6 +345,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                     role: None,
                     copy: Some(CopyState::Synchronized),
                     pair: None,
+                    replica: None,
                 },
             )
         }
@@ -338,6 +358,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 role: None,
                 copy: None,
                 pair: None,
+                replica: None,
             },
         ),
         O::ResetToAsync => {
@@ -353,6 +374,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                     role: None,
                     copy: None,
                     pair: None,
+                    replica: None,
                 },
             )
         }
@@ -366,6 +388,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 }),
                 copy: None,
                 pair: None,
+                replica: None,
             },
         ),
     };
@@ -434,10 +457,6 @@ fn finish(
     affected: Vec<ObjectPath>,
 ) -> Result<MethodResult, CimError> {
     let snap = rep.snapshot();
-    let mut jobs = rep.jobs.lock().expect("not poisoned");
-    let id = jobs.start(method, group, goal, snap.now, affected);
-    jobs.update(&snap);
-    let job = jobs.get(id).cloned();
     let mut out = Vec::new();
     if let Some(g) = snap.group(group) {
         let now = match pair.and_then(|v| g.pairs.iter().find(|p| p.local == v)) {
@@ -453,10 +472,32 @@ fn finish(
             }
         }
     }
-    match job.map(|j| j.state) {
+    start_job(rep, method, group, goal, affected, out)
+}
+
+/// Starts a job on `group` (or a replica, per the goal) and judges it at
+/// once: 0 with `out` when the goal already holds, 4096 with the Job added
+/// while it runs, CIM_ERR_FAILED when it cannot be reached.
+pub(super) fn start_job(
+    rep: &Replication,
+    method: &str,
+    group: &str,
+    goal: Goal,
+    affected: Vec<ObjectPath>,
+    mut out: Vec<(Name, Value)>,
+) -> Result<MethodResult, CimError> {
+    let snap = rep.snapshot();
+    let job = {
+        let mut jobs = rep.jobs.lock().expect("not poisoned");
+        let id = jobs.start(method, group, goal, snap.now, affected);
+        jobs.update(&snap);
+        jobs.get(id).cloned()
+    };
+    match job.as_ref().map(|j| &j.state) {
         Some(super::jobs::JobState::Done) | None => done(OK, out),
-        Some(super::jobs::JobState::Failed(why)) => Err(CimError::failed(why)),
+        Some(super::jobs::JobState::Failed(why)) => Err(CimError::failed(why.clone())),
         Some(super::jobs::JobState::Running) => {
+            let id = job.expect("running").id;
             out.push((
                 Name::new("Job"),
                 Value::reference(job_path(&rep.array, &rep.host_of(&rep.array), id)),
@@ -515,9 +556,12 @@ fn pick_peer(
 /// named by ElementName (created if new; a started group is stopped, the
 /// volume admitted, and the group started again).
 fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
-    if u16p(p, "SyncType") != Some(6) {
-        // Only mirrors are built: snapshots and clones through CIM are not.
-        return done(NOT_SUPPORTED, Vec::new());
+    match u16p(p, "SyncType") {
+        Some(6) => {}
+        Some(7) => return super::local::create(rep, p, crate::core::ReplicaKind::Snapshot),
+        Some(8) => return super::local::create(rep, p, crate::core::ReplicaKind::Clone),
+        // TokenizedClone and vendor types are not built.
+        _ => return done(NOT_SUPPORTED, Vec::new()),
     }
     let mode = mode_param(p, DEFAULT_PERIOD_MS)?;
     let snap = rep.snapshot();
@@ -619,6 +663,7 @@ fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult,
             role: None,
             copy: Some(wait),
             pair: Some(vol.clone()),
+            replica: None,
         },
         &sync,
         vec![remote_path.clone()],

@@ -15,6 +15,7 @@
 
 mod foreign;
 mod jobs;
+mod local;
 mod methods;
 mod model;
 mod pools;

@@ -695,6 +695,7 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
             .groups
             .iter()
             .flat_map(|g| g.pairs.iter().map(move |p| pair_instance(rep, g, p)))
+            .chain(snap.replicas.iter().map(|r| super::local::instance(rep, r)))
             .collect(),
         "RCM_GroupSynchronized" => snap
             .groups
@@ -770,9 +771,15 @@ pub fn candidates(
         "RCM_StorageSynchronized" => reference_key(path, "SystemElement")
             .and_then(volume_keys)
             .map(|(a, v)| {
+                let local = snap
+                    .replicas
+                    .iter()
+                    .filter(|r| a == me && r.source == v)
+                    .map(|r| super::local::instance(rep, r));
                 snap.pairs_of_volume(a, v)
                     .into_iter()
                     .map(|(g, p)| pair_instance(rep, g, p))
+                    .chain(local)
                     .collect()
             })
             .unwrap_or_default(),
@@ -809,9 +816,13 @@ pub fn referring(
     Some(match class {
         "RCM_StorageSynchronized" => {
             let (a, v) = vol?;
+            let local = super::local::of_volume(snap, v)
+                .filter(|_| a == me)
+                .map(|r| super::local::instance(rep, r));
             snap.pairs_of_volume(a, v)
                 .into_iter()
                 .map(|(g, p)| pair_instance(rep, g, p))
+                .chain(local)
                 .collect()
         }
         "RCM_GroupSynchronized" => {
@@ -868,7 +879,12 @@ pub fn referring(
             let Some(blocks) = snap.volume(v).filter(|_| a == me) else {
                 return Some(Vec::new());
             };
-            vec![super::pools::allocation(me, &host, v, blocks)]
+            vec![super::pools::allocation(
+                me,
+                &host,
+                v,
+                super::pools::consumed(snap, v, blocks),
+            )]
         }
         _ => return None,
     })

@@ -11,7 +11,7 @@ use super::{Replication, Snapshot};
 use crate::cim::dispatch::MethodResult;
 use crate::cim::model::{CimType, Instance, Name, ObjectPath, Value};
 use crate::cim::CimError;
-use crate::core::{Command, BLOCK_SIZE};
+use crate::core::{Command, ReplicaKind, BLOCK_SIZE};
 
 /// The classes this module serves.
 pub const CLASSES: &[&str] = &[
@@ -68,7 +68,7 @@ fn pool(me: &str, id: &str, primordial: bool, total: u64, free: u64) -> Instance
         .with("OperationalStatus", CimType::Uint16, u16s(&[2]))
 }
 
-/// A volume's allocation from pool0.
+/// A volume's allocation from pool0 (`blocks` it consumes).
 pub fn allocation(me: &str, host: &str, vol: &str, blocks: u64) -> Instance {
     assoc(
         "CIM_AllocatedFromStoragePool",
@@ -78,12 +78,35 @@ pub fn allocation(me: &str, host: &str, vol: &str, blocks: u64) -> Instance {
     .with("SpaceConsumed", CimType::Uint64, bytes(blocks))
 }
 
+/// What the pool has given out, as the core counts it: volumes (clones
+/// included) at their full size, snapshot replicas at the blocks they hold.
+fn used_blocks(snap: &Snapshot) -> u64 {
+    let volumes: u64 = snap
+        .volumes
+        .iter()
+        .filter(|(n, _)| {
+            snap.replica(n)
+                .is_none_or(|r| r.kind != ReplicaKind::Snapshot)
+        })
+        .map(|(_, b)| *b)
+        .sum();
+    volumes + snap.replicas.iter().map(|r| r.saved).sum::<u64>()
+}
+
+/// The blocks a volume takes from the pool.
+pub fn consumed(snap: &Snapshot, vol: &str, blocks: u64) -> u64 {
+    match snap.replica(vol) {
+        Some(r) if r.kind == ReplicaKind::Snapshot => r.saved,
+        _ => blocks,
+    }
+}
+
 /// Instances of a Block Services class; None for any other class.
 pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Option<Vec<Instance>> {
     let me = rep.array.as_str();
     let host = rep.host_of(me);
     let total = snap.capacity_blocks;
-    let used: u64 = snap.volumes.iter().map(|(_, b)| *b).sum();
+    let used = used_blocks(snap);
     let pool0 = pool_path(me, &host, POOL);
     Some(match class {
         "RCM_StoragePool" => vec![
@@ -112,7 +135,7 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Option<Vec<
                 .chain(
                     snap.volumes
                         .iter()
-                        .map(|(v, blocks)| allocation(me, &host, v, *blocks)),
+                        .map(|(v, blocks)| allocation(me, &host, v, consumed(snap, v, *blocks))),
                 )
                 .collect()
         }

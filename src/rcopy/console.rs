@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::cim::client::{Client, ClientError, MethodReturn, Param};
 use crate::cim::model::{Instance, ObjectPath, Value};
 use crate::core::{
-    Command, CopyState, Mode, PolicyChange, Role, SyncOperation, SyncStatus, BLOCK_SIZE,
+    Command, CopyState, Mode, PolicyChange, ReplicaKind, ReplicaOp, Role, SyncOperation,
+    SyncStatus, BLOCK_SIZE,
 };
 
 /// The implementation namespace the provider serves.
@@ -170,6 +171,31 @@ impl Console {
     /// has in them.
     pub fn show_volumes(&mut self) -> Result<Vec<VvRow>, String> {
         let groups = self.show()?;
+        // Local replicas: target -> "Snapshot(SOURCE)" or "Copy(SOURCE)".
+        let replicas: BTreeMap<String, String> = self
+            .all("CIM_StorageSynchronized")?
+            .into_iter()
+            .filter_map(|(_, s)| {
+                let kind = match num(&s, "SyncType")? {
+                    7 => "Snapshot",
+                    8 => "Copy",
+                    _ => return None,
+                };
+                let end = |k: &str| {
+                    s.get(k)
+                        .and_then(Value::as_ref_path)
+                        .and_then(|p| p.key("DeviceID"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                };
+                let pct = num(&s, "PercentSynced").unwrap_or(100);
+                let role = match pct {
+                    100 => format!("{kind}({})", end("SystemElement")?),
+                    p => format!("{kind}({}) {p}%", end("SystemElement")?),
+                };
+                Some((end("SyncedElement")?, role))
+            })
+            .collect();
         let mut rows: Vec<VvRow> = self
             .all("CIM_StorageVolume")?
             .into_iter()
@@ -186,6 +212,9 @@ impl Console {
                             roles.push(g.role.clone());
                         }
                     }
+                }
+                if let Some(r) = replicas.get(&name) {
+                    roles.insert(0, r.clone());
                 }
                 VvRow {
                     name,
@@ -410,6 +439,31 @@ impl Console {
             })
     }
 
+    /// The StorageSynchronized of local replica `name` (its SyncedElement).
+    fn replica_sync(&mut self, name: &str) -> Result<ObjectPath, String> {
+        let vp = self.volume(name)?;
+        let refs = self
+            .client
+            .references(&vp, "CIM_StorageSynchronized")
+            .map_err(cim)?;
+        refs.into_iter()
+            .find(|(_, s)| {
+                matches!(num(s, "SyncType"), Some(7 | 8))
+                    && s.get("SyncedElement")
+                        .and_then(Value::as_ref_path)
+                        .and_then(|p| p.key("DeviceID"))
+                        .and_then(Value::as_str)
+                        == Some(name)
+            })
+            .map(|(p, _)| p)
+            .ok_or_else(|| {
+                format!(
+                    "{name} is not a snapshot or a copy on {} (showvv lists them)",
+                    self.array
+                )
+            })
+    }
+
     fn volume(&mut self, vol: &str) -> Result<ObjectPath, String> {
         let path = crate::provider::model_paths::vol_path(&self.array, "", vol);
         self.get(path)?
@@ -475,6 +529,39 @@ impl Console {
                         &[Param::Ref("TheElement", path)],
                     )
                     .map_err(cim)?
+            }
+            Command::CreateReplica {
+                name,
+                source,
+                kind,
+                into,
+            } => {
+                let src = self.volume(source)?;
+                let sync_type = match kind {
+                    ReplicaKind::Snapshot => 7,
+                    ReplicaKind::Clone => 8,
+                };
+                let mut params = vec![
+                    Param::Value("SyncType", Value::Uint16(sync_type)),
+                    Param::Ref("SourceElement", src),
+                    Param::Value("WaitForCopyState", Value::Uint16(4)),
+                ];
+                if *into {
+                    params.push(Param::Ref("TargetElement", self.volume(name)?));
+                } else {
+                    params.push(Param::Value("ElementName", Value::String(name.clone())));
+                }
+                self.invoke("CreateElementReplica", &params)?
+            }
+            Command::ModifyReplica { name, op } => {
+                let sync = self.replica_sync(name)?;
+                let (op, force) = match op {
+                    ReplicaOp::Restore => (SyncOperation::RestoreFromReplica, false),
+                    ReplicaOp::Resync => (SyncOperation::ResyncReplica, false),
+                    ReplicaOp::Detach { force } => (SyncOperation::Detach, *force),
+                    ReplicaOp::Return => (SyncOperation::ReturnToResourcePool, false),
+                };
+                self.modify(op, sync, force)?
             }
             Command::RemoveGroup { .. } => self.invoke(
                 "RemoveRemoteCopyGroup",

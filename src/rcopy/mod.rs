@@ -7,7 +7,7 @@
 
 pub mod console;
 
-use crate::core::{Command, Mode, Policies, PolicyChange};
+use crate::core::{Command, Mode, Policies, PolicyChange, ReplicaKind, ReplicaOp};
 
 /// Parses one rcopy command line (without the program name).
 ///
@@ -22,7 +22,12 @@ use crate::core::{Command, Mode, Policies, PolicyChange};
 /// setrcopygroup mode sync|periodic[:PERIOD_MS] G
 /// setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err G
 /// createvv VV SIZE[M|G|T]     (MiB when no unit is given, as on 3PAR)
-/// removevv [-f] VV
+/// removevv [-f] VV            (a volume, a snapshot or a copy)
+/// createsv SV VV              (a copy-on-write snapshot SV of VV)
+/// createvvcopy -p VV [-online] COPY   (a full copy; -online makes COPY)
+/// promotesv SV                (roll SV's base volume back to SV)
+/// updatevv NAME               (a snapshot's new point, a copy's new copy)
+/// promotevvcopy COPY          (the copy becomes an independent volume)
 /// ```
 pub fn parse(args: &[&str]) -> Result<Command, String> {
     let cmd = parse_words(args)?;
@@ -142,6 +147,38 @@ fn parse_words(args: &[&str]) -> Result<Command, String> {
             3 if args[1] == "-f" => Command::DeleteVolume { vol: s(2)? },
             _ => return Err("usage: removevv [-f] VV".into()),
         },
+        "createsv" => {
+            exact(3)?;
+            Command::CreateReplica {
+                name: s(1)?,
+                source: s(2)?,
+                kind: ReplicaKind::Snapshot,
+                into: false,
+            }
+        }
+        "createvvcopy" => {
+            let usage = "usage: createvvcopy -p VV [-online] COPY";
+            let (source, online, copy) = match args {
+                [_, "-p", vv, copy] => (vv, false, copy),
+                [_, "-p", vv, "-online", copy] | [_, "-online", "-p", vv, copy] => (vv, true, copy),
+                _ => return Err(usage.into()),
+            };
+            Command::CreateReplica {
+                name: copy.to_string(),
+                source: source.to_string(),
+                kind: ReplicaKind::Clone,
+                into: !online,
+            }
+        }
+        "promotesv" | "updatevv" | "promotevvcopy" => {
+            exact(2)?;
+            let op = match cmd {
+                "promotesv" => ReplicaOp::Restore,
+                "updatevv" => ReplicaOp::Resync,
+                _ => ReplicaOp::Detach { force: false },
+            };
+            Command::ModifyReplica { name: s(1)?, op }
+        }
         other => return Err(format!("unknown rcopy command `{other}`")),
     })
 }
@@ -245,6 +282,36 @@ mod tests {
         assert!(parse_size("99999999999999999T").is_err());
         assert_eq!(
             parse(&["removevv", "-f", "db1"]).unwrap(),
+            Command::DeleteVolume { vol: "db1".into() }
+        );
+        assert_eq!(
+            parse(&["createvvcopy", "-p", "db1", "-online", "db1c"]).unwrap(),
+            Command::CreateReplica {
+                name: "db1c".into(),
+                source: "db1".into(),
+                kind: ReplicaKind::Clone,
+                into: false,
+            }
+        );
+        assert_eq!(
+            parse(&["createvvcopy", "-p", "db1", "db1c"]).unwrap(),
+            Command::CreateReplica {
+                name: "db1c".into(),
+                source: "db1".into(),
+                kind: ReplicaKind::Clone,
+                into: true,
+            }
+        );
+        assert_eq!(
+            parse(&["promotesv", "db1s"]).unwrap(),
+            Command::ModifyReplica {
+                name: "db1s".into(),
+                op: ReplicaOp::Restore,
+            }
+        );
+        assert!(parse(&["createvvcopy", "db1", "db1c"]).is_err());
+        assert_eq!(
+            parse(&["removevv", "db1"]).unwrap(),
             Command::DeleteVolume { vol: "db1".into() }
         );
     }

@@ -28,6 +28,14 @@ phases injects the faults a console cannot (array kill, restart):
             with every association class.
   associations  far ends on the peer (paths and instances), one host in
             every path, pywbemcli round trips of every printed path.
+  replicas  local replicas the libstoragemgmt way (volume_replicate with
+            clone and copy: capabilities, CreateElementReplica SyncType 7
+            and 8 with TargetPool and WaitForCopyState, job polling, the
+            new volume through AffectedJobElement), the ETERNUS way (a
+            clone into a TargetElement made first), then Restore (15),
+            Resync (14), Detach (8) and Return To ResourcePool (19), and
+            volume_delete of a snapshot. Leaves lsm_src, its snapshot
+            lsm_snap and the copy lsm_copy for the mock phase.
   planned   a planned DR test with both arrays up: Failover (10) on A's
             service, recover and Failback on B's, then teardown with
             Suspend (22, twice) and Detach (8, Force, on a stopped and on a
@@ -295,7 +303,7 @@ elif phase == "planned":
     check("Suspend of a suspended group is a no-op success", rc == 0, (rc, dict(out)))
     rc, out = a.InvokeMethod("ModifyReplicaSynchronization", rs_a, Operation=Uint16(8), Synchronization=sv, Force=True, WaitForCopyState=Uint16(15))
     check("Detach (Force, WaitForCopyState 15) of a stopped pair returns 0", rc == 0, (rc, dict(out)))
-    left = [p["SystemElement"]["DeviceID"] for p in a.EnumerateInstanceNames("CIM_StorageSynchronized")]
+    left = [p["SystemElement"]["DeviceID"] for p in a.EnumerateInstanceNames("CIM_StorageSynchronized") if p["SyncedElement"]["SystemName"] != "site-a"]
     check("vol1's pair is gone, vol0's stays", left == ["vol0"], left)
     # Detach of a pair in a started group: stopped, detached, restarted.
     sv = pair_of(a, "site-a", "vol0")
@@ -304,7 +312,8 @@ elif phase == "planned":
     wait_for(a, sv, "vol0 synchronized", lambda i: i["CopyState"] == 4)
     rc, out = a.InvokeMethod("ModifyReplicaSynchronization", rs_a, Operation=Uint16(8), Synchronization=sv)
     check("Detach of a pair in a started group returns 0", rc == 0, (rc, dict(out)))
-    check("no pairs remain on A", a.EnumerateInstanceNames("CIM_StorageSynchronized") == [])
+    check("no mirror pairs remain on A (the local replicas of the replicas phase do)",
+          [p for p in a.EnumerateInstanceNames("CIM_StorageSynchronized") if p["SyncedElement"]["SystemName"] != "site-a"] == [])
     for _ in range(200):
         if b.EnumerateInstanceNames("CIM_StorageSynchronized") == []:
             break
@@ -358,6 +367,122 @@ elif phase == "blocks":
     expect_error("deleting it again is CIM_ERR_NOT_FOUND", 6, lambda: a.InvokeMethod("ReturnToStoragePool", scs, TheElement=out["TheElement"]))
     jobs = a.EnumerateInstances("CIM_ConcreteJob", PropertyList=["InstanceID", "JobState", "PercentComplete", "ErrorDescription", "OperationalStatus"])
     check("job polling with a PropertyList returns only those properties", jobs and all(set(j.keys()) <= {"InstanceID", "JobState", "PercentComplete", "ErrorDescription", "OperationalStatus"} for j in jobs), jobs)
+
+elif phase == "replicas":
+    from pywbem import Uint64
+    rs = rep_service(a)
+    (caps,) = a.Associators(rs, AssocClass="CIM_ElementCapabilities", ResultClass="CIM_ReplicationServiceCapabilities",
+                            PropertyList=["SupportedReplicationTypes", "SupportedAsynchronousActions", "SupportedSynchronousActions"])
+    check("capabilities: sync snapshot local (6) and sync clone local (10) with the remote mirrors",
+          list(caps["SupportedReplicationTypes"]) == [4, 5, 6, 10], caps["SupportedReplicationTypes"])
+    check("CreateElementReplica (2) is an action, so lsm claims VOLUME_REPLICATE",
+          2 in caps["SupportedAsynchronousActions"] and 2 in caps["SupportedSynchronousActions"], dict(caps))
+    import re
+
+    def raw_bools(name):
+        """pywbem 1.9 turns every boolean output value into True (it calls
+        bool() on the text), so booleans are read from the raw reply."""
+        m = re.search(rf'<PARAMVALUE NAME="{name}"[^>]*>(.*?)</PARAMVALUE>', a.last_raw_reply.decode() if isinstance(a.last_raw_reply, bytes) else a.last_raw_reply, re.S)
+        return [v == "TRUE" for v in re.findall(r"<VALUE>(\w+)</VALUE>", m.group(1))] if m else []
+    for rtype, state, ops, force in ((6, 4, [14, 15, 19], [False] * 3), (10, 3, [8, 14, 19], [True, False, False]), (10, 4, [8, 14, 19], [False] * 3), (6, 3, [], [])):
+        rc, out = a.InvokeMethod("GetSupportedOperations", caps.path, ReplicationType=Uint16(rtype), CopyState=Uint16(state))
+        check(f"GetSupportedOperations type {rtype} in CopyState {state}: {ops}",
+              rc == 0 and list(out["SupportedOperations"] or []) == ops and raw_bools("RequiresForce") == force, (dict(out), raw_bools("RequiresForce")))
+    for (st, mode, where), want in (((7, 2, 2), 6), ((8, 2, 2), 10)):
+        rc, out = a.InvokeMethod("ConvertSyncTypeToReplicationType", caps.path, SyncType=Uint16(st), Mode=Uint16(mode), LocalOrRemote=Uint16(where))
+        check(f"SyncType {st} local converts to ReplicationType {want}", rc == 0 and out["ReplicationType"] == want, dict(out))
+    rc, out = a.InvokeMethod("GetSupportedWaitForCopyStates", caps.path, Params=[("ReplicationType", Uint16(10)), ("MethodName", Uint16(2))])
+    check("a clone may be waited for in 3 or 4", list(out["SupportedCopyStates"]) == [3, 4], dict(out))
+    system = a.EnumerateInstanceNames("CIM_ComputerSystem")[0]
+    (pool,) = [p for p in a.Associators(system, AssocClass="CIM_HostedStoragePool", ResultClass="CIM_StoragePool") if not p["Primordial"]]
+    (scs,) = a.AssociatorNames(system, AssocClass="CIM_HostedService", ResultClass="CIM_StorageConfigurationService")
+    size = 1024 * 1024
+    rc, out = a.InvokeMethod("CreateOrModifyElementFromStoragePool", scs, ElementName="lsm_src", ElementType=Uint16(2), Size=Uint64(size), InPool=pool.path)
+    src = out["TheElement"]
+    free = a.GetInstance(pool.path)["RemainingManagedSpace"]
+
+    def new_volume_of(name, rc, out):
+        """lsm: the job, then the volume through AffectedJobElement (or TargetElement at once)."""
+        job = wait_job(a, name, rc, out)
+        if job is None:
+            return out["TargetElement"]
+        (vol,) = a.AssociatorNames(job, AssocClass="CIM_AffectedJobElement", ResultClass="CIM_StorageVolume")
+        check(f"{name}: the job's AffectedJobElement is the new volume", vol["DeviceID"] == out["TargetElement"]["DeviceID"], (vol, out["TargetElement"]))
+        return vol
+
+    def sync_of(target):
+        (s,) = [x for x in a.References(target, ResultClass="CIM_StorageSynchronized") if x["SyncedElement"]["DeviceID"] == target["DeviceID"]]
+        return s
+
+    # volume_replicate(REPLICATE_COPY): a clone (SyncType 8) in the pool.
+    rc, out = a.InvokeMethod("CreateElementReplica", rs, ElementName="lsm_copy", SyncType=Uint16(8), SourceElement=src, WaitForCopyState=Uint16(4), TargetPool=pool.path)
+    copy = new_volume_of("volume_replicate COPY", rc, out)
+    v = a.GetInstance(copy)
+    check("the copy is a volume of the source's size", (v["DeviceID"], v["NumberOfBlocks"] * v["BlockSize"]) == ("lsm_copy", size), dict(v))
+    (cpool,) = a.AssociatorNames(copy, AssocClass="CIM_AllocatedFromStoragePool", ResultClass="CIM_StoragePool")
+    check("the copy is allocated from pool0 (lsm's pool_id_of_cim_vol)", cpool["InstanceID"] == pool["InstanceID"], cpool)
+    cs = sync_of(copy)
+    check("the copy's StorageSynchronized: Clone, UnSyncUnAssoc, Synchronized, Frozen, Completed, 100%",
+          (cs["SyncType"], cs["CopyType"], cs["CopyState"], cs["SyncState"], cs["ProgressStatus"], cs["PercentSynced"], cs["SystemElement"]["DeviceID"]) == (8, 5, 4, 14, 2, 100, "lsm_src"), dict(cs))
+    check("the pool gave the copy its full size", free - a.GetInstance(pool.path)["RemainingManagedSpace"] == size)
+    # volume_replicate(REPLICATE_CLONE): a snapshot (SyncType 7).
+    rc, out = a.InvokeMethod("CreateElementReplica", rs, ElementName="lsm_snap", SyncType=Uint16(7), SourceElement=src, WaitForCopyState=Uint16(4), TargetPool=pool.path)
+    snapv = new_volume_of("volume_replicate CLONE", rc, out)
+    ss = sync_of(snapv)
+    check("the snapshot's StorageSynchronized: Snapshot, UnSyncAssoc, Synchronized, Idle, Copy-On-Write, target read-only",
+          (ss["SyncType"], ss["CopyType"], ss["CopyState"], ss["SyncState"], ss["CopyMethodology"], ss["ReadOnly"]) == (7, 4, 4, 11, 6, 3), dict(ss))
+    ends = a.AssociatorNames(src, AssocClass="CIM_StorageSynchronized")
+    check("Associators(source, StorageSynchronized) reaches both replicas", sorted(p["DeviceID"] for p in ends) == ["lsm_copy", "lsm_snap"], ends)
+    rels = a.InvokeMethod("GetReplicationRelationships", rs, Type=Uint16(2), Locality=Uint16(2))[1]["Synchronizations"]
+    check("GetReplicationRelationships, local only: the two replicas", sorted(p["SyncedElement"]["DeviceID"] for p in rels) == ["lsm_copy", "lsm_snap"], rels)
+    # The ETERNUS way: the target made first, then a clone into it.
+    rc, out = a.InvokeMethod("CreateOrModifyElementFromStoragePool", scs, ElementName="et_target", ElementType=Uint16(2), Size=Uint64(size), InPool=pool.path)
+    target = out["TheElement"]
+    rc, out = a.InvokeMethod("CreateElementReplica", rs, SyncType=Uint16(8), SourceElement=src, TargetElement=target, WaitForCopyState=Uint16(4))
+    new_volume_of("clone into TargetElement", rc, out)
+    check("the clone went into the given volume", out["TargetElement"]["DeviceID"] == "et_target", dict(out))
+    # Refusals.
+    expect_error("WaitForCopyState 8 on a snapshot is CIM_ERR_INVALID_PARAMETER", 4,
+                 lambda: a.InvokeMethod("CreateElementReplica", rs, ElementName="x", SyncType=Uint16(7), SourceElement=src, WaitForCopyState=Uint16(8)))
+    rc, _ = a.InvokeMethod("CreateElementReplica", rs, ElementName="x", SyncType=Uint16(9), SourceElement=src)
+    check("TokenizedClone (9) is Not Supported (1)", rc == 1, rc)
+    e = expect_error("a clone into a volume of another size is refused", 1,
+                     lambda: a.InvokeMethod("CreateElementReplica", rs, SyncType=Uint16(8), SourceElement=src, TargetElement=snapv))
+    rc, _ = a.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(8), Synchronization=ss.path)
+    check("Detach of a snapshot is Not Supported (1), as GetSupportedOperations says", rc == 1, rc)
+    e = expect_error("the source of a snapshot cannot be deleted first", 1,
+                     lambda: a.InvokeMethod("ReturnToStoragePool", scs, TheElement=src))
+    check("the refusal names the snapshot", "lsm_snap" in e.status_description, e.status_description)
+    rc, _ = a.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(11), Synchronization=ss.path)
+    check("Failback on a local snapshot is Not Supported (1)", rc == 1, rc)
+    # Restore (15), Resync (14): done at once, the association stays.
+    for op, name in ((15, "Restore From Replica"), (14, "Resync Replica")):
+        rc, out = a.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(op), Synchronization=ss.path, WaitForCopyState=Uint16(4))
+        wait_job(a, f"{name} on the snapshot", rc, out)
+        check(f"after {name} the snapshot is still Synchronized", a.GetInstance(ss.path)["CopyState"] == 4)
+    # Detach (8) of the ETERNUS clone: the volume stays, on its own.
+    (es,) = [x for x in a.ReferenceNames(target, ResultClass="CIM_StorageSynchronized")]
+    rc, _ = a.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(8), Synchronization=es, WaitForCopyState=Uint16(15))
+    check("Detach of a complete clone returns 0", rc == 0, rc)
+    check("the detached clone has no association and is still a volume",
+          a.ReferenceNames(target, ResultClass="CIM_StorageSynchronized") == [] and a.GetInstance(target)["DeviceID"] == "et_target")
+    rc, _ = a.InvokeMethod("ReturnToStoragePool", scs, TheElement=target)
+    check("the detached clone is deleted like any volume", rc == 0, rc)
+    # Return To ResourcePool (19) of a second snapshot; lsm's volume_delete
+    # of a third (SyncState Idle, so lsm goes straight to ReturnToStoragePool).
+    for how in ("19", "volume_delete"):
+        rc, out = a.InvokeMethod("CreateElementReplica", rs, ElementName=f"snap_{how}", SyncType=Uint16(7), SourceElement=src)
+        check(f"snapshot for {how} made at once", rc == 0, rc)
+        t = out["TargetElement"]
+        if how == "19":
+            rc, _ = a.InvokeMethod("ModifyReplicaSynchronization", rs, Operation=Uint16(19), Synchronization=out["Synchronization"])
+        else:
+            refs = a.References(t, ResultClass="CIM_StorageSynchronized")
+            check("lsm reads SyncState and CopyType of the snapshot", [(r["SyncState"], r["CopyType"]) for r in refs] == [(11, 4)], refs)
+            rc, _ = a.InvokeMethod("ReturnToStoragePool", scs, TheElement=t)
+        check(f"{how} of a snapshot returns 0 and it is gone", rc == 0 and all(p["DeviceID"] != f"snap_{how}" for p in a.EnumerateInstanceNames("CIM_StorageVolume")), rc)
+    jobs = a.EnumerateInstances("CIM_ConcreteJob", PropertyList=["InstanceID", "JobState", "PercentComplete", "ErrorDescription", "OperationalStatus"])
+    check("every replica job is Completed", all(j["JobState"] == 7 for j in jobs), jobs)
 
 elif phase == "mock":
     # The same instances in pywbem_mock, and the intrinsic association

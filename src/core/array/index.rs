@@ -98,13 +98,47 @@ impl<S: BlockStore> Array<S> {
             Some((p, gen)) if !self.vols.table_changing() && self.vols_changed_at <= gen => {
                 p.volumes.clone()
             }
-            _ => Arc::new(
-                self.vols
+            _ => {
+                // Volumes and snapshot replicas, merged in name order.
+                let mut all: Vec<(String, u64)> = self
+                    .vols
                     .names()
                     .map(|(n, m)| (n.clone(), m.blocks))
-                    .collect(),
-            ),
+                    .chain(
+                        self.vols
+                            .replicas()
+                            .iter()
+                            .filter(|(_, r)| r.kind == ReplicaKind::Snapshot)
+                            .filter_map(|(n, _)| Some((n.clone(), self.vols.readable_blocks(n)?))),
+                    )
+                    .collect();
+                all.sort();
+                Arc::new(all)
+            }
         };
+        let replicas = Arc::new(
+            self.vols
+                .replicas()
+                .iter()
+                .map(|(n, r)| ReplicaRead {
+                    name: n.clone(),
+                    source: r.source.clone(),
+                    kind: r.kind,
+                    blocks: self.vols.readable_blocks(n).unwrap_or(0),
+                    taken: r.taken,
+                    copied: if r.copying() {
+                        r.copied
+                    } else {
+                        self.vols.readable_blocks(n).unwrap_or(0)
+                    },
+                    copying: r.copying(),
+                    saved: match (r.kind, r.snap) {
+                        (ReplicaKind::Snapshot, Some(s)) => self.vols.changed_count(s) as u64,
+                        _ => 0,
+                    },
+                })
+                .collect(),
+        );
         let read = ArrayRead::new(
             self.name.clone(),
             volumes,
@@ -112,6 +146,7 @@ impl<S: BlockStore> Array<S> {
             links,
             self.counters,
             self.config.capacity_blocks,
+            replicas,
         );
         if let Some((p, _)) = prev {
             read.carry_index(p);
@@ -176,7 +211,7 @@ impl<S: BlockStore> Array<S> {
     /// The indexed `poll_timeout` disagrees with a scan of every group:
     /// what each says. The simulation checks it.
     pub fn timed_mismatch(&self) -> Option<String> {
-        let (indexed, all) = (self.poll_timeout(), self.earliest(self.groups.values()));
+        let (indexed, all) = (self.group_deadline(), self.earliest(self.groups.values()));
         (indexed != all).then(|| format!("poll_timeout says {indexed:?}, every group says {all:?}"))
     }
 

@@ -83,6 +83,14 @@ impl<S: BlockStore> Array<S> {
             .meta(&vol)
             .map(|m| m.blocks)
             .ok_or_else(|| VolumeError::NoSuchVolume(vol.clone()))?;
+        if self.vols.replica(&vol).is_some() {
+            return Err(VolumeError::ReplicaState {
+                vol,
+                what: "a local clone",
+                hint: "detach it from its source first (ModifyReplicaSynchronization 8)",
+            }
+            .into());
+        }
         if g.pairs
             .iter()
             .any(|p| p.local == vol || p.remote == remote_vol)

@@ -33,6 +33,7 @@ mod hello;
 mod index;
 mod membership;
 mod recover;
+mod replicas;
 mod restore;
 mod reverse;
 mod state;
@@ -42,12 +43,12 @@ mod writes;
 use super::error::{CommandError, Fault, WriteError};
 use super::msg::{Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};
 use super::names;
-use super::read::{next_generation, ArrayRead, GroupRead, PairRead};
+use super::read::{next_generation, ArrayRead, GroupRead, PairRead, ReplicaRead};
 use super::store::BlockStore;
 use super::tracked::TrackedMap;
 use super::types::*;
 use super::view::{derive, CopyState, PairFacts, PairView};
-use super::volumes::{VolumeError, Volumes};
+use super::volumes::{ReplicaKind, VolumeError, Volumes};
 use guard::{busy, failed_over_side};
 pub use state::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -58,12 +59,22 @@ pub const MAX_MIRRORS: usize = 8;
 type R<T> = Result<T, VolumeError>;
 
 /// An array's durable state, borrowed: the head, the volume table, the
-/// snapshots and the groups.
+/// snapshots, the local replicas and the groups.
 pub type DurableParts<'a> = (
     Head,
     &'a BTreeMap<String, super::volumes::VolMeta>,
     &'a BTreeMap<SnapId, super::volumes::SnapMeta>,
+    &'a BTreeMap<String, super::volumes::ReplicaMeta>,
     &'a BTreeMap<String, Group>,
+);
+
+/// The durable entries a step handed out for change: volumes, snapshots,
+/// replicas and groups.
+pub type Touched = (
+    BTreeSet<String>,
+    BTreeSet<SnapId>,
+    BTreeSet<String>,
+    BTreeSet<String>,
 );
 
 /// One array.
@@ -133,7 +144,7 @@ impl<S: BlockStore> Array<S> {
     /// snapshot and every group. A shell persists these after each batch of
     /// inputs, before it releases the batch's outputs.
     pub fn durable(&self) -> DurableParts<'_> {
-        let (vols, next_snap, snaps) = self.vols.parts();
+        let (vols, next_snap, snaps, replicas) = self.vols.parts();
         let head = Head {
             name: self.name.clone(),
             next_snap,
@@ -143,23 +154,23 @@ impl<S: BlockStore> Array<S> {
             counters: self.counters,
             now: self.now,
         };
-        (head, vols, snaps, &self.groups)
+        (head, vols, snaps, replicas, &self.groups)
     }
 
     /// The durable entries handed out for change since the last call: the
     /// volumes, the snapshots and the groups (one no longer present was
     /// removed). With the head, which every step may change, these are all
     /// a commit needs to encode: `durable` has the values.
-    pub fn take_touched(&mut self) -> (BTreeSet<String>, BTreeSet<SnapId>, BTreeSet<String>) {
-        let (vols, snaps) = self.vols.take_touched();
-        (vols, snaps, self.groups.take_touched())
+    pub fn take_touched(&mut self) -> Touched {
+        let (vols, snaps, replicas) = self.vols.take_touched();
+        (vols, snaps, replicas, self.groups.take_touched())
     }
 
     /// An array rebuilt from its durable state over the store that holds its
     /// blocks, as it is after [`Array::crash`]: call [`Array::restart`] next.
     pub fn from_durable(store: S, config: ArrayConfig, d: Durable) -> Self {
         let mut a = Array::new(&d.head.name, store, config);
-        a.vols = Volumes::from_parts(d.vols, d.head.next_snap, d.snaps);
+        a.vols = Volumes::from_parts(d.vols, d.head.next_snap, d.snaps, d.replicas);
         a.groups = TrackedMap::from_map(d.groups).scanned();
         a.holders = a.holders_now();
         a.next_write = d.head.next_write;
@@ -282,6 +293,15 @@ impl<S: BlockStore> Array<S> {
 
     /// The next time `handle_timeout` has work, if any.
     pub fn poll_timeout(&self) -> Option<Tick> {
+        // A clone still copying copies on every tick.
+        match self.vols.replicas().values().any(|r| r.copying()) {
+            true => Some(self.now),
+            false => self.group_deadline(),
+        }
+    }
+
+    /// The earliest deadline of the groups, from the index.
+    fn group_deadline(&self) -> Option<Tick> {
         let names: BTreeSet<&String> = self.timed.iter().chain(self.groups.unscanned()).collect();
         self.earliest(names.into_iter().filter_map(|n| self.groups.get(n)))
     }
@@ -346,7 +366,7 @@ impl<S: BlockStore> Array<S> {
             self.with_group(&name, |a, g| a.group_timeout(g))
                 .transpose()?;
         }
-        Ok(())
+        self.copy_clones()
     }
 
     /// Each operation's own deadlines.
@@ -469,6 +489,13 @@ impl<S: BlockStore> Array<S> {
             Command::RemoveGroup { group } => self.remove_group(group),
             Command::CreateVolume { vol, blocks } => Ok(self.make_volume(&vol, blocks)?),
             Command::DeleteVolume { vol } => self.delete_volume(&vol),
+            Command::CreateReplica {
+                name,
+                source,
+                kind,
+                into,
+            } => self.create_replica(&name, &source, kind, into),
+            Command::ModifyReplica { name, op } => self.modify_replica(&name, op),
             other => {
                 let name = other.group().expect("a group command").to_string();
                 self.need_group(&name)?;
@@ -496,7 +523,9 @@ impl<S: BlockStore> Array<S> {
             Command::CreateGroup { .. }
             | Command::RemoveGroup { .. }
             | Command::CreateVolume { .. }
-            | Command::DeleteVolume { .. } => {
+            | Command::DeleteVolume { .. }
+            | Command::CreateReplica { .. }
+            | Command::ModifyReplica { .. } => {
                 unreachable!("handled in command()")
             }
         }

@@ -92,10 +92,38 @@ pub enum Command {
         vol: String,
         blocks: u64,
     },
-    /// Returns a volume to the pool; refused while a group holds it.
+    /// Returns a volume to the pool; refused while a group holds it. A
+    /// local replica goes as with [`ReplicaOp::Return`].
     DeleteVolume {
         vol: String,
     },
+    /// A local replica `name` of volume `source`: a snapshot or a clone.
+    /// `into`: a clone goes into the existing volume `name`.
+    CreateReplica {
+        name: String,
+        source: String,
+        kind: ReplicaKind,
+        into: bool,
+    },
+    /// An operation on local replica `name`.
+    ModifyReplica {
+        name: String,
+        op: ReplicaOp,
+    },
+}
+
+/// What an operator may do with a local replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaOp {
+    /// Roll the source back to the snapshot (snapshots only).
+    Restore,
+    /// A new point (snapshot) or a new full copy (clone).
+    Resync,
+    /// Forget the association; a clone stays as an ordinary volume. `force`
+    /// detaches a clone whose copy is still running.
+    Detach { force: bool },
+    /// Delete the replica and free its space.
+    Return,
 }
 
 impl Command {
@@ -107,6 +135,10 @@ impl Command {
         }
         match self {
             Command::CreateVolume { vol, .. } | Command::DeleteVolume { vol } => names::volume(vol),
+            Command::CreateReplica { name, source, .. } => {
+                names::volume(name).and_then(|()| names::volume(source))
+            }
+            Command::ModifyReplica { name, .. } => names::volume(name),
             Command::CreateGroup { peer, .. } => names::array(peer),
             Command::Admit {
                 vol, remote_vol, ..
@@ -132,7 +164,10 @@ impl Command {
             | Command::SetMode { group, .. }
             | Command::SetPolicy { group, .. }
             | Command::RemoveGroup { group } => group,
-            Command::CreateVolume { .. } | Command::DeleteVolume { .. } => return None,
+            Command::CreateVolume { .. }
+            | Command::DeleteVolume { .. }
+            | Command::CreateReplica { .. }
+            | Command::ModifyReplica { .. } => return None,
         })
     }
 }
@@ -397,6 +432,7 @@ pub struct Durable {
     pub head: Head,
     pub vols: BTreeMap<String, crate::core::volumes::VolMeta>,
     pub snaps: BTreeMap<SnapId, crate::core::volumes::SnapMeta>,
+    pub replicas: BTreeMap<String, crate::core::volumes::ReplicaMeta>,
     pub groups: BTreeMap<String, Group>,
 }
 

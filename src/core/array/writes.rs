@@ -35,6 +35,9 @@ impl<S: BlockStore> Array<S> {
     }
 
     pub(super) fn write_refusal(&self, vol: &str) -> Option<WriteError> {
+        if let Some(e) = self.replica_write_refusal(vol) {
+            return Some(e);
+        }
         let holding: Vec<&Group> = self
             .holders_of(vol)
             .iter()
@@ -126,6 +129,9 @@ impl<S: BlockStore> Array<S> {
                 vol: vol.to_string(),
                 group: g.name.clone(),
             });
+        }
+        if self.vols.replica(vol).is_some() {
+            return Ok(self.vols.return_replica(&mut self.store, vol)?);
         }
         Ok(self.vols.delete(&mut self.store, vol)?)
     }

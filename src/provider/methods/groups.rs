@@ -216,6 +216,7 @@ pub(super) fn create_group_replica(
             role: None,
             copy: Some(wait),
             pair: None,
+            replica: None,
         },
         &sync,
         vec![target_path.clone()],

@@ -11,15 +11,29 @@ pub(super) fn relationships(rep: &Replication, p: &Params) -> Result<MethodResul
     let snap = rep.snapshot();
     let want_mode = u16p(p, "Mode");
     let want_state = u16p(p, "CopyState");
-    let local_only = u16p(p, "Locality") == Some(2);
-    if u16p(p, "SyncType").is_some_and(|t| t != 6) || local_only {
-        return done(
-            OK,
-            vec![(Name::new("Synchronizations"), Value::Array(Vec::new()))],
-        );
+    let locality = u16p(p, "Locality");
+    let sync_type = u16p(p, "SyncType");
+    if !matches!(kind, 2 | 3) {
+        return Err(CimError::invalid_parameter(format!(
+            "Type {kind}: use 2 (StorageSynchronized) or 3 (GroupSynchronized)"
+        )));
     }
     let mut found = Vec::new();
-    for g in &snap.groups {
+    // Local replicas (StorageSynchronized only: they are not grouped).
+    if kind == 2 && locality != Some(3) && want_mode.is_none_or(|m| m == 2) {
+        for r in snap.replicas.iter() {
+            let local = crate::provider::local::sync_type(r.kind);
+            let state = crate::provider::local::copy_state(r).number();
+            if sync_type.is_none_or(|t| t == local) && want_state.is_none_or(|s| s == state) {
+                found.push(Some(Value::reference(
+                    crate::provider::local::sync_path_of(rep, r),
+                )));
+            }
+        }
+    }
+    let remote = sync_type.is_none_or(|t| t == 6) && locality != Some(2);
+    let groups: &[std::sync::Arc<crate::core::GroupRead>] = if remote { &snap.groups } else { &[] };
+    for g in groups {
         let mode = if g.mode.is_sync() { 2 } else { 3 };
         if want_mode.is_some_and(|m| m != mode) {
             continue;
@@ -130,6 +144,12 @@ pub(super) fn operations_in(state: Option<u16>) -> Vec<u16> {
 pub(super) fn capabilities(m: &str, p: &Params) -> Result<MethodResult, CimError> {
     let rtype = u16p(p, "ReplicationType");
     let supported = rtype.is_some_and(|t| REPLICATION_TYPES.contains(&t));
+    // Local snapshots (6) and clones (10) have their own answers.
+    let local = match rtype {
+        Some(6) => Some(crate::core::ReplicaKind::Snapshot),
+        Some(10) => Some(crate::core::ReplicaKind::Clone),
+        _ => None,
+    };
     let lower = m.to_ascii_lowercase();
     if lower != "getsupportedreplicationtypes"
         && lower != "convertsynctypetoreplicationtype"
@@ -156,8 +176,48 @@ pub(super) fn capabilities(m: &str, p: &Params) -> Result<MethodResult, CimError
             (Some(6), Some(3), Some(3)) => {
                 done(OK, vec![(Name::new("ReplicationType"), Value::Uint16(5))])
             }
+            (Some(7), Some(2), Some(2)) => {
+                done(OK, vec![(Name::new("ReplicationType"), Value::Uint16(6))])
+            }
+            (Some(8), Some(2), Some(2)) => {
+                done(OK, vec![(Name::new("ReplicationType"), Value::Uint16(10))])
+            }
             _ => done(NOT_SUPPORTED, Vec::new()),
         },
+        "getsupportedoperations" if local.is_some() => {
+            let kind = local.expect("checked");
+            let state = u16p(p, "CopyState");
+            // A snapshot is always Synchronized; a clone is Unsynchronized
+            // while it copies (and then detached only with Force).
+            let applies = matches!(
+                (kind, state),
+                (_, None | Some(4)) | (crate::core::ReplicaKind::Clone, Some(3))
+            );
+            let ops: Vec<u16> = crate::provider::local::operations(kind)
+                .iter()
+                .filter(|_| applies)
+                .map(|o| o.number())
+                .collect();
+            let force: Vec<Option<Value>> = ops
+                .iter()
+                .map(|o| Some(Value::Boolean(*o == 8 && state == Some(3))))
+                .collect();
+            done(
+                OK,
+                vec![
+                    (Name::new("SupportedOperations"), u16_array(&ops)),
+                    (
+                        Name::new("ServiceControlling"),
+                        u16_array(&vec![2; ops.len()]),
+                    ),
+                    (Name::new("RequiresForce"), Value::Array(force)),
+                    (
+                        Name::new("UpdatesSynchronizedPath"),
+                        Value::Array(ops.iter().map(|_| Some(Value::Boolean(false))).collect()),
+                    ),
+                ],
+            )
+        }
         "getsupportedoperations" => {
             let ops = operations_in(u16p(p, "CopyState"));
             let controlling: Vec<u16> = ops
@@ -196,11 +256,15 @@ pub(super) fn capabilities(m: &str, p: &Params) -> Result<MethodResult, CimError
             vec![(Name::new("Features"), u16_array(&[34, 35, 42, 46]))],
         ),
         "getsupportedcopystates" => {
-            let states = [2u16, 3, 4, 5, 8, 10, 13];
+            let states: &[u16] = match local {
+                Some(crate::core::ReplicaKind::Snapshot) => &[4],
+                Some(crate::core::ReplicaKind::Clone) => &[3, 4],
+                None => &[2, 3, 4, 5, 8, 10, 13],
+            };
             done(
                 OK,
                 vec![
-                    (Name::new("SupportedCopyStates"), u16_array(&states)),
+                    (Name::new("SupportedCopyStates"), u16_array(states)),
                     (
                         Name::new("HostAccessible"),
                         Value::Array(states.iter().map(|_| Some(Value::Boolean(true))).collect()),
@@ -209,9 +273,11 @@ pub(super) fn capabilities(m: &str, p: &Params) -> Result<MethodResult, CimError
             )
         }
         "getsupportedwaitforcopystates" => {
-            let states: &[u16] = match u16p(p, "MethodName") {
-                Some(2) => &[3, 4],
-                Some(4) => &[3, 4, 8, 10],
+            let states: &[u16] = match (local, u16p(p, "MethodName")) {
+                (Some(crate::core::ReplicaKind::Clone), Some(2)) => &[3, 4],
+                (Some(_), Some(2 | 4)) => &[4],
+                (None, Some(2)) => &[3, 4],
+                (None, Some(4)) => &[3, 4, 8, 10],
                 _ => &[],
             };
             done(
