@@ -1287,6 +1287,62 @@ fn volumes_made_over_cim_are_exported_at_once_and_survive_a_kill() {
     assert!(vvs.iter().all(|r| r.name != "newvv"), "{vvs:?}");
 }
 
+/// Local replicas with real processes, made with the 3PAR verbs over CIM:
+/// a snapshot is a read-only export that keeps its point while the source
+/// is written, a copy is a full writable export once complete, both
+/// survive a kill -9 of their array, and promotesv rolls the source back.
+#[test]
+fn snapshots_and_copies_are_exports_that_survive_a_kill() {
+    let t = lab_up(true);
+    let lab = &t.lab;
+    let io = |url: &str, cmds: &[&str]| {
+        qemu::io(url, &cmds.iter().map(|c| c.to_string()).collect::<Vec<_>>()).unwrap()
+    };
+    let ro = |url: &str, cmds: &[&str]| {
+        qemu::io_read_only(url, &cmds.iter().map(|c| c.to_string()).collect::<Vec<_>>()).unwrap()
+    };
+    rcopy(lab, Site::A, "createvv src 8").unwrap();
+    let src = lab.nbd_url(Site::A, "src");
+    io(&src, &["write -P 0x11 0 8M"]);
+    rcopy(lab, Site::A, "createsv srcsv src").unwrap();
+    rcopy(lab, Site::A, "createvvcopy -p src -online srccp").unwrap();
+    io(&src, &["write -P 0x22 1M 2M"]);
+    let sv = lab.nbd_url(Site::A, "srcsv");
+    let cp = lab.nbd_url(Site::A, "srccp");
+    ro(&sv, &["read -P 0x11 0 8M"]);
+    let (ok, text) = qemu::io_output(&sv, &["write -P 0x33 0 4096".into()]).unwrap();
+    assert!(!ok, "a snapshot took a write: {text}");
+    // The copy is complete (rcopy waited for its job): a writable volume.
+    io(&cp, &["read -P 0x11 0 8M", "write -P 0x44 0 4096"]);
+    lab.kill(Site::A).unwrap();
+    lab.start_site(Site::A).unwrap();
+    ro(&sv, &["read -P 0x11 0 8M"]);
+    io(&cp, &["read -P 0x44 0 4096", "read -P 0x11 4096 8384512"]);
+    io(&src, &["read -P 0x11 0 1M", "read -P 0x22 1M 2M"]);
+    let vvs = lab.console(Site::A).unwrap().show_volumes().unwrap();
+    let role = |n: &str| vvs.iter().find(|r| r.name == n).map(|r| r.role.clone());
+    assert_eq!(
+        (role("srcsv"), role("srccp")),
+        (Some("Snapshot(src)".into()), Some("Copy(src)".into())),
+        "{vvs:?}"
+    );
+    let e = rcopy(lab, Site::A, "removevv src").unwrap_err();
+    assert!(e.contains("srcsv"), "{e}");
+    rcopy(lab, Site::A, "promotesv srcsv").unwrap();
+    io(&src, &["read -P 0x11 0 8M"]);
+    rcopy(lab, Site::A, "promotevvcopy srccp").unwrap();
+    rcopy(lab, Site::A, "removevv srcsv").unwrap();
+    rcopy(lab, Site::A, "removevv src").unwrap();
+    io(&cp, &["read -P 0x44 0 4096"]);
+    let vvs = lab.console(Site::A).unwrap().show_volumes().unwrap();
+    let row = vvs
+        .iter()
+        .find(|r| r.name == "srccp")
+        .expect("the copy stays");
+    assert_eq!(row.role, "Base", "{vvs:?}");
+    assert!(vvs.iter().all(|r| r.name != "srcsv" && r.name != "src"));
+}
+
 /// A planned failover under a host write load, with real processes:
 /// qemu-io writes to A without pause while B asks for the failover. Every
 /// write A acknowledged is on B after the hand-over, A refuses host writes

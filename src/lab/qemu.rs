@@ -15,10 +15,27 @@ pub fn io(url: &str, cmds: &[String]) -> Result<String, String> {
     Ok(text)
 }
 
+/// [`io`] opening the export read-only (`qemu-io -r`), as a read-only
+/// export (a snapshot) must be opened.
+pub fn io_read_only(url: &str, cmds: &[String]) -> Result<String, String> {
+    let (ok, text) = run(url, cmds, true)?;
+    if !ok {
+        return Err(format!("qemu-io -r {url} {cmds:?}: {}", text.trim()));
+    }
+    Ok(text)
+}
+
 /// Runs qemu-io and returns (every command succeeded, its output), so a
 /// caller can see which writes were acknowledged before a failure.
 pub fn io_output(url: &str, cmds: &[String]) -> Result<(bool, String), String> {
+    run(url, cmds, false)
+}
+
+fn run(url: &str, cmds: &[String], read_only: bool) -> Result<(bool, String), String> {
     let mut c = Command::new("qemu-io");
+    if read_only {
+        c.arg("-r");
+    }
     c.args(["-f", "raw", url]);
     for cmd in cmds {
         c.args(["-c", cmd]);
