@@ -15,5 +15,6 @@ mod nbd; // the NBD export with qemu-io, qemu-img and qemu-nbd // src/core does 
 mod provider; // the SMI-S provider driven by a pywbem console, phase by phase
 mod replicas; // local snapshots and clones on the core
 mod sim_faults; // seeded random faults with invariants, replayable by REPLICIM_SEED
+mod sim_replicas; // local replicas taken while the faults run (invariant 7)
 mod store; // both block stores honour the contract; snapshot properties
 mod util; // shared helpers
