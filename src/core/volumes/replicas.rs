@@ -215,7 +215,8 @@ impl Volumes {
 
     /// Copies at most `budget` blocks into each clone still copying.
     /// Returns whether any copy remains. Idempotent across crashes: a
-    /// block is written before the count that says it was copied.
+    /// block is durable before the count that says it was copied (the
+    /// `replica/` key's commit is a barrier for bulk blocks).
     pub fn clone_step(
         &mut self,
         store: &mut dyn BlockStore,
@@ -231,7 +232,10 @@ impl Volumes {
             for b in r.copied..end {
                 self.read_snap(store, snap, b, &mut buf)?;
                 if !(r.fresh && buf.iter().all(|x| *x == 0)) {
-                    self.write(store, &name, b, &buf)?;
+                    // As a sync run's block: straight to the volume file
+                    // when nothing needs its old data; the count below is
+                    // a barrier key, so these blocks are durable first.
+                    self.write_run(store, &name, b, &buf)?;
                 }
             }
             let done = end >= blocks;
