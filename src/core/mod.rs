@@ -32,8 +32,10 @@ pub use array::{
 };
 pub use error::{CommandError, Fault, WriteError};
 pub use msg::{block_bytes, Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};
-pub use read::{ArrayRead, GroupRead, PairRead, ReplicaRead};
+pub use read::{ArrayRead, GroupRead, PairRead, ReplicaRead, VolumeRead};
 pub use store::{BlockStore, StoreError};
 pub use types::*;
 pub use view::{derive, CopyState, PairFacts, PairView, ProgressStatus, SyncOperation, SyncState};
-pub use volumes::{ReplicaKind, ReplicaMeta, SnapMeta, VolMeta, VolumeError, Volumes};
+pub use volumes::{
+    LegacyVolMeta, ReplicaKind, ReplicaMeta, SnapMeta, VolMeta, VolumeError, Volumes,
+};

@@ -162,8 +162,8 @@ impl Index {
 #[derive(Clone, Debug, Default)]
 pub struct ArrayRead {
     pub array: String,
-    /// (name, blocks) of every volume, in name order.
-    pub volumes: Arc<Vec<(String, u64)>>,
+    /// Every volume, in name order.
+    pub volumes: Arc<Vec<VolumeRead>>,
     /// Every group, in name order.
     pub groups: Vec<Arc<GroupRead>>,
     /// Link state to every peer that has a link or a group.
@@ -175,6 +175,16 @@ pub struct ArrayRead {
     /// `volumes` (it is readable as one); a clone is a volume anyway.
     pub replicas: Arc<Vec<ReplicaRead>>,
     index: OnceLock<Index>,
+}
+
+/// A volume as readers see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeRead {
+    pub name: String,
+    pub blocks: u64,
+    /// Unique on this array for ever: a volume's serial, or a snapshot
+    /// replica's snapshot number (one durable counter gives both).
+    pub id: u64,
 }
 
 /// A local replica as readers see it.
@@ -209,7 +219,7 @@ impl PartialEq for ArrayRead {
 impl ArrayRead {
     pub(super) fn new(
         array: String,
-        volumes: Arc<Vec<(String, u64)>>,
+        volumes: Arc<Vec<VolumeRead>>,
         groups: Vec<Arc<GroupRead>>,
         links: BTreeMap<String, bool>,
         counters: Counters,
@@ -217,7 +227,7 @@ impl ArrayRead {
         replicas: Arc<Vec<ReplicaRead>>,
     ) -> ArrayRead {
         debug_assert!(groups.windows(2).all(|w| w[0].name < w[1].name));
-        debug_assert!(volumes.windows(2).all(|w| w[0].0 < w[1].0));
+        debug_assert!(volumes.windows(2).all(|w| w[0].name < w[1].name));
         ArrayRead {
             array,
             volumes,
@@ -273,10 +283,15 @@ impl ArrayRead {
 
     /// The size in blocks of a volume of this array.
     pub fn volume(&self, name: &str) -> Option<u64> {
+        self.volume_read(name).map(|v| v.blocks)
+    }
+
+    /// A volume of this array.
+    pub fn volume_read(&self, name: &str) -> Option<&VolumeRead> {
         self.volumes
-            .binary_search_by(|(v, _)| v.as_str().cmp(name))
+            .binary_search_by(|v| v.name.as_str().cmp(name))
             .ok()
-            .map(|i| self.volumes[i].1)
+            .map(|i| &self.volumes[i])
     }
 
     /// The pairs `shards` lists for `vol`, in group order, then pair

@@ -39,6 +39,27 @@ pub struct SnapMeta {
 pub struct VolMeta {
     pub blocks: u64,
     pub snaps: Vec<SnapId>,
+    /// Unique on this array for ever (from the counter snapshots are
+    /// numbered from), for the volume's durable Name. Added 2026-12-01:
+    /// `LegacyVolMeta` reads the entries written before.
+    pub serial: u64,
+}
+
+/// A volume's metadata as written before 2026-12-01 (no serial).
+#[derive(serde::Deserialize)]
+pub struct LegacyVolMeta {
+    pub blocks: u64,
+    pub snaps: Vec<SnapId>,
+}
+
+impl From<LegacyVolMeta> for VolMeta {
+    fn from(v: LegacyVolMeta) -> VolMeta {
+        VolMeta {
+            blocks: v.blocks,
+            snaps: v.snaps,
+            serial: 0,
+        }
+    }
 }
 
 /// The durable parts of [`Volumes`]: the volume table, the snapshot
@@ -158,13 +179,34 @@ impl Volumes {
         snaps: BTreeMap<SnapId, SnapMeta>,
         replicas: BTreeMap<String, ReplicaMeta>,
     ) -> Volumes {
-        Volumes {
+        let mut v = Volumes {
             vols: TrackedMap::from_map(vols),
             snaps: TrackedMap::from_map(snaps),
             replicas: TrackedMap::from_map(replicas),
             next_snap,
             listing_changed: true,
+        };
+        // Volumes written before serials existed get theirs now, in name
+        // order (the next commit records them; until then a restart gives
+        // the same ones).
+        let unnumbered: Vec<String> = v
+            .vols
+            .iter()
+            .filter(|(_, m)| m.serial == 0)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in unnumbered {
+            let serial = v.next_serial();
+            v.vols.get_mut(&name).expect("listed").serial = serial;
         }
+        v
+    }
+
+    /// A number never given before on this array (shared with snapshot
+    /// ids; never 0).
+    fn next_serial(&mut self) -> u64 {
+        self.next_snap += 1;
+        self.next_snap
     }
 
     pub fn exists(&self, vol: &str) -> bool {
@@ -218,11 +260,13 @@ impl Volumes {
             return Err(VolumeError::Exists(vol.to_string()));
         }
         store.create_volume(vol, blocks)?;
+        let serial = self.next_serial();
         self.vols.insert(
             vol.to_string(),
             VolMeta {
                 blocks,
                 snaps: Vec::new(),
+                serial,
             },
         );
         self.listing_changed = true;

@@ -79,7 +79,7 @@ impl crate::nbd::Catalog for VolumeCatalog {
     fn names(&self) -> Vec<String> {
         self.node
             .snapshot()
-            .map(|s| s.volumes.iter().map(|(n, _)| n.clone()).collect())
+            .map(|s| s.volumes.iter().map(|v| v.name.clone()).collect())
             .unwrap_or_default()
     }
     fn get(&self, name: &str) -> Option<std::sync::Arc<dyn Device>> {

@@ -197,7 +197,7 @@ pub fn durable_of(meta: &BTreeMap<String, Vec<u8>>) -> Result<Option<Durable>, S
         (Some(h), _) => postcard::from_bytes(h).map_err(|e| bad(HEAD, e))?,
         (None, Some(h)) => {
             let old: LegacyHead = postcard::from_bytes(h).map_err(|e| bad(LEGACY_HEAD, e))?;
-            vols = old.vols;
+            vols = old.vols.into_iter().map(|(n, v)| (n, v.into())).collect();
             Head {
                 name: old.name,
                 next_snap: old.next_snap,
@@ -215,8 +215,7 @@ pub fn durable_of(meta: &BTreeMap<String, Vec<u8>>) -> Result<Option<Durable>, S
     let mut groups = BTreeMap::new();
     for (k, v) in meta {
         if let Some(name) = k.strip_prefix("vol/") {
-            let m: VolMeta = postcard::from_bytes(v).map_err(|e| bad(k, e))?;
-            vols.insert(name.to_string(), m);
+            vols.insert(name.to_string(), vol_meta(v).map_err(|e| bad(k, e))?);
         } else if let Some(id) = k.strip_prefix("snap/") {
             let id = SnapId(id.parse().map_err(|_| format!("metadata key {k}"))?);
             let s: SnapMeta = postcard::from_bytes(v).map_err(|e| bad(k, e))?;
@@ -238,11 +237,21 @@ pub fn durable_of(meta: &BTreeMap<String, Vec<u8>>) -> Result<Option<Durable>, S
     }))
 }
 
+/// A volume entry, of either format (with its serial, or from before).
+fn vol_meta(v: &[u8]) -> Result<VolMeta, postcard::Error> {
+    match postcard::from_bytes::<VolMeta>(v) {
+        Ok(m) => Ok(m),
+        Err(e) => postcard::from_bytes::<crate::core::LegacyVolMeta>(v)
+            .map(VolMeta::from)
+            .map_err(|_| e),
+    }
+}
+
 /// The head as the first format wrote it (field order is the format).
 #[derive(serde::Deserialize)]
 struct LegacyHead {
     name: String,
-    vols: BTreeMap<String, VolMeta>,
+    vols: BTreeMap<String, crate::core::LegacyVolMeta>,
     next_snap: u64,
     next_write: u64,
     gen_counter: u64,
@@ -312,14 +321,20 @@ mod tests {
     use crate::store::MemStore;
 
     /// A data directory written before the volume table left the head
-    /// (key `head`, table inside) loads with the same volumes, and the
+    /// (key `head`, table inside, volumes without serials) loads with the
+    /// same volumes, which get serials when the array is rebuilt; the
     /// first full commit replaces the old key with the new ones.
     #[test]
     fn the_first_format_still_loads() {
         #[derive(serde::Serialize)]
+        struct OldVol {
+            blocks: u64,
+            snaps: Vec<SnapId>,
+        }
+        #[derive(serde::Serialize)]
         struct Old<'a> {
             name: &'a str,
-            vols: &'a BTreeMap<String, VolMeta>,
+            vols: BTreeMap<String, OldVol>,
             next_snap: u64,
             next_write: u64,
             gen_counter: u64,
@@ -333,7 +348,16 @@ mod tests {
         let (head, vols, _, _, _) = a.durable();
         let old = Old {
             name: &head.name,
-            vols,
+            vols: vols
+                .iter()
+                .map(|(n, v)| {
+                    let o = OldVol {
+                        blocks: v.blocks,
+                        snaps: v.snaps.clone(),
+                    };
+                    (n.clone(), o)
+                })
+                .collect(),
             next_snap: head.next_snap,
             next_write: head.next_write,
             gen_counter: head.gen_counter,
@@ -348,11 +372,20 @@ mod tests {
         );
         let d = durable_of(&meta).unwrap().expect("an array");
         assert_eq!(d.head, head);
-        assert_eq!(&d.vols, vols);
-        let new: BTreeMap<String, Vec<u8>> = meta_of(&a, &[]).into_iter().collect();
+        let sizes = |m: &BTreeMap<String, VolMeta>| -> Vec<(String, u64)> {
+            m.iter().map(|(n, v)| (n.clone(), v.blocks)).collect()
+        };
+        assert_eq!(sizes(&d.vols), sizes(vols));
+        assert!(d.vols.values().all(|v| v.serial == 0), "no serials yet");
+        let b = Array::from_durable(MemStore::new(), ArrayConfig::default(), d);
+        let (head_b, vols_b, _, _, _) = b.durable();
+        let serials: Vec<u64> = vols_b.values().map(|v| v.serial).collect();
+        assert_eq!(serials, vec![head.next_snap + 1, head.next_snap + 2]);
+        assert_eq!(head_b.next_snap, head.next_snap + 2, "the counter moved on");
+        let new: BTreeMap<String, Vec<u8>> = meta_of(&b, &[]).into_iter().collect();
         assert!(new.contains_key(HEAD) && new.contains_key("vol/vol1"));
         assert!(!new.contains_key(LEGACY_HEAD));
         let again = durable_of(&new).unwrap().expect("an array");
-        assert_eq!((again.head, again.vols), (d.head, d.vols));
+        assert_eq!(&again.vols, vols_b, "serials are durable from then on");
     }
 }

@@ -572,7 +572,7 @@ fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult,
         .key("DeviceID")
         .and_then(Value::as_str)
         .filter(|v| {
-            snap.volumes.iter().any(|(n, _)| n == v)
+            snap.volume(v).is_some()
                 && src
                     .key("SystemName")
                     .and_then(Value::as_str)

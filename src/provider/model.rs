@@ -338,8 +338,11 @@ pub fn group_view(g: &GroupRead) -> Option<PairView> {
     })
 }
 
-/// An RCM_StorageVolume of this array.
-fn volume_instance(me: &str, snap: &Snapshot, v: &str, blocks: u64) -> Instance {
+/// An RCM_StorageVolume of this array, with its durable unique Name: an
+/// NAA 3 (locally assigned) identifier, 28 bits of the array's name and
+/// the volume's 32-bit serial (never given twice on one array).
+fn volume_instance(me: &str, snap: &Snapshot, vol: &crate::core::VolumeRead) -> Instance {
+    let v = vol.name.as_str();
     let roles: Vec<Role> = snap.pairs_of_local(v).iter().map(|(g, _)| g.role).collect();
     let usage = if roles.iter().any(|r| r.is_source()) {
         7
@@ -348,9 +351,22 @@ fn volume_instance(me: &str, snap: &Snapshot, v: &str, blocks: u64) -> Instance 
     } else {
         2
     };
-    volume_known(me, v, blocks, usage)
+    volume_known(me, v, vol.blocks, usage)
+        .with("Name", CimType::String, s(&naa(me, vol.id)))
+        .with("NameFormat", CimType::Uint16, u16v(9))
         .with("OperationalStatus", CimType::Uint16, u16s(&[2]))
         .with("EnabledState", CimType::Uint16, u16v(2))
+}
+
+/// An NAA 3 name: 4 bits of type, 28 of the array name's FNV-1a hash, 32
+/// of the serial, in 16 upper-case hex digits.
+pub fn naa(array: &str, serial: u64) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in array.bytes() {
+        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+    }
+    let v = (3u64 << 60) | (((h & 0x0fff_ffff) as u64) << 32) | (serial & 0xffff_ffff);
+    format!("{v:016X}")
 }
 
 /// An RCM_StorageVolume of `system` with what any array knows of it: its
@@ -543,12 +559,12 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
         "RCM_StorageVolume" => snap
             .volumes
             .iter()
-            .map(|(v, blocks)| volume_instance(me, snap, v, *blocks))
+            .map(|v| volume_instance(me, snap, v))
             .collect(),
         "CIM_SystemDevice" => snap
             .volumes
             .iter()
-            .map(|(v, _)| system_device(me, &host, v))
+            .map(|v| system_device(me, &host, &v.name))
             .collect(),
         "RCM_ReplicationService" => vec![service(
             me,
@@ -765,7 +781,7 @@ pub fn candidates(
     Some(match class {
         "RCM_StorageVolume" => volume_keys(path)
             .filter(|(a, _)| *a == me)
-            .and_then(|(_, v)| Some(volume_instance(me, snap, v, snap.volume(v)?)))
+            .and_then(|(_, v)| Some(volume_instance(me, snap, snap.volume_read(v)?)))
             .into_iter()
             .collect(),
         "RCM_StorageSynchronized" => reference_key(path, "SystemElement")

@@ -84,11 +84,11 @@ fn used_blocks(snap: &Snapshot) -> u64 {
     let volumes: u64 = snap
         .volumes
         .iter()
-        .filter(|(n, _)| {
-            snap.replica(n)
+        .filter(|v| {
+            snap.replica(&v.name)
                 .is_none_or(|r| r.kind != ReplicaKind::Snapshot)
         })
-        .map(|(_, b)| *b)
+        .map(|v| v.blocks)
         .sum();
     volumes + snap.replicas.iter().map(|r| r.saved).sum::<u64>()
 }
@@ -135,7 +135,7 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Option<Vec<
                 .chain(
                     snap.volumes
                         .iter()
-                        .map(|(v, blocks)| allocation(me, &host, v, consumed(snap, v, *blocks))),
+                        .map(|v| allocation(me, &host, &v.name, consumed(snap, &v.name, v.blocks))),
                 )
                 .collect()
         }
@@ -217,7 +217,7 @@ fn create(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
         Some(n) if !n.is_empty() => n.to_string(),
         _ => (0..)
             .map(|i| format!("vol{i}"))
-            .find(|n| !snap.volumes.iter().any(|(v, _)| v == n))
+            .find(|n| snap.volume(n).is_none())
             .expect("a free name"),
     };
     rep.backend
@@ -243,7 +243,7 @@ fn create(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
 fn delete(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
     let vol = own_volume(rep, p, "TheElement")?
         .ok_or_else(|| CimError::invalid_parameter("TheElement is required"))?;
-    if !rep.snapshot().volumes.iter().any(|(v, _)| *v == vol) {
+    if rep.snapshot().volume(&vol).is_none() {
         return Err(CimError::not_found(format!(
             "volume {vol} does not exist on {}",
             rep.array

@@ -344,6 +344,9 @@ elif phase == "blocks":
     check("volume_create returns 0 with TheElement and the size made (whole blocks)", rc == 0 and out["TheElement"]["DeviceID"] == "lsm_vol1" and out["Size"] == size + 4095, (rc, dict(out)))
     v = a.GetInstance(out["TheElement"])
     check("the new volume: BlockSize, NumberOfBlocks, ConsumableBlocks, OK", (v["BlockSize"], v["NumberOfBlocks"], v["ConsumableBlocks"], list(v["OperationalStatus"])) == (4096, 769, 769, [2]), dict(v))
+    names = {x["DeviceID"]: (x["Name"], x["NameFormat"]) for x in a.EnumerateInstances("CIM_StorageVolume", PropertyList=["DeviceID", "Name", "NameFormat"])}
+    check("every volume has a unique NAA Name (NameFormat 9, 16 hex digits, NAA type 3)",
+          len({n for n, _ in names.values()}) == len(names) and all(f == 9 and len(n) == 16 and n[0] == "3" and int(n, 16) for n, f in names.values()), names)
     in_pool = a.AssociatorNames(pool.path, AssocClass="CIM_AllocatedFromStoragePool", ResultClass="CIM_StorageVolume")
     check("the new volume is allocated from pool0", any(p["DeviceID"] == "lsm_vol1" for p in in_pool), in_pool)
     after = a.GetInstance(pool.path)
@@ -365,6 +368,9 @@ elif phase == "blocks":
     check("volume_delete returns 0", rc == 0, rc)
     check("the volume is gone and its space is back", all(p["DeviceID"] != "lsm_vol1" for p in a.EnumerateInstanceNames("CIM_StorageVolume")) and a.GetInstance(pool.path)["RemainingManagedSpace"] == pool["RemainingManagedSpace"])
     expect_error("deleting it again is CIM_ERR_NOT_FOUND", 6, lambda: a.InvokeMethod("ReturnToStoragePool", scs, TheElement=out["TheElement"]))
+    rc, again = a.InvokeMethod("CreateOrModifyElementFromStoragePool", scs, ElementName="lsm_vol1", ElementType=Uint16(2), Size=Uint64(4096), InPool=pool.path)
+    check("a new volume under a deleted one's name has a new Name", a.GetInstance(again["TheElement"])["Name"] != v["Name"], (v["Name"],))
+    a.InvokeMethod("ReturnToStoragePool", scs, TheElement=again["TheElement"])
     jobs = a.EnumerateInstances("CIM_ConcreteJob", PropertyList=["InstanceID", "JobState", "PercentComplete", "ErrorDescription", "OperationalStatus"])
     check("job polling with a PropertyList returns only those properties", jobs and all(set(j.keys()) <= {"InstanceID", "JobState", "PercentComplete", "ErrorDescription", "OperationalStatus"} for j in jobs), jobs)
 

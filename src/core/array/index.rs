@@ -100,19 +100,29 @@ impl<S: BlockStore> Array<S> {
             }
             _ => {
                 // Volumes and snapshot replicas, merged in name order.
-                let mut all: Vec<(String, u64)> = self
+                let mut all: Vec<VolumeRead> = self
                     .vols
                     .names()
-                    .map(|(n, m)| (n.clone(), m.blocks))
+                    .map(|(n, m)| VolumeRead {
+                        name: n.clone(),
+                        blocks: m.blocks,
+                        id: m.serial,
+                    })
                     .chain(
                         self.vols
                             .replicas()
                             .iter()
                             .filter(|(_, r)| r.kind == ReplicaKind::Snapshot)
-                            .filter_map(|(n, _)| Some((n.clone(), self.vols.readable_blocks(n)?))),
+                            .filter_map(|(n, r)| {
+                                Some(VolumeRead {
+                                    name: n.clone(),
+                                    blocks: self.vols.readable_blocks(n)?,
+                                    id: r.snap?.0,
+                                })
+                            }),
                     )
                     .collect();
-                all.sort();
+                all.sort_by(|a, b| a.name.cmp(&b.name));
                 Arc::new(all)
             }
         };

@@ -43,7 +43,7 @@ mod writes;
 use super::error::{CommandError, Fault, WriteError};
 use super::msg::{Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};
 use super::names;
-use super::read::{next_generation, ArrayRead, GroupRead, PairRead, ReplicaRead};
+use super::read::{next_generation, ArrayRead, GroupRead, PairRead, ReplicaRead, VolumeRead};
 use super::store::BlockStore;
 use super::tracked::TrackedMap;
 use super::types::*;

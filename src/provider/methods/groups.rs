@@ -25,7 +25,7 @@ pub(super) fn create_local_group(rep: &Replication, p: &Params) -> Result<Method
                 })
                 .and_then(|m| m.key("DeviceID"))
                 .and_then(Value::as_str)
-                .filter(|v| snap.volumes.iter().any(|(n, _)| n == v))
+                .filter(|v| snap.volume(v).is_some())
                 .ok_or_else(|| {
                     let what = m
                         .as_ref_path()
