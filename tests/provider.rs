@@ -55,7 +55,7 @@ fn pywbem_console_discovers_creates_fails_over_and_fails_back() {
     let clock = d.wall_clock();
     let out = console(&d, "discover");
     assert!(
-        out.contains("ok  remote mirrors, synchronous and asynchronous"),
+        out.contains("ok  remote mirrors (synchronous, asynchronous), local snapshots and clones"),
         "{out}"
     );
     let out = console(&d, "create");

@@ -213,9 +213,10 @@ pub fn create(rep: &Replication, p: &Params, kind: ReplicaKind) -> Result<Method
             )));
         }
     }
+    // 3 (a clone copying) holds once the command returns: no job.
     let wait = match param(p, "WaitForCopyState").and_then(Value::as_u64) {
-        None | Some(4) => CopyState::Synchronized,
-        Some(3) if kind == ReplicaKind::Clone => CopyState::Unsynchronized,
+        None | Some(4) => Some(CopyState::Synchronized),
+        Some(3) if kind == ReplicaKind::Clone => None,
         Some(n) => {
             return Err(CimError::invalid_parameter(format!(
                 "WaitForCopyState {n}: a local {} reaches {} only",
@@ -289,12 +290,13 @@ pub fn create(rep: &Replication, p: &Params, kind: ReplicaKind) -> Result<Method
     Ok(out)
 }
 
-/// A job that waits for replica `name` to reach `copy`, or 0 at once.
+/// A job that waits for replica `name` to reach `copy`, or 0 at once
+/// (also when `copy` is None).
 fn finish(
     rep: &Replication,
     method: &str,
     name: &str,
-    copy: CopyState,
+    copy: Option<CopyState>,
     affected: Vec<ObjectPath>,
 ) -> Result<MethodResult, CimError> {
     super::methods::start_job(
@@ -303,7 +305,7 @@ fn finish(
         name,
         Goal {
             role: None,
-            copy: Some(copy),
+            copy,
             pair: None,
             replica: Some(name.to_string()),
         },
@@ -358,7 +360,7 @@ pub fn modify(
         rep,
         "ModifyReplicaSynchronization",
         &r.name,
-        CopyState::Synchronized,
+        Some(CopyState::Synchronized),
         Vec::new(),
     )
 }

@@ -128,7 +128,7 @@ if phase == "discover":
     caps = a.Associators(rs, AssocClass="CIM_ElementCapabilities", ResultClass="CIM_ReplicationServiceCapabilities")
     check("one ReplicationServiceCapabilities", len(caps) == 1, caps)
     types = list(caps[0]["SupportedReplicationTypes"])
-    check("remote mirrors, synchronous and asynchronous", types == [4, 5], types)
+    check("remote mirrors (synchronous, asynchronous), local snapshots and clones (synchronous)", types == [4, 5, 6, 10], types)
     (cp,) = a.EnumerateInstanceNames("CIM_ReplicationServiceCapabilities")
     rc, out = a.InvokeMethod("GetSupportedOperations", cp, ReplicationType=Uint16(4))
     check("GetSupportedOperations lists Failover, Failback, Resync, Reverse", rc == 0 and {10, 11, 14, 20} <= set(out["SupportedOperations"]), (rc, dict(out)))
