@@ -11,6 +11,7 @@ mod fuzz; // a short run of the fuzz targets (link decoder, peer messages)
 mod lab; // two serve processes behind the fault switch: DR with kills, link failure, crash points
 mod layering;
 mod link; // the replication link protocol, in memory and over a socket
+mod modes; // switching a started group between sync and periodic
 mod nbd; // the NBD export with qemu-io, qemu-img and qemu-nbd // src/core does no I/O and reads no clock
 mod provider; // the SMI-S provider driven by a pywbem console, phase by phase
 mod replicas; // local snapshots and clones on the core

@@ -3,15 +3,20 @@
 use super::*;
 
 impl<S: BlockStore> Array<S> {
+    /// `setrcopygroup mode` (Reset To Sync / Async). A stopped group just
+    /// takes the new mode. A started group switches live: a new period of
+    /// a periodic group applies from now; a switch between sync and
+    /// periodic goes through a consistent point, as an operator's stop and
+    /// start would, in one step (the stop snapshots every pair, the start
+    /// in the new mode resyncs only what changed since), so no
+    /// acknowledged write is lost and nothing is copied whole. Until that
+    /// resync completes a switch to sync does not yet hold writes to RPO 0.
     pub(super) fn cmd_set_mode(&mut self, g: &mut Group, mode: Mode) -> Result<(), CommandError> {
         let peer = g.peer.clone();
         self.need_source(g, "setrcopygroup mode")?;
-        if g.started {
-            return Err(CommandError::NotStopped {
-                op: "setrcopygroup mode",
-                group: g.name.clone(),
-                source_array: self.name.clone(),
-            });
+        let live = g.started;
+        if live && (g.op.is_some() || g.busy().is_some()) {
+            return Err(busy("setrcopygroup mode", g));
         }
         if !mode.is_sync() && g.policies.fail_wrt_on_err {
             return Err(CommandError::PolicyNeedsSync {
@@ -19,8 +24,21 @@ impl<S: BlockStore> Array<S> {
                 group: g.name.clone(),
             });
         }
+        let switch = g.mode.is_sync() != mode.is_sync();
+        if live && switch {
+            // What the restart needs is checked before the stop: on Err,
+            // nothing changed.
+            self.need_link(g, "setrcopygroup mode", "switch it once the link is back")?;
+            self.need_agreement(g, "setrcopygroup mode")?;
+            self.cmd_stop(g)?;
+        }
         g.mode = mode;
-        g.next_cycle = None;
+        g.next_cycle = match mode {
+            Mode::Periodic { period_ms } if live && !switch && period_ms > 0 => {
+                Some(self.now.plus(period_ms))
+            }
+            _ => None,
+        };
         self.send(
             &peer,
             Msg::Config {
@@ -29,6 +47,10 @@ impl<S: BlockStore> Array<S> {
                 policies: g.policies,
             },
         );
+        if live && switch {
+            self.cmd_start(g)?;
+            self.note(&g.name, format!("mode switched live to {mode:?}"));
+        }
         Ok(())
     }
 
