@@ -409,8 +409,8 @@ fn wrong_side_and_wrong_state_are_typed_errors_that_say_what_to_do() {
         e.contains("must be issued on the source") && e.contains("(site-a)"),
         "{e}"
     );
-    let e = cmd(&mut sim, A, "setrcopygroup mode periodic rcg0").unwrap_err();
-    assert!(e.contains("is started; stop it first"), "{e}");
+    let e = cmd(&mut sim, A, "syncrcopy rcg0").unwrap_err();
+    assert!(e.contains("syncrcopy is for periodic groups"), "{e}");
     let e = cmd(&mut sim, A, "setrcopygroup restore rcg0").unwrap_err();
     assert!(
         e.contains("restore must be issued on the Primary-Rev side"),

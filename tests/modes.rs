@@ -33,7 +33,11 @@ fn a_started_group_switches_between_sync_and_periodic_live() {
     cmd(&mut sim, A, "setrcopygroup mode periodic:50 rcg0").unwrap();
     settle(&mut sim);
     assert!(sim.array(A).group(G).unwrap().started, "still started");
-    assert!(sent(&sim) - before <= 4, "the switch resent {} blocks", sent(&sim) - before);
+    assert!(
+        sent(&sim) - before <= 4,
+        "the switch resent {} blocks",
+        sent(&sim) - before
+    );
     // Periodic now: writes are not sent until a cycle.
     for b in 0..8 {
         sim.write(A, "vol1", b, &pattern_block(2, b)).unwrap();
@@ -54,7 +58,11 @@ fn a_started_group_switches_between_sync_and_periodic_live() {
     let mid = sent(&sim);
     cmd(&mut sim, A, "setrcopygroup mode sync rcg0").unwrap();
     settle(&mut sim);
-    assert_eq!(sent(&sim) - mid, 8, "only the 8 blocks written since the cycle");
+    assert_eq!(
+        sent(&sim) - mid,
+        8,
+        "only the 8 blocks written since the cycle"
+    );
     for v in ["vol0", "vol1"] {
         assert_eq!(status(&sim, A, v), SyncStatus::Synced);
         assert!(same_data(&mut sim, v));

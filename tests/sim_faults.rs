@@ -150,7 +150,6 @@ struct Run {
     sim: Sim,
     vols: Vec<String>,
     blocks: u64,
-    periodic: bool,
     allowed: BTreeSet<Tuple>,
     /// The side whose data every acknowledgement is about.
     authority: &'static str,
@@ -172,6 +171,11 @@ struct Run {
     reads: BTreeMap<&'static str, (u64, replicim::core::ArrayRead)>,
     /// Local replicas taken on either side (`sim_replicas.rs`).
     replicas: crate::sim_replicas::Replicas,
+    /// After a mode switch: the sides that have reached a periodic point
+    /// since (until then a target holds a sync-mode image, consistent but
+    /// not a point this run recorded). None: no switch yet.
+    cycled: BTreeSet<String>,
+    switched: bool,
     trace: u64,
     log: Vec<String>,
 }
@@ -217,7 +221,6 @@ impl Run {
             sim,
             vols,
             blocks,
-            periodic,
             allowed: allowed_states(),
             authority: A,
             model: BTreeMap::new(),
@@ -229,6 +232,8 @@ impl Run {
             planned: false,
             reads: BTreeMap::new(),
             replicas: crate::sim_replicas::Replicas::new(seed),
+            cycled: BTreeSet::new(),
+            switched: false,
             trace: 0xcbf2_9ce4_8422_2325,
             log: Vec::new(),
         };
@@ -319,6 +324,9 @@ impl Run {
                     seen.push(sums);
                 }
                 let _ = vol;
+            }
+            if matches!(e, Event::PointReached { .. }) {
+                self.cycled.insert(who.clone());
             }
         }
     }
@@ -480,7 +488,7 @@ impl Run {
                     // 1b. a planned failover hands over everything the
                     // hosts were told was written.
                     self.check_data(side, "after a planned failover")?;
-                } else if !self.periodic {
+                } else if !self.periodic() {
                     let keys: Vec<(String, u64)> = self.model.keys().cloned().collect();
                     for (vol, block) in keys {
                         let Some(keep) = self.model[&(vol.clone(), block)].replicated() else {
@@ -528,7 +536,9 @@ impl Run {
             }
         }
         // 5. sync mode, nothing in flight, Synced on both: the same bytes.
-        if !self.periodic
+        if [A, B]
+            .iter()
+            .all(|s| self.sim.array(s).group(G).is_some_and(|g| g.mode.is_sync()))
             && self.sim.alive(A)
             && self.sim.alive(B)
             && self.sim.in_flight() == 0
@@ -547,10 +557,29 @@ impl Run {
             }
         }
         // 2. a periodic target at rest holds one group point, never older.
-        if self.periodic {
+        if self.periodic() {
             self.check_points()?;
         }
         Ok(())
+    }
+
+    /// The group replicates periodically now (the mode can be switched
+    /// live, `sim_replicas.rs`): as the source side has it.
+    fn periodic(&self) -> bool {
+        let src = if self
+            .sim
+            .array(A)
+            .group(G)
+            .is_some_and(|g| g.role.is_source())
+        {
+            A
+        } else {
+            B
+        };
+        self.sim
+            .array(src)
+            .group(G)
+            .is_some_and(|g| !g.mode.is_sync())
     }
 
     fn check_points(&mut self) -> Result<(), String> {
@@ -569,6 +598,9 @@ impl Run {
                     .unwrap_or_default()
             );
             if g.role.is_source() || g.op.is_some() {
+                continue;
+            }
+            if self.switched && !self.cycled.contains(side) {
                 continue;
             }
             // At rest as reported: Synced or Stale on every pair (a
@@ -689,8 +721,14 @@ impl Run {
         for _ in 0..actions {
             let mut sources = self.vols.clone();
             sources.push("volx".into());
-            self.replicas
-                .act(&mut self.sim, &sources, self.blocks, &mut self.log);
+            if self
+                .replicas
+                .act(&mut self.sim, &sources, self.blocks, &mut self.log)
+            {
+                self.switched = true;
+                self.cycled.clear();
+                self.held_point.clear();
+            }
             let alive: Vec<&str> = [A, B].into_iter().filter(|s| self.sim.alive(s)).collect();
             let roll = self.rng.below(100);
             let r: Result<(), String> = (|| {
@@ -893,7 +931,7 @@ impl Run {
                     }
                 } else if !g.started {
                     let _ = self.op(src, "startrcopygroup rcg0");
-                } else if self.periodic {
+                } else if self.periodic() {
                     let _ = self.op(src, "syncrcopy rcg0");
                 }
             }
@@ -1016,7 +1054,11 @@ fn a_seed_replays_identically() {
 fn seeds_that_found_bugs_stay_fixed() {
     for (seed, bug) in [
         (
-            1_795_334_186_000u64,
+            1_796_086_319_188u64,
+            "a mode changed while the peer was down never reached it: a periodic target failed over to its last point and lost sync-acknowledged writes",
+        ),
+        (
+            1_795_334_186_000,
             "failing over with the link back up reported Broken/Failing over",
         ),
         (
@@ -1076,7 +1118,7 @@ fn seeds_that_found_bugs_stay_fixed() {
 /// it; then update the pin and say why in the commit.
 #[test]
 fn trace_hashes_of_a_fixed_range_are_pinned() {
-    const PINNED: u64 = 0x8ff4_0eea_744a_8ff8;
+    const PINNED: u64 = 0x51d5_9e51_42ce_c2fd;
     let mut all = 0xcbf2_9ce4_8422_2325u64;
     for s in 1..=500u64 {
         for seed in [s, s | BATCHED] {

@@ -38,11 +38,30 @@ impl Replicas {
         }
     }
 
-    /// Maybe (one time in 25) one replica action on a live side.
-    pub fn act(&mut self, sim: &mut Sim, vols: &[String], blocks: u64, log: &mut Vec<String>) {
-        if !self.rng.chance(4) {
-            return;
+    /// Maybe (one time in 25) one replica action on a live side; maybe
+    /// (one time in 100) a switch of the group's mode. True when a mode
+    /// switch was accepted.
+    pub fn act(
+        &mut self,
+        sim: &mut Sim,
+        vols: &[String],
+        blocks: u64,
+        log: &mut Vec<String>,
+    ) -> bool {
+        let switched = self.rng.chance(1) && self.switch_mode(sim, log);
+        if self.rng.chance(4) {
+            self.replica_action(sim, vols, blocks, log);
         }
+        switched
+    }
+
+    fn replica_action(
+        &mut self,
+        sim: &mut Sim,
+        vols: &[String],
+        blocks: u64,
+        log: &mut Vec<String>,
+    ) {
         let alive: Vec<&str> = ["site-a", "site-b"]
             .into_iter()
             .filter(|s| sim.alive(s))
@@ -124,6 +143,26 @@ impl Replicas {
                 self.kept.remove(&key);
             }
         }
+    }
+
+    /// `setrcopygroup mode` on a live side, started or not: the invariants
+    /// of the fault run follow the mode the source has now.
+    fn switch_mode(&mut self, sim: &mut Sim, log: &mut Vec<String>) -> bool {
+        let side = if self.rng.chance(50) {
+            "site-a"
+        } else {
+            "site-b"
+        };
+        if !sim.alive(side) {
+            return false;
+        }
+        let mode = ["sync", "periodic", "periodic:20", "periodic:60"][self.rng.below(4) as usize];
+        let line = format!("setrcopygroup mode {mode} rcg0");
+        let c = replicim::rcopy::parse(&line.split_whitespace().collect::<Vec<_>>()).unwrap();
+        let r = sim.command(side, c);
+        log.push(format!("{side}: {line} -> {r:?}"));
+        // A crash may have taken the answer of an accepted switch.
+        r.is_ok() || !sim.alive(side)
     }
 
     /// Invariant 7 on every live side.

@@ -42,6 +42,10 @@ pub struct GroupHello {
     /// Incremented by every role reversal; the higher epoch wins.
     pub epoch: u64,
     pub started: bool,
+    /// The sender's mode and policies: a target takes its source's, so a
+    /// change its Config message missed (the link was down) reaches it.
+    pub mode: Mode,
+    pub policies: Policies,
     pub pairs: Vec<PairHello>,
 }
 

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::core::{Msg, Tick};
 
 /// Protocol version; a peer with another version is refused. 2: Hello in
-/// parts with `complete`, RecoverReady as block ranges.
-pub const VERSION: u16 = 2;
+/// parts with `complete`, RecoverReady as block ranges. 3: a group's Hello
+/// carries its mode and policies.
+pub const VERSION: u16 = 3;
 /// Bytes a frame may hold (a 4 KiB block and its names fit easily).
 pub const MAX_FRAME: usize = 1 << 20;
 const MAGIC: &str = "replicim-link";

@@ -137,6 +137,17 @@ pub fn arbitrary_msg(rng: &mut Rng, gens: &[u64]) -> Msg {
                     role: role(rng),
                     epoch: number(rng),
                     started: rng.chance(50),
+                    mode: if rng.chance(50) {
+                        Mode::Sync
+                    } else {
+                        Mode::Periodic {
+                            period_ms: number(rng),
+                        }
+                    },
+                    policies: Policies {
+                        auto_recover: rng.chance(50),
+                        fail_wrt_on_err: rng.chance(50),
+                    },
                     pairs: (0..n(rng, 3))
                         .map(|_| PairHello {
                             vol: v(rng),

@@ -57,6 +57,8 @@ impl<S: BlockStore> Array<S> {
             role: g.role,
             epoch: g.epoch,
             started: g.started,
+            mode: g.mode,
+            policies: g.policies,
             pairs: g
                 .pairs
                 .iter()
@@ -114,6 +116,19 @@ impl<S: BlockStore> Array<S> {
     }
 
     pub(super) fn hello(&mut self, g: &mut Group, h: GroupHello) -> R<()> {
+        // A target follows its source's configuration (a Config message
+        // lost with the link would leave the two sides disagreeing on the
+        // mode: a periodic target would fail over to its last point and
+        // lose writes its sync source acknowledged).
+        if h.role.is_source() && !g.role.is_source() && (g.mode, g.policies) != (h.mode, h.policies)
+        {
+            g.mode = h.mode;
+            g.policies = h.policies;
+            self.note(
+                &g.name,
+                format!("configuration from {}: {:?}", g.peer, h.mode),
+            );
+        }
         if h.epoch > g.epoch && h.role.counterpart() != g.role && !g.role.is_reversed() {
             // A reversal we did not hear about completed on the peer.
             self.apply_reverse(g, h.epoch)?;

@@ -372,6 +372,8 @@ impl<S: BlockStore> Array<S> {
             role: Role::Secondary,
             epoch: 0,
             started: false,
+            mode,
+            policies,
             pairs: Vec::new(),
         });
         let g = g.clone();

@@ -109,12 +109,21 @@ pub(super) fn operations_in(state: Option<u16>) -> Vec<u16> {
     let ops: &[SyncOperation] = match state.map(CopyState::from_number) {
         None => return operations(),
         Some(Some(C::Initialized)) => &[O::Activate, O::Detach, O::Suspend],
-        Some(Some(C::Unsynchronized)) => &[O::Deactivate, O::Detach, O::Suspend],
+        // Reset To Sync / Async switch a started group live.
+        Some(Some(C::Unsynchronized)) => &[
+            O::Deactivate,
+            O::Detach,
+            O::ResetToSync,
+            O::ResetToAsync,
+            O::Suspend,
+        ],
         Some(Some(C::Synchronized)) => &[
             O::Deactivate,
             O::Detach,
             O::Failover,
             O::Failback,
+            O::ResetToSync,
+            O::ResetToAsync,
             O::Suspend,
         ],
         Some(Some(C::Broken | C::Skewed)) => &[
