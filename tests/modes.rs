@@ -47,9 +47,15 @@ fn a_started_group_switches_between_sync_and_periodic_live() {
     settle(&mut sim);
     assert_eq!(sent(&sim) - mid, 8, "one cycle ships the 8 changed blocks");
     assert!(same_data(&mut sim, "vol1"));
-    // A new period applies at once, without a stop.
+    // A new period applies at once, without a stop (setrcopygroup period
+    // is the same for a periodic group).
     cmd(&mut sim, A, "setrcopygroup mode periodic:500 rcg0").unwrap();
     assert!(sim.array(A).group(G).unwrap().started);
+    cmd(&mut sim, A, "setrcopygroup period 1 rcg0").unwrap();
+    assert_eq!(
+        sim.array(A).group(G).unwrap().mode,
+        Mode::Periodic { period_ms: 1000 }
+    );
     // Back to sync: the writes since the last cycle are resynced, then
     // writes are synchronous again.
     for b in 8..16 {
@@ -83,6 +89,8 @@ fn a_live_switch_is_refused_where_it_cannot_run() {
     start(&mut sim, A);
     let e = cmd(&mut sim, B, "setrcopygroup mode periodic rcg0").unwrap_err();
     assert!(e.contains("source"), "{e}");
+    let e = cmd(&mut sim, A, "setrcopygroup period 60 rcg0").unwrap_err();
+    assert!(e.contains("is synchronous"), "{e}");
     sim.link_down(A, B).unwrap();
     settle(&mut sim);
     // Stopped by the failure: the mode changes as on any stopped group.

@@ -294,6 +294,20 @@ fn rcopy_admin_client_manages_a_group_over_cim() {
         .find(|l| l.trim_start().starts_with("vol0"))
         .unwrap();
     assert!(v0.contains("Synced") && v0.ends_with(" UTC"), "{shown}");
+    // setrcopygroup period, over SetRemoteCopyPeriod, on the started group.
+    rcopy_ok(&d, SITE_A, &["setrcopygroup", "period", "2m", "rcg2"]);
+    let shown = rcopy_ok(&d, SITE_A, &["showrcopy", "rcg2"]);
+    assert!(
+        shown.contains("period=120s") && shown.contains("Started"),
+        "{shown}"
+    );
+    rcopy_ok(&d, SITE_A, &["setrcopygroup", "mode", "sync", "rcg2"]);
+    let (rc, _, err) = rcopy(&d, SITE_A, &["setrcopygroup", "period", "30", "rcg2"]);
+    assert_eq!(rc, 1);
+    assert!(
+        err.contains("is synchronous") && err.contains("setrcopygroup mode periodic rcg2"),
+        "{err}"
+    );
     let (rc, _, err) = rcopy(&d, SITE_A, &["setrcopygroup", "teleport", "rcg1"]);
     assert_eq!(rc, 1);
     assert!(err.contains("unknown setrcopygroup subcommand"), "{err}");

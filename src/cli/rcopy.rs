@@ -10,7 +10,7 @@ use crate::rcopy::console::{Console, GroupRow, Wait};
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Commands: showrcopy [GROUP] | creatercopygroup G TARGET sync|periodic[:MS] | admitrcopyvv VV G TARGET:VV | dismissrcopyvv VV G | removercopygroup G | startrcopygroup G | stoprcopygroup G | syncrcopy G | setrcopygroup failover|restore|reverse G | setrcopygroup recover [-full] G | setrcopygroup mode sync|periodic G | setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err G | showvv | createvv VV SIZE[M|G|T] | removevv [-f] VV | createsv SV VV | createvvcopy -p VV [-online] COPY | promotesv SV | updatevv NAME | promotevvcopy COPY"
+    after_help = "Commands: showrcopy [GROUP] | creatercopygroup G TARGET sync|periodic[:MS] | admitrcopyvv VV G TARGET:VV | dismissrcopyvv VV G | removercopygroup G | startrcopygroup G | stoprcopygroup G | syncrcopy G | setrcopygroup failover|restore|reverse G | setrcopygroup recover [-full] G | setrcopygroup mode sync|periodic G | setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err G | setrcopygroup period SECS[s|m|h|d] G | showvv | createvv VV SIZE[M|G|T] | removevv [-f] VV | createsv SV VV | createvvcopy -p VV [-online] COPY | promotesv SV | updatevv NAME | promotevvcopy COPY"
 )]
 pub struct Args {
     /// The array's CIM-XML endpoint: http://127.0.0.1:5988, or

@@ -138,6 +138,8 @@ pub enum CommandError {
     },
     #[error("policy {policy} applies to synchronous groups only; group {group} is periodic")]
     PolicyNeedsSync { policy: &'static str, group: String },
+    #[error("group {group} is synchronous: a period applies to periodic groups; switch it first (setrcopygroup mode periodic {group})")]
+    NotPeriodic { group: String },
     #[error("reverse: {why}")]
     CannotReverse { why: String },
     #[error("failover (planned, with the link up): {why}")]

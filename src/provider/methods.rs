@@ -112,6 +112,24 @@ pub fn invoke(
                 .map_err(failed)?;
             done(OK, Vec::new())
         }
+        "setremotecopyperiod" => {
+            let group = group_name(rep, &params)?;
+            let secs = param(&params, "SyncInterval")
+                .and_then(Value::as_u64)
+                .filter(|s| *s <= 366 * 86_400)
+                .ok_or_else(|| {
+                    CimError::invalid_parameter(
+                        "SyncInterval (seconds, at most 366 days) is required",
+                    )
+                })?;
+            rep.backend
+                .command(Command::SetPeriod {
+                    group,
+                    period_ms: secs * 1000,
+                })
+                .map_err(failed)?;
+            done(OK, Vec::new())
+        }
         "creategroup" => create_local_group(rep, &params),
         "deletegroup" => delete_local_group(rep, &params),
         "creategroupreplica" => create_group_replica(rep, &params),

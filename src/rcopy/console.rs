@@ -567,6 +567,20 @@ impl Console {
                 "RemoveRemoteCopyGroup",
                 &[Param::Value("GroupName", Value::String(group.clone()))],
             )?,
+            Command::SetPeriod { period_ms, .. } => {
+                if period_ms % 1000 != 0 {
+                    return Err(format!(
+                        "period {period_ms} ms: over CIM the period is whole seconds"
+                    ));
+                }
+                self.invoke(
+                    "SetRemoteCopyPeriod",
+                    &[
+                        Param::Value("GroupName", Value::String(group.clone())),
+                        Param::Value("SyncInterval", Value::Uint32((period_ms / 1000) as u32)),
+                    ],
+                )?
+            }
             Command::SetPolicy { change, .. } => self.invoke(
                 "SetRemoteCopyPolicy",
                 &[
@@ -638,7 +652,7 @@ impl Console {
             } => {
                 if *period_ms != 0 {
                     return Err(
-                        "setrcopygroup mode periodic:MS: over CIM the period is set when the group is made; use `periodic`"
+                        "setrcopygroup mode periodic:MS: over CIM use `periodic`, then `setrcopygroup period SECS GROUP`"
                             .into(),
                     );
                 }

@@ -21,6 +21,7 @@ use crate::core::{Command, Mode, Policies, PolicyChange, ReplicaKind, ReplicaOp}
 /// setrcopygroup recover [-full] G
 /// setrcopygroup mode sync|periodic[:PERIOD_MS] G
 /// setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err G
+/// setrcopygroup period PERIOD[s|m|h|d] G   (0: manual syncs only)
 /// createvv VV SIZE[M|G|T]     (MiB when no unit is given, as on 3PAR)
 /// removevv [-f] VV            (a volume, a snapshot or a copy)
 /// createsv SV VV              (a copy-on-write snapshot SV of VV)
@@ -123,6 +124,13 @@ fn parse_words(args: &[&str]) -> Result<Command, String> {
                     exact(4)?;
                     Command::SetMode { mode: parse_mode(&s(2)?)?, group: s(3)? }
                 }
+                "period" => {
+                    exact(4)?;
+                    Command::SetPeriod {
+                        period_ms: parse_period(&s(2)?)?,
+                        group: s(3)?,
+                    }
+                }
                 "pol" => {
                     exact(4)?;
                     let change = parse_policy(&s(2)?)?;
@@ -181,6 +189,30 @@ fn parse_words(args: &[&str]) -> Result<Command, String> {
         }
         other => return Err(format!("unknown rcopy command `{other}`")),
     })
+}
+
+/// A period as 3PAR's `setrcopygroup period` takes it: a whole number
+/// with a unit, s, m, h or d (seconds without one), in milliseconds. At
+/// most 366 days.
+pub fn parse_period(text: &str) -> Result<u64, String> {
+    let (num, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("period {text}: use a number with s, m, h or d")),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("period {text}: use a number with s, m, h or d"))?;
+    match n.checked_mul(secs) {
+        Some(s) if s <= 366 * 86_400 => Ok(s * 1000),
+        _ => Err(format!("period {text}: at most 366 days")),
+    }
 }
 
 /// A volume size as 3PAR's createvv takes it: a whole number of MiB, or
@@ -310,6 +342,15 @@ mod tests {
             }
         );
         assert!(parse(&["createvvcopy", "db1", "db1c"]).is_err());
+        assert_eq!(
+            parse(&["setrcopygroup", "period", "5m", "rcg0"]).unwrap(),
+            Command::SetPeriod {
+                group: "rcg0".into(),
+                period_ms: 300_000
+            }
+        );
+        assert_eq!(parse_period("30").unwrap(), 30_000);
+        assert!(parse_period("400d").is_err() && parse_period("5x").is_err());
         assert_eq!(
             parse(&["removevv", "db1"]).unwrap(),
             Command::DeleteVolume { vol: "db1".into() }

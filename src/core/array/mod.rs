@@ -520,6 +520,14 @@ impl<S: BlockStore> Array<S> {
             Command::Reverse { .. } => self.cmd_reverse(g),
             Command::SetMode { mode, .. } => self.cmd_set_mode(g, mode),
             Command::SetPolicy { change, .. } => self.cmd_set_policy(g, change),
+            Command::SetPeriod { period_ms, .. } => {
+                if g.mode.is_sync() {
+                    return Err(CommandError::NotPeriodic {
+                        group: g.name.clone(),
+                    });
+                }
+                self.cmd_set_mode(g, Mode::Periodic { period_ms })
+            }
             Command::CreateGroup { .. }
             | Command::RemoveGroup { .. }
             | Command::CreateVolume { .. }

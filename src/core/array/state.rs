@@ -84,6 +84,11 @@ pub enum Command {
         group: String,
         change: PolicyChange,
     },
+    /// The period of a periodic group (refused for a sync group).
+    SetPeriod {
+        group: String,
+        period_ms: u64,
+    },
     RemoveGroup {
         group: String,
     },
@@ -163,6 +168,7 @@ impl Command {
             | Command::Reverse { group }
             | Command::SetMode { group, .. }
             | Command::SetPolicy { group, .. }
+            | Command::SetPeriod { group, .. }
             | Command::RemoveGroup { group } => group,
             Command::CreateVolume { .. }
             | Command::DeleteVolume { .. }
