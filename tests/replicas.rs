@@ -110,10 +110,13 @@ fn a_snapshot_replica_is_a_fixed_point_that_restores_its_source() {
     // it, and B ends equal to A.
     start(&mut sim, A);
     assert!(same_data(&mut sim, "vol0"));
-    // Resync: a new point of the source as it is now.
+    // Resync: a new point of the source as it is now, under the same
+    // durable identity.
+    let id = sim.array(A).read_model().volume_read("sv0").unwrap().id;
     write(&mut sim, "vol0", 3, 5).unwrap();
     modify(&mut sim, "sv0", ReplicaOp::Resync).unwrap();
     assert_eq!(read(&mut sim, "sv0", 3), pattern_block(5, 3));
+    assert_eq!(sim.array(A).read_model().volume_read("sv0").unwrap().id, id);
     modify(&mut sim, "sv0", ReplicaOp::Return).unwrap();
     assert!(sim.array(A).read_model().replica("sv0").is_none());
     assert_eq!(sim.array(A).read_model().volume("sv0"), None);

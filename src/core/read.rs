@@ -182,8 +182,8 @@ pub struct ArrayRead {
 pub struct VolumeRead {
     pub name: String,
     pub blocks: u64,
-    /// Unique on this array for ever: a volume's serial, or a snapshot
-    /// replica's snapshot number (one durable counter gives both).
+    /// Unique on this array for ever: a volume's or a snapshot replica's
+    /// serial (one durable counter gives both, and snapshot numbers).
     pub id: u64,
 }
 

@@ -204,7 +204,7 @@ impl Volumes {
 
     /// A number never given before on this array (shared with snapshot
     /// ids; never 0).
-    fn next_serial(&mut self) -> u64 {
+    pub(super) fn next_serial(&mut self) -> u64 {
         self.next_snap += 1;
         self.next_snap
     }

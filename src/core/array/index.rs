@@ -117,7 +117,7 @@ impl<S: BlockStore> Array<S> {
                                 Some(VolumeRead {
                                     name: n.clone(),
                                     blocks: self.vols.readable_blocks(n)?,
-                                    id: r.snap?.0,
+                                    id: r.serial,
                                 })
                             }),
                     )

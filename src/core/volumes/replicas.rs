@@ -41,6 +41,9 @@ pub struct ReplicaMeta {
     /// Clone: the target was all zeroes when the copy began, so zero
     /// blocks need not be written.
     pub fresh: bool,
+    /// Unique on this array for ever (the counter volume serials come
+    /// from): a snapshot's durable Name, kept through resyncs.
+    pub serial: u64,
 }
 
 impl ReplicaMeta {
@@ -117,6 +120,7 @@ impl Volumes {
     ) -> Result<(), VolumeError> {
         self.check_new_replica(name, source)?;
         let snap = self.snapshot(store, source, 0)?;
+        let serial = self.next_serial();
         self.replicas.insert(
             name.to_string(),
             ReplicaMeta {
@@ -126,6 +130,7 @@ impl Volumes {
                 taken: now,
                 copied: 0,
                 fresh: false,
+                serial,
             },
         );
         self.listing_changed = true;
@@ -161,6 +166,7 @@ impl Volumes {
                 return Err(e);
             }
         };
+        let serial = self.vols[name].serial;
         self.replicas.insert(
             name.to_string(),
             ReplicaMeta {
@@ -170,6 +176,7 @@ impl Volumes {
                 taken: now,
                 copied: 0,
                 fresh: !into,
+                serial,
             },
         );
         Ok(())
