@@ -19,6 +19,7 @@ mod local;
 mod methods;
 mod model;
 mod pools;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
