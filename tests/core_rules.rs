@@ -12,6 +12,8 @@ const SYNC: Mode = Mode::Sync;
 const NONE: Policies = Policies {
     auto_recover: false,
     fail_wrt_on_err: false,
+    max_lag_ms: 0,
+    max_backlog_bytes: 0,
 };
 
 fn read(sim: &mut replicim::sim::Sim, side: &str, vol: &str, block: u64) -> [u8; BLOCK_SIZE] {
@@ -248,6 +250,8 @@ fn auto_recover_restarts_only_groups_the_link_failure_stopped() {
     let auto = Policies {
         auto_recover: true,
         fail_wrt_on_err: false,
+        max_lag_ms: 0,
+        max_backlog_bytes: 0,
     };
     let mut sim = pair(SYNC, auto, &["vol0"], 32);
     start(&mut sim, A);
@@ -439,6 +443,8 @@ fn fail_wrt_on_err_fails_host_writes_while_the_link_is_down() {
     let p = Policies {
         auto_recover: false,
         fail_wrt_on_err: true,
+        max_lag_ms: 0,
+        max_backlog_bytes: 0,
     };
     let mut sim = pair(SYNC, p, &["vol0"], 32);
     start(&mut sim, A);

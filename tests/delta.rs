@@ -11,6 +11,8 @@ const BLOCKS: u64 = 16_384; // 64 MiB of 4 KiB blocks
 const NONE: Policies = Policies {
     auto_recover: false,
     fail_wrt_on_err: false,
+    max_lag_ms: 0,
+    max_backlog_bytes: 0,
 };
 
 fn filled(mode: Mode) -> Sim {

@@ -10,6 +10,8 @@ use crate::util::*;
 const NONE: Policies = Policies {
     auto_recover: false,
     fail_wrt_on_err: false,
+    max_lag_ms: 0,
+    max_backlog_bytes: 0,
 };
 
 fn sent(sim: &replicim::sim::Sim) -> u64 {
@@ -96,4 +98,199 @@ fn a_live_switch_is_refused_where_it_cannot_run() {
     // Stopped by the failure: the mode changes as on any stopped group.
     cmd(&mut sim, A, "setrcopygroup mode periodic rcg0").unwrap();
     assert!(!sim.array(A).group(G).unwrap().started);
+}
+
+fn lag(sim: &replicim::sim::Sim, side: &str) -> replicim::core::Lag {
+    sim.array(side).read_model().group(G).unwrap().lag
+}
+
+/// Async streaming: a write completes once it is durable here, ships in
+/// the next cycle, and the target holds whole group points only: a link
+/// cut in the middle of a cycle leaves, after failover, every volume at
+/// the same earlier point.
+#[test]
+fn async_streaming_acks_locally_and_fails_over_to_a_group_point() {
+    let mut sim = pair(Mode::Async, NONE, &["vol0", "vol1"], 64);
+    start(&mut sim, A);
+    for b in 0..32 {
+        for v in ["vol0", "vol1"] {
+            let t = sim.write(A, v, b, &pattern_block(1, b)).unwrap();
+            assert!(
+                matches!(
+                    t,
+                    replicim::core::WriteTicket::Done {
+                        replicated: false,
+                        ..
+                    }
+                ),
+                "an async write completes at once: {t:?}"
+            );
+        }
+    }
+    assert_eq!(
+        lag(&sim, A).bytes,
+        64 * BLOCK_SIZE as u64,
+        "64 blocks behind"
+    );
+    assert!(lag(&sim, A).oldest.is_some());
+    settle(&mut sim);
+    assert_eq!(lag(&sim, A), replicim::core::Lag::default(), "caught up");
+    for v in ["vol0", "vol1"] {
+        assert!(same_data(&mut sim, v));
+        assert_eq!(status(&sim, A, v), SyncStatus::Synced);
+    }
+    // The next writes, vol0 and vol1 in turn; the link is cut after a
+    // few steps, with a cycle half shipped.
+    let order: Vec<(&str, u64)> = (0..32).flat_map(|b| [("vol0", b), ("vol1", b)]).collect();
+    for &(v, b) in &order {
+        sim.write(A, v, b, &pattern_block(2, b)).unwrap();
+    }
+    sim.step().unwrap();
+    sim.step().unwrap();
+    sim.step().unwrap();
+    assert!(sim.array(A).group(G).unwrap().syncing(), "mid-cycle");
+    sim.link_down(A, B).unwrap();
+    settle(&mut sim);
+    cmd(&mut sim, B, "setrcopygroup failover rcg0").unwrap();
+    settle(&mut sim);
+    // B holds a prefix of the write history: every write up to some
+    // instant, none after it, on both volumes at once.
+    let applied: Vec<bool> = order
+        .iter()
+        .map(|&(v, b)| {
+            let mut buf = [0u8; BLOCK_SIZE];
+            sim.array_mut(B).read(v, b, &mut buf).unwrap();
+            let (old, new) = (pattern_block(1, b), pattern_block(2, b));
+            assert!(
+                buf == old || buf == new,
+                "{v} block {b} holds neither write"
+            );
+            buf == new
+        })
+        .collect();
+    let k = applied.iter().take_while(|a| **a).count();
+    assert!(
+        applied[k..].iter().all(|a| !a),
+        "B holds writes after a write it lacks: {applied:?}"
+    );
+    assert!(k < order.len(), "the cut cycle was not applied whole");
+}
+
+fn bounded(max_lag_ms: u64, max_backlog_bytes: u64, auto_recover: bool) -> Policies {
+    Policies {
+        auto_recover,
+        fail_wrt_on_err: false,
+        max_lag_ms,
+        max_backlog_bytes,
+    }
+}
+
+/// Sync mode with `max_lag`: a peer that stops answering trips the group
+/// into Error after the bound, the waiting write completes (unreplicated),
+/// later writes do not wait, and with `auto_recover` a probe resumes the
+/// group once the peer answers again, resending only what changed.
+#[test]
+fn a_slow_sync_peer_trips_the_group_into_error_and_it_resumes_by_itself() {
+    let mut sim = pair(Mode::Sync, bounded(20, 0, true), &["vol0"], 64);
+    start(&mut sim, A);
+    sim.hold(B, A, true);
+    let t = sim.write(A, "vol0", 1, &pattern_block(1, 1)).unwrap();
+    let replicim::core::WriteTicket::Pending { id } = t else {
+        panic!("a sync write waits: {t:?}")
+    };
+    sim.advance(10).unwrap();
+    assert!(sim.array(A).group(G).unwrap().started, "within the bound");
+    sim.advance(15).unwrap();
+    let done = sim.take_events().into_iter().any(|(_, e)| {
+        matches!(e, replicim::core::Event::WriteDone { id: i, replicated: false } if i == id)
+    });
+    assert!(done, "the waiting write completed, unreplicated");
+    let g = sim.array(A).read_model().group(G).unwrap().clone();
+    assert!(!g.started);
+    let why = g.error.clone().expect("an Error reason");
+    assert!(
+        why.contains("waited") && why.contains("max_lag 20 ms"),
+        "{why}"
+    );
+    let v = g.pairs[0].view;
+    assert_eq!(
+        (
+            v.copy_state.number(),
+            v.sync_state.number(),
+            v.progress.number()
+        ),
+        (5, 12, 2),
+        "Broken / Broken / Completed"
+    );
+    // Host writes no longer wait for the slow peer.
+    for b in 2..6 {
+        let t = sim.write(A, "vol0", b, &pattern_block(2, b)).unwrap();
+        assert!(
+            matches!(t, replicim::core::WriteTicket::Done { .. }),
+            "{t:?}"
+        );
+    }
+    // Still slow: the probe finds it so and the group stays in Error.
+    sim.advance(700).unwrap();
+    assert!(!sim.array(A).group(G).unwrap().started, "not caught up yet");
+    let before = sent(&sim);
+    sim.hold(B, A, false);
+    sim.advance(1200).unwrap();
+    settle(&mut sim);
+    let g = sim.array(A).read_model().group(G).unwrap().clone();
+    assert!(g.started, "auto_recover resumed the group");
+    assert_eq!(g.error, None);
+    assert_eq!(status(&sim, A, "vol0"), SyncStatus::Synced);
+    assert!(same_data(&mut sim, "vol0"));
+    assert!(
+        sent(&sim) - before <= 6,
+        "a delta resync: {} blocks",
+        sent(&sim) - before
+    );
+}
+
+/// Async mode with `max_backlog`: a target that stops applying trips the
+/// group once the backlog passes the bound; without auto_recover it stays
+/// in Error until `startrcopygroup`, which resyncs the differences.
+#[test]
+fn an_async_backlog_past_its_bound_stops_the_group_until_started() {
+    let mut sim = pair(
+        Mode::Async,
+        bounded(0, 8 * BLOCK_SIZE as u64, false),
+        &["vol0"],
+        64,
+    );
+    start(&mut sim, A);
+    for b in 0..4 {
+        sim.write(A, "vol0", b, &pattern_block(1, b)).unwrap();
+    }
+    settle(&mut sim);
+    assert!(sim.array(A).group(G).unwrap().started, "caught up, no trip");
+    sim.hold(A, B, true);
+    for b in 0..8 {
+        sim.write(A, "vol0", b, &pattern_block(2, b)).unwrap();
+        assert!(sim.array(A).group(G).unwrap().started, "within the bound");
+    }
+    for b in 8..12 {
+        let t = sim.write(A, "vol0", b, &pattern_block(2, b)).unwrap();
+        assert!(
+            matches!(t, replicim::core::WriteTicket::Done { .. }),
+            "{t:?}"
+        );
+    }
+    let g = sim.array(A).read_model().group(G).unwrap().clone();
+    assert!(!g.started, "tripped");
+    assert!(g.error.unwrap().contains("max_backlog"));
+    sim.hold(A, B, false);
+    sim.advance(2000).unwrap();
+    settle(&mut sim);
+    assert!(
+        !sim.array(A).group(G).unwrap().started,
+        "no auto_recover: stays"
+    );
+    cmd(&mut sim, A, "startrcopygroup rcg0").unwrap();
+    settle(&mut sim);
+    let g = sim.array(A).read_model().group(G).unwrap().clone();
+    assert!(g.started && g.error.is_none());
+    assert!(same_data(&mut sim, "vol0"));
 }

@@ -13,6 +13,8 @@ use crate::util::*;
 const NONE: Policies = Policies {
     auto_recover: false,
     fail_wrt_on_err: false,
+    max_lag_ms: 0,
+    max_backlog_bytes: 0,
 };
 
 fn read(sim: &mut replicim::sim::Sim, vol: &str, block: u64) -> [u8; BLOCK_SIZE] {

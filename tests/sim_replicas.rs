@@ -156,7 +156,8 @@ impl Replicas {
         if !sim.alive(side) {
             return false;
         }
-        let mode = ["sync", "periodic", "periodic:20", "periodic:60"][self.rng.below(4) as usize];
+        let mode =
+            ["sync", "async", "periodic", "periodic:20", "periodic:60"][self.rng.below(5) as usize];
         let line = format!("setrcopygroup mode {mode} rcg0");
         let c = replicim::rcopy::parse(&line.split_whitespace().collect::<Vec<_>>()).unwrap();
         let r = sim.command(side, c);

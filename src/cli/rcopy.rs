@@ -265,6 +265,17 @@ pub fn render(system: &str, groups: &[GroupRow]) -> String {
             &["LocalVV", "RemoteVV", "SyncStatus", "LastSyncTime"],
             &rows,
         ));
+        if g.status == "Started" && g.mode != "Sync" {
+            out.push_str(&format!(
+                "  Lag: {} KiB, oldest unapplied write {}.{:03} s old\n",
+                g.lag_bytes.div_ceil(1024),
+                g.lag_ms / 1000,
+                g.lag_ms % 1000
+            ));
+        }
+        if let Some(e) = &g.error {
+            out.push_str(&format!("  Error: {e}\n"));
+        }
     }
     out
 }

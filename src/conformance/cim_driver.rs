@@ -174,11 +174,32 @@ impl CimDriver {
     /// Creates rcg0 (mode) with vol0 and vol1 through CreateElementReplica.
     fn setup(&mut self, mode: &str, start: bool) -> Result<(), String> {
         self.core.prepare_volumes()?;
+        let rs = self.rs(Side::A);
         let mode_n: u16 = match rcopy::parse_mode(mode)? {
             Mode::Sync => 2,
-            Mode::Periodic { .. } => 3,
+            Mode::Async => 3,
+            Mode::Periodic { period_ms } => {
+                // A periodic group is made first, with its period; the
+                // pairs then join it. (Mode 3 alone makes a streaming one.)
+                let params = [
+                    Param::Value("GroupName", Value::String(GROUP.into())),
+                    Param::Value("TargetSystem", Value::String(SITE_B.into())),
+                    Param::Value("Mode", Value::Uint16(3)),
+                    Param::Value("SyncInterval", Value::Uint32((period_ms / 1000) as u32)),
+                ];
+                let r = self
+                    .client(Side::A)
+                    .invoke(&rs, "CreateRemoteCopyGroup", &params)
+                    .map_err(|e| e.to_string())?;
+                if r.return_value.as_u64() != Some(0) {
+                    return Err(format!(
+                        "CreateRemoteCopyGroup returned {:?}",
+                        r.return_value
+                    ));
+                }
+                3
+            }
         };
-        let rs = self.rs(Side::A);
         for v in VOLUMES {
             let src = provider::model_paths::vol_path(SITE_A, &self.host(Side::A), v);
             let mut params = vec![

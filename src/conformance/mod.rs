@@ -250,8 +250,16 @@ pub const DR_TABLE: &str = include_str!("../../conformance/dr.toml");
 pub const DECIDED_TABLE: &str = include_str!("../../conformance/decided.toml");
 /// Planned failover (link up), decided by the project.
 pub const PLANNED_TABLE: &str = include_str!("../../conformance/planned.toml");
+/// Asynchronous streaming mode and the Error state, decided by the project.
+pub const ASYNC_TABLE: &str = include_str!("../../conformance/async.toml");
 /// Every table, in the order the runner replays them.
-pub const TABLES: [&str; 4] = [NORMAL_TABLE, DR_TABLE, DECIDED_TABLE, PLANNED_TABLE];
+pub const TABLES: [&str; 5] = [
+    NORMAL_TABLE,
+    DR_TABLE,
+    DECIDED_TABLE,
+    PLANNED_TABLE,
+    ASYNC_TABLE,
+];
 
 /// What an array reports for one pair, in the vocabulary of the tables.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -27,8 +27,8 @@ mod view;
 mod volumes;
 
 pub use array::{
-    Array, ArrayConfig, Command, Counters, Durable, Event, Group, Head, Pair, ReplicaOp,
-    WriteTicket, DEFAULT_CAPACITY_BLOCKS, MAX_MIRRORS,
+    Array, ArrayConfig, Command, Counters, Durable, Event, Group, Head, LegacyGroup, Pair,
+    ReplicaOp, WriteTicket, DEFAULT_CAPACITY_BLOCKS, MAX_MIRRORS,
 };
 pub use error::{CommandError, Fault, WriteError};
 pub use msg::{block_bytes, Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};

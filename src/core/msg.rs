@@ -201,6 +201,18 @@ pub enum Msg {
     HandOver {
         group: String,
     },
+    /// A source in the Error state asks whether the destination has
+    /// caught up; `sent` is the sender's tick, echoed back.
+    Probe {
+        group: String,
+        sent: u64,
+    },
+    /// The answer to a [`Msg::Probe`]: everything sent before the probe
+    /// has been applied here.
+    ProbeAck {
+        group: String,
+        sent: u64,
+    },
 }
 
 impl Msg {
@@ -250,7 +262,9 @@ impl Msg {
             | Msg::Reverse { group, .. }
             | Msg::ReverseDone { group, .. }
             | Msg::HandOverRequest { group }
-            | Msg::HandOver { group } => Some(group),
+            | Msg::HandOver { group }
+            | Msg::Probe { group, .. }
+            | Msg::ProbeAck { group, .. } => Some(group),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use super::types::{Mode, Policies, Role, Tick};
+use super::types::{Lag, Mode, Policies, Role, Tick};
 use super::view::PairView;
 use super::Counters;
 
@@ -50,6 +50,10 @@ pub struct GroupRead {
     pub busy: Option<&'static str>,
     /// A sync run is moving blocks.
     pub syncing: bool,
+    /// How far the target is behind (a started non-sync source only).
+    pub lag: Lag,
+    /// Why the group is in the Error state, if it is.
+    pub error: Option<String>,
     pub pairs: Vec<PairRead>,
 }
 

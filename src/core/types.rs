@@ -132,11 +132,28 @@ pub enum Mode {
     /// Group-consistent snapshots shipped as deltas every `period_ms`
     /// (0 = only on an explicit `sync` command).
     Periodic { period_ms: u64 },
+    /// Asynchronous streaming: a host write completes once it is durable
+    /// here; the group's changes ship in back-to-back cycles (SRDF/A
+    /// style), each one group-consistent point applied whole on the
+    /// target, the next starting as soon as the last is applied.
+    Async,
 }
 
 impl Mode {
     pub fn is_sync(self) -> bool {
         matches!(self, Mode::Sync)
+    }
+
+    /// When a started source in this mode takes its first cycle from
+    /// `now`: a periodic group after its period (never when 0, which is
+    /// manual only), an async group at once (a cycle with nothing changed
+    /// is empty and starts no other), a sync group never.
+    pub fn first_cycle(self, now: Tick) -> Option<Tick> {
+        match self {
+            Mode::Sync | Mode::Periodic { period_ms: 0 } => None,
+            Mode::Periodic { period_ms } => Some(now.plus(period_ms)),
+            Mode::Async => Some(now),
+        }
     }
 }
 
@@ -145,6 +162,7 @@ impl fmt::Display for Mode {
         match self {
             Mode::Sync => f.write_str("Sync"),
             Mode::Periodic { .. } => f.write_str("Periodic"),
+            Mode::Async => f.write_str("Async"),
         }
     }
 }
@@ -159,16 +177,44 @@ pub struct Policies {
     pub auto_recover: bool,
     /// Sync mode only: host writes fail while the group cannot replicate.
     pub fail_wrt_on_err: bool,
+    /// How far behind the target may fall before the group stops with an
+    /// Error instead of slowing the hosts, in ms (0 = no bound). Sync
+    /// mode: the longest a host write may wait for the peer. Async mode:
+    /// the age of the oldest write the target has not applied.
+    #[serde(default)]
+    pub max_lag_ms: u64,
+    /// Async mode: the most changed data not yet applied on the target,
+    /// in bytes (0 = no bound).
+    #[serde(default)]
+    pub max_backlog_bytes: u64,
+}
+
+impl Policies {
+    /// Whether a congestion bound applies to a group in `mode`. Periodic
+    /// groups fall behind by design (the period) and have none.
+    pub fn bounds(self, mode: Mode) -> bool {
+        match mode {
+            Mode::Sync => self.max_lag_ms > 0 && !self.fail_wrt_on_err,
+            Mode::Async => self.max_lag_ms > 0 || self.max_backlog_bytes > 0,
+            Mode::Periodic { .. } => false,
+        }
+    }
 }
 
 impl fmt::Display for Policies {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
         if self.auto_recover {
-            parts.push("auto_recover");
+            parts.push("auto_recover".to_string());
         }
         if self.fail_wrt_on_err {
-            parts.push("fail_wrt_on_err");
+            parts.push("fail_wrt_on_err".into());
+        }
+        if self.max_lag_ms > 0 {
+            parts.push(format!("max_lag={}ms", self.max_lag_ms));
+        }
+        if self.max_backlog_bytes > 0 {
+            parts.push(format!("max_backlog={}", self.max_backlog_bytes));
         }
         f.write_str(&parts.join(","))
     }
@@ -192,6 +238,10 @@ pub enum StopCause {
     PeerFailedOver,
     /// A role reversal (`setrcopygroup reverse`).
     Reversed,
+    /// The destination could not keep up within the group's bound
+    /// (`max_lag`, `max_backlog`): the Error state. The reason is kept
+    /// in the group.
+    Congested,
 }
 
 impl StopCause {
@@ -203,6 +253,7 @@ impl StopCause {
                 | StopCause::Restart
                 | StopCause::FailedOver
                 | StopCause::PeerFailedOver
+                | StopCause::Congested
         )
     }
 }
@@ -231,4 +282,24 @@ pub enum PolicyChange {
     AutoRecover(bool),
     /// `fail_wrt_on_err` / `no_fail_wrt_on_err`.
     FailWrtOnErr(bool),
+    /// `max_lag=DURATION` (0 or `no_max_lag`: no bound), in ms.
+    MaxLag(u64),
+    /// `max_backlog=SIZE` (0 or `no_max_backlog`: no bound), in bytes.
+    MaxBacklog(u64),
+}
+
+/// How far a non-sync group's target is behind its source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lag {
+    /// Changed data not yet applied on the target, in bytes.
+    pub bytes: u64,
+    /// When the oldest write not yet applied there was made.
+    pub oldest: Option<Tick>,
+}
+
+impl Lag {
+    /// Age of the oldest unapplied write at `now`, in ms (0 when none).
+    pub fn age_ms(self, now: Tick) -> u64 {
+        self.oldest.map_or(0, |t| now.0.saturating_sub(t.0))
+    }
 }

@@ -311,7 +311,7 @@ pub fn derive(f: &PairFacts) -> PairView {
 
     let when_synced = match f.mode {
         Mode::Sync => None,
-        Mode::Periodic { .. } => f.last_sync,
+        Mode::Periodic { .. } | Mode::Async => f.last_sync,
     };
 
     // RequestedCopyState: Synchronized while Broken or Skewed; Not Applicable

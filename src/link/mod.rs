@@ -17,8 +17,9 @@ use crate::core::{Msg, Tick};
 
 /// Protocol version; a peer with another version is refused. 2: Hello in
 /// parts with `complete`, RecoverReady as block ranges. 3: a group's Hello
-/// carries its mode and policies.
-pub const VERSION: u16 = 3;
+/// carries its mode and policies. 4: the async mode, the congestion
+/// bounds in the policies, `Probe`/`ProbeAck`.
+pub const VERSION: u16 = 4;
 /// Bytes a frame may hold (a 4 KiB block and its names fit easily).
 pub const MAX_FRAME: usize = 1 << 20;
 const MAGIC: &str = "replicim-link";

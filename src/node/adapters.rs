@@ -68,6 +68,9 @@ impl Backend for NodeBackend {
     fn epoch_ms(&self) -> i64 {
         0
     }
+    fn now(&self) -> crate::core::Tick {
+        crate::core::Tick(chrono::Utc::now().timestamp_millis().max(0) as u64)
+    }
 }
 
 /// The array's volumes as NBD exports, as they are at each connection.

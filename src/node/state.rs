@@ -224,7 +224,7 @@ pub fn durable_of(meta: &BTreeMap<String, Vec<u8>>) -> Result<Option<Durable>, S
             let r: ReplicaMeta = postcard::from_bytes(v).map_err(|e| bad(k, e))?;
             replicas.insert(name.to_string(), r);
         } else if let Some(name) = k.strip_prefix("group/") {
-            let g: Group = postcard::from_bytes(v).map_err(|e| bad(k, e))?;
+            let g = group_of(v).map_err(|e| bad(k, e))?;
             groups.insert(name.to_string(), g);
         }
     }
@@ -243,6 +243,17 @@ fn vol_meta(v: &[u8]) -> Result<VolMeta, postcard::Error> {
         Ok(m) => Ok(m),
         Err(e) => postcard::from_bytes::<crate::core::LegacyVolMeta>(v)
             .map(VolMeta::from)
+            .map_err(|_| e),
+    }
+}
+
+/// A group entry, of either format (with congestion bounds and an Error
+/// reason, or from before).
+fn group_of(v: &[u8]) -> Result<Group, postcard::Error> {
+    match postcard::from_bytes::<Group>(v) {
+        Ok(g) => Ok(g),
+        Err(e) => postcard::from_bytes::<crate::core::LegacyGroup>(v)
+            .map(Group::from)
             .map_err(|_| e),
     }
 }
@@ -387,5 +398,80 @@ mod tests {
         assert!(!new.contains_key(LEGACY_HEAD));
         let again = durable_of(&new).unwrap().expect("an array");
         assert_eq!(&again.vols, vols_b, "serials are durable from then on");
+    }
+
+    /// A group entry written before the congestion bounds and the Error
+    /// reason (policies of two flags) loads with no bounds and no Error;
+    /// one of the new format is not mistaken for the old.
+    #[test]
+    fn a_group_of_the_format_before_the_bounds_still_loads() {
+        use crate::core::{Command, CopyState, GroupOp, Mode, Pair, Policies, Role, StopCause};
+        #[derive(serde::Serialize)]
+        struct Old<'a> {
+            name: &'a str,
+            peer: &'a str,
+            role: Role,
+            mode: Mode,
+            policies: (bool, bool),
+            epoch: u64,
+            started: bool,
+            stop_cause: StopCause,
+            op: Option<GroupOp>,
+            requested: Option<CopyState>,
+            recovered: bool,
+            pairs: &'a [Pair],
+            next_cycle: Option<Tick>,
+            reverse_pending: Option<u64>,
+        }
+        let mut a = Array::new("site-a", MemStore::new(), ArrayConfig::default());
+        a.create_volume("vol0", 8).unwrap();
+        a.handle_link_up(Tick(0), "site-b");
+        let policies = Policies {
+            auto_recover: true,
+            max_lag_ms: 250,
+            ..Policies::default()
+        };
+        let mode = Mode::Periodic { period_ms: 5000 };
+        a.command(
+            Tick(1),
+            Command::CreateGroup {
+                group: "rcg0".into(),
+                peer: "site-b".into(),
+                mode,
+                policies,
+            },
+        )
+        .unwrap();
+        let g = a.group("rcg0").unwrap().clone();
+        let old = Old {
+            name: &g.name,
+            peer: &g.peer,
+            role: g.role,
+            mode: g.mode,
+            policies: (true, false),
+            epoch: 7,
+            started: false,
+            stop_cause: StopCause::LinkFailure,
+            op: None,
+            requested: Some(CopyState::Synchronized),
+            recovered: false,
+            pairs: &g.pairs,
+            next_cycle: None,
+            reverse_pending: None,
+        };
+        let loaded = group_of(&postcard::to_allocvec(&old).unwrap()).unwrap();
+        assert_eq!(loaded.name, "rcg0");
+        assert_eq!((loaded.mode, loaded.epoch), (mode, 7));
+        assert_eq!(loaded.stop_cause, StopCause::LinkFailure);
+        assert_eq!(
+            loaded.policies,
+            Policies {
+                auto_recover: true,
+                ..Policies::default()
+            }
+        );
+        assert_eq!(loaded.error, None);
+        let new = group_of(&postcard::to_allocvec(&g).unwrap()).unwrap();
+        assert_eq!(new.policies, policies, "the new format keeps its bounds");
     }
 }

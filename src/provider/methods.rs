@@ -38,9 +38,6 @@ fn local_only(o: SyncOperation) -> bool {
     )
 }
 
-/// Default period of an asynchronous (periodic) mirror created through CIM.
-pub const DEFAULT_PERIOD_MS: u64 = 300_000;
-
 /// Method return values (DMTF).
 pub(super) const OK: u32 = 0;
 pub(super) const NOT_SUPPORTED: u32 = 1;
@@ -174,9 +171,15 @@ fn create_group(rep: &Replication, p: &Params) -> Result<MethodResult, CimError>
             rep.array
         )));
     }
-    let period_ms = param(p, "SyncInterval")
-        .and_then(Value::as_u64)
-        .map_or(DEFAULT_PERIOD_MS, |s| s * 1000);
+    let period_ms = match param(p, "SyncInterval").map(Value::as_u64) {
+        None => None,
+        Some(Some(s)) if s <= 366 * 86_400 => Some(s * 1000),
+        Some(_) => {
+            return Err(CimError::invalid_parameter(
+                "SyncInterval is seconds, at most 366 days",
+            ))
+        }
+    };
     let mode = mode_param(p, period_ms)?;
     rep.backend
         .command(Command::CreateGroup {
@@ -380,11 +383,10 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
             },
         ),
         O::ResetToAsync => {
+            // A sync group streams; a periodic or async one stays.
             let mode = match g.mode {
-                Mode::Periodic { .. } => g.mode,
-                Mode::Sync => Mode::Periodic {
-                    period_ms: DEFAULT_PERIOD_MS,
-                },
+                Mode::Sync => Mode::Async,
+                other => other,
             };
             (
                 Command::SetMode { group: name, mode },
@@ -581,7 +583,7 @@ fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult,
         // TokenizedClone and vendor types are not built.
         _ => return done(NOT_SUPPORTED, Vec::new()),
     }
-    let mode = mode_param(p, DEFAULT_PERIOD_MS)?;
+    let mode = mode_param(p, None)?;
     let snap = rep.snapshot();
     let src = param(p, "SourceElement")
         .and_then(Value::as_ref_path)
@@ -693,11 +695,15 @@ fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult,
     Ok(r)
 }
 
-/// Mode: 2 Synchronous (default) or 3 Asynchronous (periodic).
-fn mode_param(p: &Params, period_ms: u64) -> Result<Mode, CimError> {
+/// Mode: 2 Synchronous (default) or 3 Asynchronous: periodic with a
+/// period (`SyncInterval`, 0 = manual cycles), streaming without one.
+fn mode_param(p: &Params, period_ms: Option<u64>) -> Result<Mode, CimError> {
     match u16p(p, "Mode") {
         None | Some(2) => Ok(Mode::Sync),
-        Some(3) => Ok(Mode::Periodic { period_ms }),
+        Some(3) => Ok(match period_ms {
+            Some(period_ms) => Mode::Periodic { period_ms },
+            None => Mode::Async,
+        }),
         Some(n) => Err(CimError::invalid_parameter(format!(
             "Mode {n} is not supported (2 Synchronous, 3 Asynchronous)"
         ))),

@@ -73,6 +73,8 @@ pub trait Backend: Send + Sync {
     fn command(&self, cmd: Command) -> Result<(), CommandError>;
     /// Wall-clock milliseconds since 1970 at Tick 0, for CIM datetimes.
     fn epoch_ms(&self) -> i64;
+    /// The array's clock now (what ages, such as a lag, are counted to).
+    fn now(&self) -> Tick;
 }
 
 /// Reads a fresh snapshot out of any core array: O(pairs).

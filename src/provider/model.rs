@@ -198,20 +198,57 @@ pub fn status_number(s: SyncStatus) -> u16 {
 }
 
 /// 3PAR-style policy names of a group.
-pub fn policy_names(g: &GroupRead) -> Vec<&'static str> {
-    let mut v = vec![if g.policies.auto_recover {
-        "auto_recover"
+pub fn policy_names(g: &GroupRead) -> Vec<String> {
+    let pol = g.policies;
+    let mut v = vec![if pol.auto_recover {
+        "auto_recover".to_string()
     } else {
-        "no_auto_recover"
+        "no_auto_recover".to_string()
     }];
     if g.mode.is_sync() {
-        v.push(if g.policies.fail_wrt_on_err {
-            "fail_wrt_on_err"
+        v.push(if pol.fail_wrt_on_err {
+            "fail_wrt_on_err".into()
         } else {
-            "no_fail_wrt_on_err"
+            "no_fail_wrt_on_err".into()
         });
     }
+    if pol.max_lag_ms > 0 {
+        v.push(format!("max_lag={}ms", pol.max_lag_ms));
+    }
+    if pol.max_backlog_bytes > 0 {
+        v.push(format!("max_backlog={}", pol.max_backlog_bytes));
+    }
     v
+}
+
+/// The mode in rcopy's words: `sync`, `async` or `periodic`.
+pub fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Sync => "sync",
+        Mode::Async => "async",
+        Mode::Periodic { .. } => "periodic",
+    }
+}
+
+/// What every view of a group adds for a console: its mode in rcopy's
+/// words, how far its target is behind, and why it is in Error.
+fn lag_props(rep: &Replication, inst: &mut Instance, g: &GroupRead) {
+    inst.set("ReplicationMode", CimType::String, s(mode_name(g.mode)));
+    inst.set(
+        "LagBytes",
+        CimType::Uint64,
+        Some(Value::Uint64(g.lag.bytes)),
+    );
+    inst.set(
+        "LagMilliseconds",
+        CimType::Uint64,
+        Some(Value::Uint64(g.lag.age_ms(rep.backend.now()))),
+    );
+    inst.set(
+        "ErrorReason",
+        CimType::String,
+        g.error.as_deref().map(|e| Value::String(e.into())),
+    );
 }
 
 /// SyncPolicy: the policy names as a string array.
@@ -219,7 +256,7 @@ fn policy_value(g: &GroupRead) -> Option<Value> {
     Some(Value::Array(
         policy_names(g)
             .into_iter()
-            .map(|p| Some(Value::String(p.into())))
+            .map(|p| Some(Value::String(p)))
             .collect(),
     ))
 }
@@ -235,7 +272,7 @@ fn mode_numbers(m: Mode) -> (u16, u16) {
 
 fn period_s(m: Mode) -> u32 {
     match m {
-        Mode::Sync => 0,
+        Mode::Sync | Mode::Async => 0,
         Mode::Periodic { period_ms } => (period_ms / 1000) as u32,
     }
 }
@@ -301,6 +338,7 @@ fn sync_props(
         Some(Value::Uint32(period_s(g.mode))),
     );
     inst.set("SyncPolicy", CimType::String, policy_value(g));
+    lag_props(rep, inst, g);
 }
 
 /// One value for a whole group: the common one, or `mixed`.
@@ -379,8 +417,8 @@ fn system_device(me: &str, host: &str, v: &str) -> Instance {
     )
 }
 
-fn replication_group(me: &str, g: &GroupRead) -> Instance {
-    Instance::new("RCM_ReplicationGroup")
+fn replication_group(rep: &Replication, me: &str, g: &GroupRead) -> Instance {
+    let mut inst = Instance::new("RCM_ReplicationGroup")
         .with(
             "InstanceID",
             CimType::String,
@@ -407,7 +445,9 @@ fn replication_group(me: &str, g: &GroupRead) -> Instance {
             "DeleteOnUnassociated",
             CimType::Boolean,
             Some(Value::Boolean(false)),
-        )
+        );
+    lag_props(rep, &mut inst, g);
+    inst
 }
 
 /// A group made by CreateGroup, not replicating yet; held by the provider
@@ -580,7 +620,7 @@ pub fn instances(rep: &Replication, snap: &Snapshot, class: &str) -> Vec<Instanc
         "RCM_ReplicationGroup" => snap
             .groups
             .iter()
-            .map(|g| replication_group(me, g))
+            .map(|g| replication_group(rep, me, g))
             .chain(
                 local_groups(rep)
                     .into_keys()
@@ -748,7 +788,7 @@ pub fn candidates(
             .collect(),
         "RCM_ReplicationGroup" => match group_keys(path) {
             Some((a, name)) if a == me => match snap.group(name) {
-                Some(g) => vec![replication_group(me, g)],
+                Some(g) => vec![replication_group(rep, me, g)],
                 None if local_groups(rep).contains_key(name) => vec![local_group(me, name)],
                 None => Vec::new(),
             },

@@ -12,8 +12,7 @@ use serde::Serialize;
 use crate::cim::client::{Client, ClientError, MethodReturn, Param};
 use crate::cim::model::{Instance, ObjectPath, Value};
 use crate::core::{
-    Command, CopyState, Mode, PolicyChange, ReplicaKind, ReplicaOp, Role, SyncOperation,
-    SyncStatus, BLOCK_SIZE,
+    Command, CopyState, Mode, ReplicaKind, ReplicaOp, Role, SyncOperation, SyncStatus, BLOCK_SIZE,
 };
 
 /// The implementation namespace the provider serves.
@@ -24,13 +23,20 @@ const NS: &str = "root/cimv2";
 pub struct GroupRow {
     pub name: String,
     pub target: String,
-    /// Started or Stopped.
+    /// Started, Stopped, or Error (stopped because the destination could
+    /// not keep up; `error` says why).
     pub status: String,
     pub role: String,
-    /// Sync or Periodic.
+    /// Sync, Async or Periodic.
     pub mode: String,
     /// Seconds between periodic syncs (0: manual syncs).
     pub period_s: u32,
+    /// Async and periodic groups: changed data not yet on the target.
+    pub lag_bytes: u64,
+    /// Age of the oldest write not yet on the target, in ms.
+    pub lag_ms: u64,
+    /// Why the group is in Error.
+    pub error: Option<String>,
     pub options: Vec<String>,
     pub volumes: Vec<VolumeRow>,
 }
@@ -112,15 +118,6 @@ fn utc_text(dt: &str) -> Option<String> {
         &d[10..12],
         &d[12..14]
     ))
-}
-
-fn policy_name(c: PolicyChange) -> &'static str {
-    match c {
-        PolicyChange::AutoRecover(true) => "auto_recover",
-        PolicyChange::AutoRecover(false) => "no_auto_recover",
-        PolicyChange::FailWrtOnErr(true) => "fail_wrt_on_err",
-        PolicyChange::FailWrtOnErr(false) => "no_fail_wrt_on_err",
-    }
 }
 
 impl Console {
@@ -367,21 +364,30 @@ impl Console {
                     .collect(),
                 _ => Vec::new(),
             };
+            let error = Some(text(g, "ErrorReason")).filter(|e| !e.is_empty());
             out.push(GroupRow {
                 name: text(g, "ElementName"),
                 target: text(g, "TargetSystem"),
                 status: if g.get("Started").and_then(Value::as_bool) == Some(true) {
                     "Started".into()
+                } else if error.is_some() {
+                    "Error".into()
                 } else {
                     "Stopped".into()
                 },
                 role: role_name(num(g, "Role")),
-                mode: if num(g, "Mode") == Some(3) {
-                    "Periodic".into()
-                } else {
-                    "Sync".into()
+                mode: match text(g, "ReplicationMode").as_str() {
+                    "async" => "Async".into(),
+                    "periodic" => "Periodic".into(),
+                    "sync" => "Sync".into(),
+                    // An array without the vendor property.
+                    _ if num(g, "Mode") == Some(3) => "Periodic".into(),
+                    _ => "Sync".into(),
                 },
                 period_s: num(g, "SyncInterval").unwrap_or(0) as u32,
+                lag_bytes: num(g, "LagBytes").unwrap_or(0),
+                lag_ms: num(g, "LagMilliseconds").unwrap_or(0),
+                error,
                 options,
                 volumes: vols.into_iter().map(|(_, v)| v).collect(),
             });
@@ -488,6 +494,7 @@ impl Console {
                 ];
                 match mode {
                     Mode::Sync => params.push(Param::Value("Mode", Value::Uint16(2))),
+                    Mode::Async => params.push(Param::Value("Mode", Value::Uint16(3))),
                     Mode::Periodic { period_ms } => {
                         if period_ms % 1000 != 0 {
                             return Err(format!(
@@ -585,7 +592,7 @@ impl Console {
                 "SetRemoteCopyPolicy",
                 &[
                     Param::Value("GroupName", Value::String(group.clone())),
-                    Param::Value("Policy", Value::String(policy_name(*change).into())),
+                    Param::Value("Policy", Value::String(super::policy_text(*change))),
                 ],
             )?,
             Command::Admit {
@@ -647,16 +654,30 @@ impl Console {
                 mode: Mode::Sync, ..
             } => self.modify_group(&group, SyncOperation::ResetToSync, false)?,
             Command::SetMode {
+                mode: Mode::Async, ..
+            } => self.modify_group(&group, SyncOperation::ResetToAsync, false)?,
+            Command::SetMode {
                 mode: Mode::Periodic { period_ms },
                 ..
             } => {
-                if *period_ms != 0 {
-                    return Err(
-                        "setrcopygroup mode periodic:MS: over CIM use `periodic`, then `setrcopygroup period SECS GROUP`"
-                            .into(),
-                    );
+                if *period_ms % 1000 != 0 {
+                    return Err(format!(
+                        "period {period_ms} ms: over CIM the period is whole seconds"
+                    ));
                 }
-                self.modify_group(&group, SyncOperation::ResetToAsync, false)?
+                // Reset To Async makes a sync group stream; the period
+                // then makes it periodic, in place.
+                let (_, g) = self.group(&group)?;
+                if text(&g, "ReplicationMode") == "sync" {
+                    self.modify_group(&group, SyncOperation::ResetToAsync, false)?;
+                }
+                self.invoke(
+                    "SetRemoteCopyPeriod",
+                    &[
+                        Param::Value("GroupName", Value::String(group.clone())),
+                        Param::Value("SyncInterval", Value::Uint32((period_ms / 1000) as u32)),
+                    ],
+                )?
             }
         };
         match r.return_value.as_u64() {

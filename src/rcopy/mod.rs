@@ -7,7 +7,7 @@
 
 pub mod console;
 
-use crate::core::{Command, Mode, Policies, PolicyChange, ReplicaKind, ReplicaOp};
+use crate::core::{Command, Mode, Policies, PolicyChange, ReplicaKind, ReplicaOp, BLOCK_SIZE};
 
 /// Parses one rcopy command line (without the program name).
 ///
@@ -244,31 +244,68 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size `{text}` is not a size greater than 0"))
 }
 
-/// `sync`, `periodic` (manual cycles) or `periodic:MS`.
 /// A policy name, as `setrcopygroup pol` takes it.
 pub fn parse_policy(text: &str) -> Result<PolicyChange, String> {
+    if let Some(v) = text.strip_prefix("max_lag=") {
+        // ms for the short bounds sync mode needs; else a period.
+        let ms = match v.strip_suffix("ms") {
+            Some(n) => n
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n <= 366 * 86_400_000)
+                .ok_or_else(|| format!("max_lag={v}: use a number with ms, s, m, h or d"))?,
+            None => parse_period(v).map_err(|e| format!("max_lag: {e}"))?,
+        };
+        return Ok(PolicyChange::MaxLag(ms));
+    }
+    if let Some(v) = text.strip_prefix("max_backlog=") {
+        let bytes = parse_size(v).map_err(|e| format!("max_backlog: {e}"))? * BLOCK_SIZE as u64;
+        return Ok(PolicyChange::MaxBacklog(bytes));
+    }
     Ok(match text {
         "auto_recover" => PolicyChange::AutoRecover(true),
         "no_auto_recover" => PolicyChange::AutoRecover(false),
         "fail_wrt_on_err" => PolicyChange::FailWrtOnErr(true),
         "no_fail_wrt_on_err" => PolicyChange::FailWrtOnErr(false),
+        "no_max_lag" => PolicyChange::MaxLag(0),
+        "no_max_backlog" => PolicyChange::MaxBacklog(0),
         other => {
             return Err(format!(
-                "unknown policy `{other}`: use auto_recover, no_auto_recover, fail_wrt_on_err or no_fail_wrt_on_err"
+                "unknown policy `{other}`: use auto_recover, no_auto_recover, fail_wrt_on_err, no_fail_wrt_on_err, max_lag=DURATION (e.g. 500ms, 30s), no_max_lag, max_backlog=SIZE (e.g. 256M) or no_max_backlog"
             ))
         }
     })
 }
 
+/// The policy as `parse_policy` reads it back.
+pub fn policy_text(c: PolicyChange) -> String {
+    match c {
+        PolicyChange::AutoRecover(true) => "auto_recover".into(),
+        PolicyChange::AutoRecover(false) => "no_auto_recover".into(),
+        PolicyChange::FailWrtOnErr(true) => "fail_wrt_on_err".into(),
+        PolicyChange::FailWrtOnErr(false) => "no_fail_wrt_on_err".into(),
+        PolicyChange::MaxLag(0) => "no_max_lag".into(),
+        PolicyChange::MaxLag(ms) => format!("max_lag={ms}ms"),
+        PolicyChange::MaxBacklog(0) => "no_max_backlog".into(),
+        PolicyChange::MaxBacklog(b) => {
+            format!("max_backlog={}M", b.div_ceil(1 << 20))
+        }
+    }
+}
+
+/// `sync`, `async`, `periodic` (manual cycles) or `periodic:MS`.
 pub fn parse_mode(text: &str) -> Result<Mode, String> {
     match text.split_once(':') {
         None if text == "sync" => Ok(Mode::Sync),
+        None if text == "async" => Ok(Mode::Async),
         None if text == "periodic" => Ok(Mode::Periodic { period_ms: 0 }),
         Some(("periodic", ms)) => ms
             .parse()
             .map(|period_ms| Mode::Periodic { period_ms })
             .map_err(|_| format!("period `{ms}` is not a number of milliseconds")),
-        _ => Err(format!("mode `{text}`: use sync, periodic or periodic:MS")),
+        _ => Err(format!(
+            "mode `{text}`: use sync, async, periodic or periodic:MS"
+        )),
     }
 }
 

@@ -38,4 +38,7 @@ impl Backend for SimBackend {
     fn epoch_ms(&self) -> i64 {
         self.epoch_ms
     }
+    fn now(&self) -> crate::core::Tick {
+        self.sim.lock().unwrap_or_else(|e| e.into_inner()).now()
+    }
 }

@@ -110,21 +110,21 @@ pub fn arbitrary_msg(rng: &mut Rng, gens: &[u64]) -> Msg {
             number(rng)
         }
     };
-    let mode = |rng: &mut Rng| {
-        if rng.chance(50) {
-            Mode::Sync
-        } else {
-            Mode::Periodic {
-                period_ms: number(rng),
-            }
-        }
+    let mode = |rng: &mut Rng| match rng.below(3) {
+        0 => Mode::Sync,
+        1 => Mode::Async,
+        _ => Mode::Periodic {
+            period_ms: number(rng),
+        },
     };
     let policies = |rng: &mut Rng| Policies {
         auto_recover: rng.chance(50),
         fail_wrt_on_err: rng.chance(50),
+        max_lag_ms: if rng.chance(50) { 0 } else { number(rng) },
+        max_backlog_bytes: if rng.chance(50) { 0 } else { number(rng) },
     };
     let n = |rng: &mut Rng, max: u64| rng.below(max + 1) as usize;
-    match rng.below(26) {
+    match rng.below(28) {
         0 => Msg::Hello {
             array: if rng.chance(80) {
                 A.into()
@@ -137,17 +137,8 @@ pub fn arbitrary_msg(rng: &mut Rng, gens: &[u64]) -> Msg {
                     role: role(rng),
                     epoch: number(rng),
                     started: rng.chance(50),
-                    mode: if rng.chance(50) {
-                        Mode::Sync
-                    } else {
-                        Mode::Periodic {
-                            period_ms: number(rng),
-                        }
-                    },
-                    policies: Policies {
-                        auto_recover: rng.chance(50),
-                        fail_wrt_on_err: rng.chance(50),
-                    },
+                    mode: mode(rng),
+                    policies: policies(rng),
                     pairs: (0..n(rng, 3))
                         .map(|_| PairHello {
                             vol: v(rng),
@@ -284,6 +275,14 @@ pub fn arbitrary_msg(rng: &mut Rng, gens: &[u64]) -> Msg {
         22 => Msg::RestoreAbort { group: g(rng) },
         23 => Msg::HandOverRequest { group: g(rng) },
         24 => Msg::HandOver { group: g(rng) },
+        25 => Msg::Probe {
+            group: g(rng),
+            sent: number(rng),
+        },
+        26 => Msg::ProbeAck {
+            group: g(rng),
+            sent: number(rng),
+        },
         _ => {
             if rng.chance(50) {
                 Msg::Reverse {

@@ -600,7 +600,7 @@ elif phase == "associations":
             for path in paths:
                 for cmd in (["instance", "get", path], ["instance", "references", path, "--names-only"], ["instance", "associators", path, "--names-only"]):
                     rc, out = cli("--use-pull", pull, *cmd)
-                    check(f"pywbemcli ({pull} pull) {cmd[1]} {path[:60]}...", rc == 0 and "Error" not in out, out)
+                    check(f"pywbemcli ({pull} pull) {cmd[1]} {path[:60]}...", rc == 0 and "Error:" not in out, out)
 
 else:
     raise SystemExit(f"unknown phase {phase}")

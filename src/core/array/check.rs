@@ -154,7 +154,9 @@ impl<S: BlockStore> Array<S> {
             | Msg::Reverse { .. }
             | Msg::ReverseDone { .. }
             | Msg::HandOverRequest { .. }
-            | Msg::HandOver { .. } => {}
+            | Msg::HandOver { .. }
+            | Msg::Probe { .. }
+            | Msg::ProbeAck { .. } => {}
         }
         Ok(())
     }

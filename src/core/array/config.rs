@@ -33,11 +33,11 @@ impl<S: BlockStore> Array<S> {
             self.cmd_stop(g)?;
         }
         g.mode = mode;
-        g.next_cycle = match mode {
-            Mode::Periodic { period_ms } if live && !switch && period_ms > 0 => {
-                Some(self.now.plus(period_ms))
-            }
-            _ => None,
+        // Periodic <-> async and a new period apply from now, on the
+        // cycles in place (both are cycles of group points).
+        g.next_cycle = match live && !switch {
+            true => mode.first_cycle(self.now),
+            false => None,
         };
         self.send(
             &peer,
@@ -65,6 +65,8 @@ impl<S: BlockStore> Array<S> {
         match change {
             PolicyChange::AutoRecover(on) => policies.auto_recover = on,
             PolicyChange::FailWrtOnErr(on) => policies.fail_wrt_on_err = on,
+            PolicyChange::MaxLag(ms) => policies.max_lag_ms = ms,
+            PolicyChange::MaxBacklog(bytes) => policies.max_backlog_bytes = bytes,
         }
         if policies.fail_wrt_on_err && !g.mode.is_sync() {
             return Err(CommandError::PolicyNeedsSync {

@@ -202,8 +202,8 @@ impl<S: BlockStore> Array<S> {
     pub(super) fn hand_over_abandoned(&mut self, g: &mut Group, why: Option<String>) {
         g.op = None;
         g.requested = None;
-        if let (true, Mode::Periodic { period_ms }) = (g.started && g.role.is_source(), g.mode) {
-            g.next_cycle = (period_ms > 0).then(|| self.now.plus(period_ms));
+        if g.started && g.role.is_source() {
+            g.next_cycle = g.mode.first_cycle(self.now);
         }
         if let Some(reason) = why {
             self.events.push_back(Event::OperationFailed {

@@ -22,6 +22,7 @@ impl<S: BlockStore> Array<S> {
             self.with_group(&name, |a, g| {
                 g.peer_hello = None;
                 g.auto_recover_armed = false;
+                g.probe_at = None;
                 a.fail_group(g, StopCause::LinkFailure)
             })
             .transpose()?;
@@ -64,6 +65,13 @@ impl<S: BlockStore> Array<S> {
         }
         g.started = false;
         g.stop_cause = cause;
+        g.peer_wait_since = None;
+        g.caught_up = false;
+        // The restart's first cycle holds every write not applied yet.
+        g.dirty_since = match (g.cycle_oldest.take(), g.dirty_since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         for i in 0..g.pairs.len() {
             if g.role.is_source() {
                 self.source_stop(g, i)?;

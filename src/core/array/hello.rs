@@ -17,6 +17,11 @@ impl<S: BlockStore> Array<S> {
             g.peer_missing = false;
             g.auto_recover_armed =
                 matches!(g.stop_cause, StopCause::LinkFailure | StopCause::Restart) && !g.started;
+            // A group in Error resumes when a probe finds the destination
+            // caught up, not at the link-up itself.
+            if g.stop_cause == StopCause::Congested && !g.started && g.policies.auto_recover {
+                g.probe_at = Some(self.now.plus(congestion::PROBE_MS));
+            }
             hellos.push(Self::hello_of(g, &self.vols));
         }
         // The listing goes in parts, so no frame outgrows the link's limit;

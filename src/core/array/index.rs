@@ -30,6 +30,8 @@ impl<S: BlockStore> Array<S> {
             recovered: g.recovered,
             busy: g.busy(),
             syncing: g.syncing(),
+            lag: self.lag_of(g),
+            error: g.error.clone(),
             pairs: g
                 .pairs
                 .iter()
@@ -180,6 +182,9 @@ impl<S: BlockStore> Array<S> {
                     at(c);
                 }
             }
+            if let Some(t) = self.congestion_deadline(g) {
+                at(t);
+            }
         }
         next
     }
@@ -187,7 +192,11 @@ impl<S: BlockStore> Array<S> {
     /// Whether a group may have work for `handle_timeout`: a superset of
     /// what `poll_timeout` asks of each group.
     pub(super) fn has_timer(g: &Group) -> bool {
-        g.op == Some(GroupOp::FailingOver) || g.restore_deadline.is_some() || g.next_cycle.is_some()
+        g.op == Some(GroupOp::FailingOver)
+            || g.restore_deadline.is_some()
+            || g.next_cycle.is_some()
+            || g.probe_at.is_some()
+            || (g.started && g.policies.bounds(g.mode))
     }
 
     /// An input arrived: readers must see a new generation, and the groups

@@ -26,6 +26,7 @@
 
 mod check;
 mod config;
+mod congestion;
 mod failover;
 mod failure;
 mod guard;
@@ -373,6 +374,8 @@ impl<S: BlockStore> Array<S> {
     fn group_timeout(&mut self, g: &mut Group) -> R<()> {
         self.failover_timeout(g)?;
         self.restore_timeout(g);
+        self.probe_timeout(g);
+        self.check_congestion(g)?;
         self.cycle_timeout(g)
     }
 
@@ -469,6 +472,8 @@ impl<S: BlockStore> Array<S> {
             Msg::ReverseDone { epoch, .. } => self.on_reverse_done(g, epoch)?,
             Msg::HandOverRequest { .. } => self.on_hand_over_request(g)?,
             Msg::HandOver { .. } => self.on_hand_over(g)?,
+            Msg::Probe { sent, .. } => self.on_probe(g, from, sent),
+            Msg::ProbeAck { sent, .. } => self.on_probe_ack(g, sent)?,
             Msg::Hello { .. } | Msg::CreateGroup { .. } | Msg::RemoveGroup { .. } => {}
         }
         Ok(())

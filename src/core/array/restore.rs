@@ -42,9 +42,7 @@ impl<S: BlockStore> Array<S> {
                 p.base_snap = Some(t);
             }
         }
-        if let Mode::Periodic { period_ms } = g.mode {
-            g.next_cycle = (period_ms > 0).then(|| self.now.plus(period_ms));
-        }
+        g.next_cycle = g.mode.first_cycle(self.now);
         self.note(&g.name, "restore done: Primary again".into());
         self.announce(g);
     }

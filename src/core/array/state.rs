@@ -340,7 +340,30 @@ pub struct Group {
     /// A reverse this side asked for, by epoch. Kept across crashes: writes
     /// stay quiesced until the peer's epoch tells whether it happened.
     pub(super) reverse_pending: Option<u64>,
+    /// Why the group is in the Error state (stopped because the
+    /// destination could not keep up); cleared by the next start.
+    pub error: Option<String>,
     // Volatile (dropped by a crash).
+    /// Non-sync source: when the first host write not yet in a cycle
+    /// was made.
+    #[serde(skip)]
+    pub(super) dirty_since: Option<Tick>,
+    /// Non-sync source: the oldest write of the cycle being shipped.
+    #[serde(skip)]
+    pub(super) cycle_oldest: Option<Tick>,
+    /// Sync source: since when the oldest host write still waiting for
+    /// the peer has waited.
+    #[serde(skip)]
+    pub(super) peer_wait_since: Option<Tick>,
+    /// In Error with `auto_recover`: when to probe the peer next (its
+    /// answer tells whether the destination has caught up).
+    #[serde(skip)]
+    pub(super) probe_at: Option<Tick>,
+    /// Non-sync source: a cycle completed since the group last started.
+    /// The catch-up after a start is behind by nature (its oldest write
+    /// may be old): the bounds apply from here.
+    #[serde(skip)]
+    pub(super) caught_up: bool,
     /// The peer's last Hello for this group since the link came up.
     #[serde(skip)]
     pub(super) peer_hello: Option<GroupHello>,
@@ -395,6 +418,11 @@ impl Group {
         self.recovering = None;
         self.restore_deadline = None;
         self.restore_after_cycle = false;
+        self.dirty_since = None;
+        self.cycle_oldest = None;
+        self.peer_wait_since = None;
+        self.probe_at = None;
+        self.caught_up = false;
         for p in &mut self.pairs {
             p.run = None;
             p.done_gen = None;
@@ -408,6 +436,8 @@ pub(super) struct PendingWrite {
     pub(super) waiting: BTreeMap<String, u64>,
     pub(super) fell_back: bool,
     pub(super) failed: Option<String>,
+    /// When the host made it.
+    pub(super) since: Tick,
 }
 
 /// The peer's name of a local volume of `g` (which must be a member).
@@ -482,5 +512,52 @@ pub(super) fn new_group(
         restore_deadline: None,
         restore_after_cycle: false,
         reverse_pending: None,
+        error: None,
+        dirty_since: None,
+        cycle_oldest: None,
+        peer_wait_since: None,
+        probe_at: None,
+        caught_up: false,
+    }
+}
+
+/// A group as written before 2026-12-01 (no congestion bounds in its
+/// policies, no Error reason); field order is the format.
+#[derive(serde::Deserialize)]
+pub struct LegacyGroup {
+    name: String,
+    peer: String,
+    role: Role,
+    mode: Mode,
+    policies: (bool, bool),
+    epoch: u64,
+    started: bool,
+    stop_cause: StopCause,
+    op: Option<GroupOp>,
+    requested: Option<CopyState>,
+    recovered: bool,
+    pairs: Vec<Pair>,
+    next_cycle: Option<Tick>,
+    reverse_pending: Option<u64>,
+}
+
+impl From<LegacyGroup> for Group {
+    fn from(l: LegacyGroup) -> Group {
+        let policies = Policies {
+            auto_recover: l.policies.0,
+            fail_wrt_on_err: l.policies.1,
+            ..Policies::default()
+        };
+        let mut g = new_group(&l.name, &l.peer, l.role, l.mode, policies);
+        g.epoch = l.epoch;
+        g.started = l.started;
+        g.stop_cause = l.stop_cause;
+        g.op = l.op;
+        g.requested = l.requested;
+        g.recovered = l.recovered;
+        g.pairs = l.pairs;
+        g.next_cycle = l.next_cycle;
+        g.reverse_pending = l.reverse_pending;
+        g
     }
 }

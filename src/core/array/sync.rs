@@ -67,10 +67,17 @@ impl<S: BlockStore> Array<S> {
             announced.push((p.remote.clone(), full));
         }
         if periodic {
-            if let Mode::Periodic { period_ms } = g.mode {
-                g.next_cycle = (period_ms > 0).then(|| self.now.plus(period_ms));
-            }
+            // A periodic group's next cycle is a period away; an async
+            // group's is due when a host write makes one (`write_blocks`).
+            g.next_cycle = match g.mode {
+                Mode::Periodic { .. } => g.mode.first_cycle(self.now),
+                _ => None,
+            };
+            let moving = g.pairs.iter().any(|p| p.progress().0 > 0);
+            g.cycle_oldest = g.dirty_since.take().or_else(|| moving.then_some(self.now));
         }
+        g.error = None;
+        g.probe_at = None;
         if !skip_start_msg {
             self.send(
                 &g.peer.clone(),
@@ -238,6 +245,8 @@ impl<S: BlockStore> Array<S> {
             });
         }
         if !g.running() {
+            g.cycle_oldest = None;
+            g.caught_up = true;
             if g.requested == Some(CopyState::Synchronized) {
                 g.requested = None;
             }
@@ -453,6 +462,7 @@ impl<S: BlockStore> Array<S> {
                         }
                     }
                     self.finish_write(id);
+                    self.peer_acked(g);
                 }
             }
             DataTag::Sync => {

@@ -186,6 +186,13 @@ impl<S: BlockStore> Array<S> {
                 self.with_group(name, |a, g| {
                     let sync = g.mode.is_sync();
                     let link = a.link_up(&g.peer);
+                    if !sync && g.role.is_source() {
+                        // For the next cycle: an async group's is due now.
+                        g.dirty_since.get_or_insert(now);
+                        if g.mode == Mode::Async && g.next_cycle.is_none() {
+                            g.next_cycle = Some(now);
+                        }
+                    }
                     for p in g.pairs.iter_mut().filter(|p| p.local == vol) {
                         if let Some(run) = p.run.as_mut().filter(|r| !r.done_sent) {
                             if run.kind == RunKind::Resync {
@@ -204,11 +211,18 @@ impl<S: BlockStore> Array<S> {
                                 tag: DataTag::Write(id),
                             };
                             a.send(&g.peer, msg);
+                            g.peer_wait_since.get_or_insert(now);
                             *waiting.entry(g.name.clone()).or_insert(0) += 1;
                         }
                     }
                 });
             }
+        }
+        // An async group whose backlog outgrew its bound stops here, with
+        // this write applied locally and tracked for the delta resync.
+        for name in &names {
+            self.with_group(name, |a, g| a.check_congestion(g))
+                .transpose()?;
         }
         if waiting.is_empty() {
             return Ok(WriteTicket::Done {
@@ -222,6 +236,7 @@ impl<S: BlockStore> Array<S> {
                 waiting,
                 fell_back: false,
                 failed: None,
+                since: now,
             },
         );
         Ok(WriteTicket::Pending { id })

@@ -134,7 +134,7 @@ pub(super) fn create_group_replica(
     if u16p(p, "SyncType") != Some(6) {
         return done(NOT_SUPPORTED, Vec::new());
     }
-    let mode = mode_param(p, DEFAULT_PERIOD_MS)?;
+    let mode = mode_param(p, None)?;
     let source = local_group_name(rep, p, "SourceGroup")?;
     let target = param(p, "TargetGroup").and_then(Value::as_ref_path);
     let target_system = target
