@@ -14,8 +14,6 @@
 //! generator is a small NBD client here (one request in flight, like a
 //! synchronous database log writer). Prints Markdown rows for BENCHMARKS.md.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::Ordering;
@@ -29,52 +27,10 @@ use replicim::lab::{Lab, Options, Ports, Site};
 use replicim::rcopy::{self, console::Wait};
 use replicim::sim::Rng;
 
+use common::Nbd;
+
 const EXE: &str = env!("CARGO_BIN_EXE_replicim");
 const BS: u64 = 4096;
-
-/// A minimal NBD client: fixed newstyle, NBD_OPT_EXPORT_NAME, simple
-/// replies, one request at a time.
-struct Nbd {
-    s: TcpStream,
-    handle: u64,
-}
-
-impl Nbd {
-    fn connect(port: u16, export: &str) -> Nbd {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_nodelay(true).unwrap();
-        let mut hello = [0u8; 18];
-        s.read_exact(&mut hello).unwrap();
-        assert_eq!(&hello[0..8], b"NBDMAGIC");
-        s.write_all(&3u32.to_be_bytes()).unwrap(); // fixed newstyle, no zeroes
-        let mut opt = Vec::new();
-        opt.extend_from_slice(&0x4948_4156_454f_5054u64.to_be_bytes());
-        opt.extend_from_slice(&1u32.to_be_bytes()); // NBD_OPT_EXPORT_NAME
-        opt.extend_from_slice(&(export.len() as u32).to_be_bytes());
-        opt.extend_from_slice(export.as_bytes());
-        s.write_all(&opt).unwrap();
-        let mut info = [0u8; 10];
-        s.read_exact(&mut info).unwrap();
-        Nbd { s, handle: 0 }
-    }
-
-    fn write(&mut self, offset: u64, data: &[u8]) {
-        self.handle += 1;
-        let mut req = Vec::with_capacity(28 + data.len());
-        req.extend_from_slice(&0x2560_9513u32.to_be_bytes());
-        req.extend_from_slice(&0u16.to_be_bytes());
-        req.extend_from_slice(&1u16.to_be_bytes()); // NBD_CMD_WRITE
-        req.extend_from_slice(&self.handle.to_be_bytes());
-        req.extend_from_slice(&offset.to_be_bytes());
-        req.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        req.extend_from_slice(data);
-        self.s.write_all(&req).unwrap();
-        let mut reply = [0u8; 16];
-        self.s.read_exact(&mut reply).unwrap();
-        let err = u32::from_be_bytes(reply[4..8].try_into().unwrap());
-        assert_eq!(err, 0, "NBD write error {err}");
-    }
-}
 
 fn lab(dir: &Path, volumes: Vec<(String, u64)>) -> Lab {
     lab_with(dir, volumes, false)

@@ -27,6 +27,17 @@ pub struct TestLab {
     dir: Option<tempfile::TempDir>,
 }
 
+impl TestLab {
+    /// A lab started in `dir`, which it removes when dropped (keeps on
+    /// a failure).
+    pub fn new(lab: Lab, dir: tempfile::TempDir) -> TestLab {
+        TestLab {
+            lab,
+            dir: Some(dir),
+        }
+    }
+}
+
 impl Drop for TestLab {
     /// A failed test keeps its lab directory (logs, journals) and says where.
     fn drop(&mut self) {

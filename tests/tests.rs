@@ -9,9 +9,10 @@ mod delta; // delta accounting on a 64 MiB volume
 mod dsp0200; // malformed CIM-XML requests answered as DSP0200 says (the wetest fault kinds)
 mod fuzz; // a short run of the fuzz targets (link decoder, peer messages)
 mod lab; // two serve processes behind the fault switch: DR with kills, link failure, crash points
+mod lab_modes; // the Error state under a throttled link, mode switches under write load
 mod layering;
 mod link; // the replication link protocol, in memory and over a socket
-mod modes; // switching a started group between sync and periodic
+mod modes; // async streaming, live mode switches, the Error state (core)
 mod nbd; // the NBD export with qemu-io, qemu-img and qemu-nbd // src/core does no I/O and reads no clock
 mod provider; // the SMI-S provider driven by a pywbem console, phase by phase
 mod replicas; // local snapshots and clones on the core

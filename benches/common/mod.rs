@@ -5,7 +5,8 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -166,4 +167,48 @@ pub async fn load_as(
         bytes.load(Ordering::Relaxed),
         start.elapsed(),
     )
+}
+
+/// A minimal NBD client: fixed newstyle, NBD_OPT_EXPORT_NAME, simple
+/// replies, one request at a time.
+pub struct Nbd {
+    s: TcpStream,
+    handle: u64,
+}
+
+impl Nbd {
+    pub fn connect(port: u16, export: &str) -> Nbd {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut hello = [0u8; 18];
+        s.read_exact(&mut hello).unwrap();
+        assert_eq!(&hello[0..8], b"NBDMAGIC");
+        s.write_all(&3u32.to_be_bytes()).unwrap(); // fixed newstyle, no zeroes
+        let mut opt = Vec::new();
+        opt.extend_from_slice(&0x4948_4156_454f_5054u64.to_be_bytes());
+        opt.extend_from_slice(&1u32.to_be_bytes()); // NBD_OPT_EXPORT_NAME
+        opt.extend_from_slice(&(export.len() as u32).to_be_bytes());
+        opt.extend_from_slice(export.as_bytes());
+        s.write_all(&opt).unwrap();
+        let mut info = [0u8; 10];
+        s.read_exact(&mut info).unwrap();
+        Nbd { s, handle: 0 }
+    }
+
+    pub fn write(&mut self, offset: u64, data: &[u8]) {
+        self.handle += 1;
+        let mut req = Vec::with_capacity(28 + data.len());
+        req.extend_from_slice(&0x2560_9513u32.to_be_bytes());
+        req.extend_from_slice(&0u16.to_be_bytes());
+        req.extend_from_slice(&1u16.to_be_bytes()); // NBD_CMD_WRITE
+        req.extend_from_slice(&self.handle.to_be_bytes());
+        req.extend_from_slice(&offset.to_be_bytes());
+        req.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        req.extend_from_slice(data);
+        self.s.write_all(&req).unwrap();
+        let mut reply = [0u8; 16];
+        self.s.read_exact(&mut reply).unwrap();
+        let err = u32::from_be_bytes(reply[4..8].try_into().unwrap());
+        assert_eq!(err, 0, "NBD write error {err}");
+    }
 }

@@ -383,11 +383,9 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
             },
         ),
         O::ResetToAsync => {
-            // A sync group streams; a periodic or async one stays.
-            let mode = match g.mode {
-                Mode::Sync => Mode::Async,
-                other => other,
-            };
+            // Async streaming, from sync or periodic (a period makes a
+            // group periodic: SetRemoteCopyPeriod).
+            let mode = Mode::Async;
             (
                 Command::SetMode { group: name, mode },
                 Goal {
