@@ -1,8 +1,9 @@
 //! Seeded random faults over the sans-IO core behind the node's batch
 //! policy (VOPR / FoundationDB style).
 //!
-//! Each seed draws a configuration (mode, policies, volume sizes, fault
-//! mix), then runs phase 1: random host writes, link cuts, holds,
+//! Each seed draws a configuration (mode: sync, async streaming or
+//! periodic; policies, including the congestion bounds that trip a group
+//! into Error; volume sizes; fault mix), then runs phase 1: random host writes, link cuts, holds,
 //! throttles, array crashes (between batches, and inside one: after the
 //! outputs allowed before the commit, or after the commit; a crash loses
 //! what the journal had not committed and, at random, bulk blocks not yet
@@ -15,9 +16,10 @@
 //!    issued after it (whose acknowledgement may have been lost), also
 //!    after any crash; and in sync mode a failover keeps every write
 //!    acknowledged as replicated;
-//! 2. a periodic-mode target at rest (Synced or Stale on every pair) holds
-//!    one group point the source took, on every volume at once, and never
-//!    an older point than one it held before in the same roles;
+//! 2. a periodic- or async-mode target at rest (Synced or Stale on every
+//!    pair) holds one group point the source took, on every volume at
+//!    once, and never an older point than one it held before in the same
+//!    roles (group consistency: a prefix of the write history);
 //! 3. no volume is writable on both arrays unless one of them failed over;
 //! 4. every reported (role, SyncStatus, CopyState, SyncState,
 //!    ProgressStatus) appears in the tables: a DR row with its role, or a

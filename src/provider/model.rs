@@ -215,8 +215,10 @@ pub fn policy_names(g: &GroupRead) -> Vec<String> {
     if pol.max_lag_ms > 0 {
         v.push(format!("max_lag={}ms", pol.max_lag_ms));
     }
-    if pol.max_backlog_bytes > 0 {
-        v.push(format!("max_backlog={}", pol.max_backlog_bytes));
+    match pol.max_backlog_bytes {
+        0 => {}
+        b if b % (1 << 20) == 0 => v.push(format!("max_backlog={}M", b >> 20)),
+        b => v.push(format!("max_backlog={b}")),
     }
     v
 }

@@ -334,6 +334,37 @@ mod tests {
             parse_mode("periodic:500").unwrap(),
             Mode::Periodic { period_ms: 500 }
         );
+        assert_eq!(parse_mode("async").unwrap(), Mode::Async);
+        assert_eq!(
+            parse_policy("max_lag=250ms").unwrap(),
+            PolicyChange::MaxLag(250)
+        );
+        assert_eq!(
+            parse_policy("max_lag=30s").unwrap(),
+            PolicyChange::MaxLag(30_000)
+        );
+        assert_eq!(
+            parse_policy("max_backlog=64M").unwrap(),
+            PolicyChange::MaxBacklog(64 << 20)
+        );
+        assert_eq!(parse_policy("no_max_lag").unwrap(), PolicyChange::MaxLag(0));
+        for bad in [
+            "max_lag=",
+            "max_lag=5x",
+            "max_lag=99999999999ms",
+            "max_backlog=0M",
+        ] {
+            assert!(parse_policy(bad).is_err(), "{bad}");
+        }
+        for p in [
+            "max_lag=250ms",
+            "no_max_backlog",
+            "max_backlog=64M",
+            "auto_recover",
+        ] {
+            let c = parse_policy(p).unwrap();
+            assert_eq!(parse_policy(&policy_text(c)).unwrap(), c, "{p}");
+        }
         assert!(parse(&["setrcopygroup", "explode", "rcg0"])
             .unwrap_err()
             .contains("unknown"));

@@ -53,7 +53,7 @@ impl<S: BlockStore> Array<S> {
             _ if !g.caught_up => None,
             _ => self.lag_of(g).oldest,
         };
-        since.map(|t| t.plus(bound + 1))
+        since.map(|t| t.plus(bound.saturating_add(1)))
     }
 
     /// Why the group's destination is behind its bound, if it is.
@@ -168,7 +168,7 @@ impl<S: BlockStore> Array<S> {
         }
         let rtt = self.now.0.saturating_sub(sent);
         let bound = g.policies.max_lag_ms;
-        if bound > 0 && rtt * 2 > bound {
+        if bound > 0 && rtt.saturating_mul(2) > bound {
             g.probe_at = Some(self.now.plus(PROBE_MS));
             return Ok(());
         }
