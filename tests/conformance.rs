@@ -84,3 +84,21 @@ fn a_wrong_expectation_fails_the_row_at_cim_level() {
         r.line
     );
 }
+
+/// The Error rows check the reason, and a wrong one fails the row.
+#[test]
+fn an_error_for_another_reason_fails_the_row() {
+    let t = Table::parse(conformance::ASYNC_TABLE).unwrap();
+    let mut row = t
+        .rows
+        .iter()
+        .find(|r| r.id == "sync-Error")
+        .unwrap()
+        .clone();
+    let last = row.scenario.last_mut().unwrap();
+    assert_eq!(last, "check-error A max_lag");
+    *last = "check-error A max_backlog".into();
+    let r = run_row(&mut CoreDriver::new(), "async", &row);
+    assert!(!r.passed, "{}", r.line);
+    assert!(r.line.contains("another reason"), "{}", r.line);
+}

@@ -338,6 +338,14 @@ impl Driver for CimDriver {
         match step {
             Step::Setup { mode, start } => self.setup(mode, *start),
             Step::Rcopy { .. } | Step::ExpectError { .. } => self.step(step),
+            Step::CheckError { side, contains } => {
+                let rows = self.console(*side).show()?;
+                let error = rows
+                    .iter()
+                    .find(|g| g.name == GROUP)
+                    .and_then(|g| g.error.clone());
+                super::check_error(*side, error.as_deref(), contains)
+            }
             // Faults, host I/O, time and data checks come from outside.
             other => self.core.step(other),
         }

@@ -318,6 +318,11 @@ impl Driver for CoreDriver {
                 }
                 Ok(())
             }
+            Step::CheckError { side, contains } => {
+                let read = self.sim().array(site(*side)).read_model();
+                let error = read.group(GROUP).and_then(|g| g.error.clone());
+                super::check_error(*side, error.as_deref(), contains)
+            }
             Step::CheckRemembered(side) => {
                 for v in VOLUMES {
                     let sum = self

@@ -384,6 +384,14 @@ impl Driver for LabDriver {
                 self.remembered[*side as usize] = Some(self.sums(site(*side))?);
                 Ok(())
             }
+            Step::CheckError { side, contains } => {
+                let rows = self.lab()?.console(site(*side))?.show()?;
+                let error = rows
+                    .iter()
+                    .find(|g| g.name == GROUP)
+                    .and_then(|g| g.error.clone());
+                super::check_error(*side, error.as_deref(), contains)
+            }
             Step::CheckRemembered(side) => {
                 let now = self.sums(site(*side))?;
                 match &self.remembered[*side as usize] {

@@ -95,6 +95,21 @@ pub enum Step {
     Remember(Side),
     /// This array's volumes equal what was remembered.
     CheckRemembered(Side),
+    /// This array shows rcg0 in the Error state, its reason containing
+    /// the text.
+    CheckError { side: Side, contains: String },
+}
+
+/// Whether a group's Error reason (as an array reports it) is the one a
+/// `check-error` step wants.
+pub fn check_error(side: Side, error: Option<&str>, contains: &str) -> Result<(), String> {
+    match error {
+        Some(e) if e.contains(contains) => Ok(()),
+        Some(e) => Err(format!("{side:?} is in Error for another reason: {e}")),
+        None => Err(format!(
+            "{side:?} shows no Error (wanted one naming {contains})"
+        )),
+    }
 }
 
 fn parse_block_range(s: &str) -> Result<(u64, u64), String> {
@@ -195,6 +210,10 @@ impl Step {
             "check-acked" => Step::CheckAcked(Side::parse(arg(1)?)?),
             "remember" => Step::Remember(Side::parse(arg(1)?)?),
             "check-remembered" => Step::CheckRemembered(Side::parse(arg(1)?)?),
+            "check-error" => Step::CheckError {
+                side: Side::parse(arg(1)?)?,
+                contains: arg(2)?.to_string(),
+            },
             other => return Err(format!("unknown scenario step `{other}` in `{line}`")),
         })
     }
