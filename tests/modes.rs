@@ -294,3 +294,64 @@ fn an_async_backlog_past_its_bound_stops_the_group_until_started() {
     assert!(g.started && g.error.is_none());
     assert!(same_data(&mut sim, "vol0"));
 }
+
+/// Async → sync live: host writes made while the backlog drains wait for
+/// the drain, then complete as replicated (RPO 0 from the switch on).
+/// A drain that cannot finish within the bound is refused after the
+/// fact: the held write completes unreplicated and the group goes back
+/// to async.
+#[test]
+fn a_switch_to_sync_holds_writes_while_it_drains_and_is_bounded() {
+    use replicim::core::{Event, WriteTicket, SWITCH_DRAIN_MS};
+    let mut sim = pair(Mode::Async, NONE, &["vol0"], 64);
+    start(&mut sim, A);
+    sim.hold(A, B, true);
+    for b in 0..16 {
+        sim.write(A, "vol0", b, &pattern_block(1, b)).unwrap();
+    }
+    sim.hold(A, B, false);
+    cmd(&mut sim, A, "setrcopygroup mode sync rcg0").unwrap();
+    let t = sim.write(A, "vol0", 40, &pattern_block(2, 40)).unwrap();
+    let WriteTicket::Pending { id } = t else {
+        panic!("a write during the drain waits: {t:?}")
+    };
+    settle(&mut sim);
+    let done = sim
+        .take_events()
+        .into_iter()
+        .any(|(_, e)| matches!(e, Event::WriteDone { id: i, replicated: true } if i == id));
+    assert!(done, "the held write completed as replicated");
+    assert!(same_data(&mut sim, "vol0"));
+    assert_eq!(sim.array(A).group(G).unwrap().mode, Mode::Sync);
+
+    // Now a drain that cannot finish: the target takes nothing.
+    cmd(&mut sim, A, "setrcopygroup mode async rcg0").unwrap();
+    settle(&mut sim);
+    sim.hold(A, B, true);
+    for b in 0..16 {
+        sim.write(A, "vol0", b, &pattern_block(3, b)).unwrap();
+    }
+    cmd(&mut sim, A, "setrcopygroup mode sync rcg0").unwrap();
+    let t = sim.write(A, "vol0", 41, &pattern_block(4, 41)).unwrap();
+    let WriteTicket::Pending { id } = t else {
+        panic!("a write during the drain waits: {t:?}")
+    };
+    sim.advance(SWITCH_DRAIN_MS + 10).unwrap();
+    let events = sim.take_events();
+    assert!(
+        events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::WriteDone { id: i, replicated: false } if *i == id)),
+        "the held write completed, unreplicated"
+    );
+    assert!(
+        events.iter().any(|(_, e)| matches!(e, Event::OperationFailed { reason, .. } if reason.contains("refused"))),
+        "the switch was refused: {events:?}"
+    );
+    let g = sim.array(A).group(G).unwrap();
+    assert_eq!(g.mode, Mode::Async, "back to async");
+    assert!(g.started);
+    sim.hold(A, B, false);
+    settle(&mut sim);
+    assert!(same_data(&mut sim, "vol0"));
+}

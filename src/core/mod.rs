@@ -28,7 +28,7 @@ mod volumes;
 
 pub use array::{
     Array, ArrayConfig, Command, Counters, Durable, Event, Group, Head, LegacyGroup, Pair,
-    ReplicaOp, WriteTicket, DEFAULT_CAPACITY_BLOCKS, MAX_MIRRORS,
+    ReplicaOp, WriteTicket, DEFAULT_CAPACITY_BLOCKS, MAX_MIRRORS, SWITCH_DRAIN_MS,
 };
 pub use error::{CommandError, Fault, WriteError};
 pub use msg::{block_bytes, Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};

@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// The longest host writes wait while a live switch to sync drains what
+/// the target lacks (an application's I/O timeout is far longer).
+pub const SWITCH_DRAIN_MS: u64 = 2_000;
+
 impl<S: BlockStore> Array<S> {
     /// `setrcopygroup mode` (Reset To Sync / Async). A stopped group just
     /// takes the new mode. A started group switches live: a new period of
@@ -25,6 +29,7 @@ impl<S: BlockStore> Array<S> {
             });
         }
         let switch = g.mode.is_sync() != mode.is_sync();
+        let old = g.mode;
         if live && switch {
             // What the restart needs is checked before the stop: on Err,
             // nothing changed.
@@ -50,7 +55,42 @@ impl<S: BlockStore> Array<S> {
         if live && switch {
             self.cmd_start(g)?;
             self.note(&g.name, format!("mode switched live to {mode:?}"));
+            if mode.is_sync() && g.running() {
+                // Host writes wait while what the target lacks drains, so
+                // the switch ends at RPO 0 with every write since on the
+                // peer; bounded by SWITCH_DRAIN_MS.
+                g.draining_since = Some((self.now, old));
+            }
         }
+        Ok(())
+    }
+
+    /// The drain of a live switch to sync is over its bound: the switch is
+    /// refused after the fact. The held writes complete (not replicated),
+    /// and the group goes back to the mode it had, through a consistent
+    /// point as any switch.
+    pub(super) fn drain_timeout(&mut self, g: &mut Group) -> R<()> {
+        let Some((since, old)) = g.draining_since else {
+            return Ok(());
+        };
+        if self.now < since.plus(SWITCH_DRAIN_MS) {
+            return Ok(());
+        }
+        g.draining_since = None;
+        let lag: u64 = g.pairs.iter().map(|p| p.progress().0).sum();
+        let reason = format!(
+            "{lag} blocks still to send to {} after {SWITCH_DRAIN_MS} ms: the switch to sync is refused, the group stays {old}",
+            g.peer
+        );
+        self.release_writes(&g.name.clone(), None);
+        if let Err(e) = self.cmd_set_mode(g, old) {
+            self.note(&g.name, format!("back to {old} failed: {e}"));
+        }
+        self.events.push_back(Event::OperationFailed {
+            group: g.name.clone(),
+            op: "setrcopygroup mode",
+            reason,
+        });
         Ok(())
     }
 

@@ -67,6 +67,7 @@ impl<S: BlockStore> Array<S> {
         g.stop_cause = cause;
         g.peer_wait_since = None;
         g.caught_up = false;
+        g.draining_since = None;
         // The restart's first cycle holds every write not applied yet.
         g.dirty_since = match (g.cycle_oldest.take(), g.dirty_since) {
             (Some(a), Some(b)) => Some(a.min(b)),

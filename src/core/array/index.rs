@@ -185,6 +185,9 @@ impl<S: BlockStore> Array<S> {
             if let Some(t) = self.congestion_deadline(g) {
                 at(t);
             }
+            if let Some((t, _)) = g.draining_since {
+                at(t.plus(SWITCH_DRAIN_MS));
+            }
         }
         next
     }
@@ -196,6 +199,7 @@ impl<S: BlockStore> Array<S> {
             || g.restore_deadline.is_some()
             || g.next_cycle.is_some()
             || g.probe_at.is_some()
+            || g.draining_since.is_some()
             || (g.started && g.policies.bounds(g.mode))
     }
 

@@ -50,6 +50,7 @@ use super::tracked::TrackedMap;
 use super::types::*;
 use super::view::{derive, CopyState, PairFacts, PairView};
 use super::volumes::{ReplicaKind, VolumeError, Volumes};
+pub use config::SWITCH_DRAIN_MS;
 use guard::{busy, failed_over_side};
 pub use state::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -375,6 +376,7 @@ impl<S: BlockStore> Array<S> {
         self.failover_timeout(g)?;
         self.restore_timeout(g);
         self.probe_timeout(g);
+        self.drain_timeout(g)?;
         self.check_congestion(g)?;
         self.cycle_timeout(g)
     }

@@ -364,6 +364,11 @@ pub struct Group {
     /// may be old): the bounds apply from here.
     #[serde(skip)]
     pub(super) caught_up: bool,
+    /// A live switch to sync mode is draining what the target lacks:
+    /// since when. Host writes are held until it is done (or the bound
+    /// passes, and the group goes back to async).
+    #[serde(skip)]
+    pub(super) draining_since: Option<(Tick, Mode)>,
     /// The peer's last Hello for this group since the link came up.
     #[serde(skip)]
     pub(super) peer_hello: Option<GroupHello>,
@@ -423,6 +428,7 @@ impl Group {
         self.peer_wait_since = None;
         self.probe_at = None;
         self.caught_up = false;
+        self.draining_since = None;
         for p in &mut self.pairs {
             p.run = None;
             p.done_gen = None;
@@ -438,6 +444,9 @@ pub(super) struct PendingWrite {
     pub(super) failed: Option<String>,
     /// When the host made it.
     pub(super) since: Tick,
+    /// Groups draining for a switch to sync that hold this write until
+    /// the drain is done.
+    pub(super) held: BTreeSet<String>,
 }
 
 /// The peer's name of a local volume of `g` (which must be a member).
@@ -518,6 +527,7 @@ pub(super) fn new_group(
         peer_wait_since: None,
         probe_at: None,
         caught_up: false,
+        draining_since: None,
     }
 }
 

@@ -247,6 +247,11 @@ impl<S: BlockStore> Array<S> {
         if !g.running() {
             g.cycle_oldest = None;
             g.caught_up = true;
+            if let Some((since, _)) = g.draining_since.take() {
+                self.release_held(&g.name.clone());
+                let ms = self.now.0.saturating_sub(since.0);
+                self.note(&g.name, format!("switch to sync drained in {ms} ms"));
+            }
             if g.requested == Some(CopyState::Synchronized) {
                 g.requested = None;
             }

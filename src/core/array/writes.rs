@@ -173,6 +173,9 @@ impl<S: BlockStore> Array<S> {
         self.next_write += 1;
         // Group -> blocks it has sent and not had acknowledged.
         let mut waiting: BTreeMap<String, u64> = BTreeMap::new();
+        // Groups draining for a switch to sync: the write waits for the
+        // drain (its blocks go in the resync).
+        let mut held: BTreeSet<String> = BTreeSet::new();
         // Only the started groups that hold the volume have anything to do.
         let names: Vec<String> = self
             .holders_of(vol)
@@ -186,6 +189,9 @@ impl<S: BlockStore> Array<S> {
                 self.with_group(name, |a, g| {
                     let sync = g.mode.is_sync();
                     let link = a.link_up(&g.peer);
+                    if g.draining_since.is_some() {
+                        held.insert(g.name.clone());
+                    }
                     if !sync && g.role.is_source() {
                         // For the next cycle: an async group's is due now.
                         g.dirty_since.get_or_insert(now);
@@ -224,7 +230,7 @@ impl<S: BlockStore> Array<S> {
             self.with_group(name, |a, g| a.check_congestion(g))
                 .transpose()?;
         }
-        if waiting.is_empty() {
+        if waiting.is_empty() && held.is_empty() {
             return Ok(WriteTicket::Done {
                 id,
                 replicated: false,
@@ -237,6 +243,7 @@ impl<S: BlockStore> Array<S> {
                 fell_back: false,
                 failed: None,
                 since: now,
+                held,
             },
         );
         Ok(WriteTicket::Pending { id })
@@ -247,15 +254,33 @@ impl<S: BlockStore> Array<S> {
         let ids: Vec<WriteId> = self
             .pending
             .iter()
-            .filter(|(_, w)| w.waiting.contains_key(group))
+            .filter(|(_, w)| w.waiting.contains_key(group) || w.held.contains(group))
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
             let w = self.pending.get_mut(&id).expect("listed");
             w.waiting.remove(group);
+            w.held.remove(group);
             w.fell_back = true;
             if fail.is_some() && w.failed.is_none() {
                 w.failed = fail.clone();
+            }
+            self.finish_write(id);
+        }
+    }
+
+    /// A group's drain for a switch to sync is done: the writes it held
+    /// are on the peer (their blocks were in the resync it completed).
+    pub(super) fn release_held(&mut self, group: &str) {
+        let ids: Vec<WriteId> = self
+            .pending
+            .iter()
+            .filter(|(_, w)| w.held.contains(group))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(w) = self.pending.get_mut(&id) {
+                w.held.remove(group);
             }
             self.finish_write(id);
         }
@@ -265,7 +290,7 @@ impl<S: BlockStore> Array<S> {
         let done = self
             .pending
             .get(&id)
-            .map(|w| w.waiting.is_empty())
+            .map(|w| w.waiting.is_empty() && w.held.is_empty())
             .unwrap_or(false);
         if !done {
             return;
