@@ -297,6 +297,14 @@ pub struct Lag {
     pub oldest: Option<Tick>,
 }
 
+/// The earlier of two optional instants.
+pub fn earlier(a: Option<Tick>, b: Option<Tick>) -> Option<Tick> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl Lag {
     /// Age of the oldest unapplied write at `now`, in ms (0 when none).
     pub fn age_ms(self, now: Tick) -> u64 {

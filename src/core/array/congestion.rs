@@ -31,10 +31,7 @@ impl<S: BlockStore> Array<S> {
                 blocks += self.vols.changed_count(s) as u64;
             }
         }
-        let oldest = match (g.cycle_oldest, g.dirty_since) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let oldest = earlier(g.cycle_oldest, g.dirty_since);
         Lag {
             bytes: blocks * BLOCK_SIZE as u64,
             oldest: oldest.filter(|_| blocks > 0),
@@ -49,7 +46,7 @@ impl<S: BlockStore> Array<S> {
             return g.probe_at;
         }
         let since = match g.mode {
-            Mode::Sync => g.peer_wait_since,
+            Mode::Sync => self.peer_wait_since(g),
             _ if !g.caught_up => None,
             _ => self.lag_of(g).oldest,
         };
@@ -63,7 +60,7 @@ impl<S: BlockStore> Array<S> {
         }
         let pol = g.policies;
         if g.mode.is_sync() {
-            let waited = self.now.0.saturating_sub(g.peer_wait_since?.0);
+            let waited = self.now.0.saturating_sub(self.peer_wait_since(g)?.0);
             return (waited > pol.max_lag_ms).then(|| {
                 format!(
                     "a host write waited {waited} ms for {} (max_lag {} ms)",
@@ -184,13 +181,14 @@ impl<S: BlockStore> Array<S> {
         self.start_runs(g, false)
     }
 
-    /// A sync write of `g` completed on the peer: the oldest still waiting
-    /// sets the bound's clock.
-    pub(super) fn peer_acked(&self, g: &mut Group) {
-        g.peer_wait_since = self
-            .pending
+    /// Since when the oldest host write still waiting for `g`'s peer has
+    /// waited (writes are pending in id order, which is time order). Read
+    /// only for a group with a sync bound, so the write and ack paths
+    /// keep no clock of their own.
+    fn peer_wait_since(&self, g: &Group) -> Option<Tick> {
+        self.pending
             .values()
             .find(|w| w.waiting.contains_key(&g.name))
-            .map(|w| w.since);
+            .map(|w| w.since)
     }
 }

@@ -65,14 +65,10 @@ impl<S: BlockStore> Array<S> {
         }
         g.started = false;
         g.stop_cause = cause;
-        g.peer_wait_since = None;
         g.caught_up = false;
         g.draining_since = None;
         // The restart's first cycle holds every write not applied yet.
-        g.dirty_since = match (g.cycle_oldest.take(), g.dirty_since) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        g.dirty_since = earlier(g.cycle_oldest.take(), g.dirty_since);
         for i in 0..g.pairs.len() {
             if g.role.is_source() {
                 self.source_stop(g, i)?;

@@ -351,10 +351,6 @@ pub struct Group {
     /// Non-sync source: the oldest write of the cycle being shipped.
     #[serde(skip)]
     pub(super) cycle_oldest: Option<Tick>,
-    /// Sync source: since when the oldest host write still waiting for
-    /// the peer has waited.
-    #[serde(skip)]
-    pub(super) peer_wait_since: Option<Tick>,
     /// In Error with `auto_recover`: when to probe the peer next (its
     /// answer tells whether the destination has caught up).
     #[serde(skip)]
@@ -425,7 +421,6 @@ impl Group {
         self.restore_after_cycle = false;
         self.dirty_since = None;
         self.cycle_oldest = None;
-        self.peer_wait_since = None;
         self.probe_at = None;
         self.caught_up = false;
         self.draining_since = None;
@@ -524,7 +519,6 @@ pub(super) fn new_group(
         error: None,
         dirty_since: None,
         cycle_oldest: None,
-        peer_wait_since: None,
         probe_at: None,
         caught_up: false,
         draining_since: None,

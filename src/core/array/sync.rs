@@ -467,7 +467,6 @@ impl<S: BlockStore> Array<S> {
                         }
                     }
                     self.finish_write(id);
-                    self.peer_acked(g);
                 }
             }
             DataTag::Sync => {

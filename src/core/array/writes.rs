@@ -217,7 +217,6 @@ impl<S: BlockStore> Array<S> {
                                 tag: DataTag::Write(id),
                             };
                             a.send(&g.peer, msg);
-                            g.peer_wait_since.get_or_insert(now);
                             *waiting.entry(g.name.clone()).or_insert(0) += 1;
                         }
                     }
