@@ -27,7 +27,7 @@ use replicim::lab::{Lab, Options, Ports, Site};
 use replicim::rcopy::{self, console::Wait};
 use replicim::sim::Rng;
 
-use common::Nbd;
+use common::{percentile, Nbd};
 
 const EXE: &str = env!("CARGO_BIN_EXE_replicim");
 const BS: u64 = 4096;
@@ -73,11 +73,6 @@ fn wait_group_synced(lab: &Lab, group: &str) -> Instant {
     }
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() - 1) as f64 * p) as usize]
-}
-
 fn latency(dir: &Path, direct: bool) {
     let lab = lab_with(
         dir,
@@ -89,24 +84,7 @@ fn latency(dir: &Path, direct: bool) {
         direct,
     );
     lab.provision().unwrap();
-    let port = lab.opts.ports.a.nbd;
-    let mut rep = Nbd::connect(port, "vol0");
-    let mut solo = Nbd::connect(port, "solo");
-    let mut rng = Rng::new(42);
-    let data = vec![0xa5u8; BS as usize];
-    let (mut t_rep, mut t_solo) = (Vec::new(), Vec::new());
-    for round in 0..8 {
-        for (c, out) in [(&mut solo, &mut t_solo), (&mut rep, &mut t_rep)] {
-            for _ in 0..500 {
-                let off = rng.below(16384) * BS;
-                let t = Instant::now();
-                c.write(off, &data);
-                if round > 0 {
-                    out.push(t.elapsed().as_secs_f64() * 1e6);
-                }
-            }
-        }
-    }
+    let (mut t_rep, mut t_solo) = common::paired_writes(lab.opts.ports.a.nbd, "vol0", "solo");
     let (p50r, p99r) = (percentile(&mut t_rep, 0.5), percentile(&mut t_rep, 0.99));
     let (p50s, p99s) = (percentile(&mut t_solo, 0.5), percentile(&mut t_solo, 0.99));
     println!(
@@ -713,23 +691,7 @@ fn main() {
         let n: usize = args.last().unwrap().parse().unwrap();
         return common::child_bare(vec![b'x'; n]);
     }
-    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let want = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
-    println!(
-        "lab benchmarks, {} ({} CPUs available), {}",
-        chrono::Utc::now().format("%Y-%m-%d"),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::env::consts::ARCH
-    );
-    println!("| measurement | replicim | baseline (same run) | ratio |");
-    println!("|---|---|---|---|");
-    // Each benchmark's lab directory is kept if it fails (logs, journals).
-    let run = |name: &str, f: &dyn Fn(&Path)| {
-        let d = std::env::temp_dir().join(format!("replicim-bench-{name}"));
-        let _ = std::fs::remove_dir_all(&d);
-        f(&d);
-        let _ = std::fs::remove_dir_all(&d);
-    };
+    let (want, run) = common::bench_main("lab");
     if want("latency") {
         run("latency-direct", &|d| latency(d, true));
         run("latency-switch", &|d| latency(d, false));

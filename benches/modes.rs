@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::Nbd;
+use common::{percentile, Nbd};
 use replicim::lab::{Lab, Options, Ports, Site};
 use replicim::rcopy::{self, console::GroupRow, console::Wait};
 use replicim::sim::Rng;
@@ -57,11 +57,6 @@ fn group(lab: &Lab) -> GroupRow {
         .unwrap()
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() - 1) as f64 * p) as usize]
-}
-
 fn volumes() -> Vec<(String, u64)> {
     ["vol0", "vol1", "solo"]
         .iter()
@@ -76,24 +71,7 @@ fn volumes() -> Vec<(String, u64)> {
 fn async_latency(dir: &Path, mode: &str) {
     let lab = lab(dir, volumes());
     rcopy(&lab, &format!("setrcopygroup mode {mode} rcg0"));
-    let port = lab.opts.ports.a.nbd;
-    let mut rep = Nbd::connect(port, "vol0");
-    let mut solo = Nbd::connect(port, "solo");
-    let mut rng = Rng::new(42);
-    let data = vec![0xa5u8; BS as usize];
-    let (mut t_rep, mut t_solo) = (Vec::new(), Vec::new());
-    for round in 0..8 {
-        for (c, out) in [(&mut solo, &mut t_solo), (&mut rep, &mut t_rep)] {
-            for _ in 0..500 {
-                let off = rng.below(16384) * BS;
-                let t = Instant::now();
-                c.write(off, &data);
-                if round > 0 {
-                    out.push(t.elapsed().as_secs_f64() * 1e6);
-                }
-            }
-        }
-    }
+    let (mut t_rep, mut t_solo) = common::paired_writes(lab.opts.ports.a.nbd, "vol0", "solo");
     let g = group(&lab);
     assert_eq!(g.mode.to_lowercase(), mode);
     let (p50r, p99r) = (percentile(&mut t_rep, 0.5), percentile(&mut t_rep, 0.99));
@@ -236,22 +214,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let want = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
-    println!(
-        "mode benchmarks, {} ({} CPUs available), {}",
-        chrono::Utc::now().format("%Y-%m-%d"),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::env::consts::ARCH
-    );
-    println!("| measurement | replicim | baseline (same run) | ratio |");
-    println!("|---|---|---|---|");
-    let run = |name: &str, f: &dyn Fn(&Path)| {
-        let d = std::env::temp_dir().join(format!("replicim-bench-{name}"));
-        let _ = std::fs::remove_dir_all(&d);
-        f(&d);
-        let _ = std::fs::remove_dir_all(&d);
-    };
+    let (want, run) = common::bench_main("mode");
     if want("async") {
         run("async-latency", &|d| async_latency(d, "async"));
         run("periodic-latency", &|d| async_latency(d, "periodic"));

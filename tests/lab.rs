@@ -27,17 +27,6 @@ pub struct TestLab {
     dir: Option<tempfile::TempDir>,
 }
 
-impl TestLab {
-    /// A lab started in `dir`, which it removes when dropped (keeps on
-    /// a failure).
-    pub fn new(lab: Lab, dir: tempfile::TempDir) -> TestLab {
-        TestLab {
-            lab,
-            dir: Some(dir),
-        }
-    }
-}
-
 impl Drop for TestLab {
     /// A failed test keeps its lab directory (logs, journals) and says where.
     fn drop(&mut self) {
@@ -51,12 +40,17 @@ impl Drop for TestLab {
 }
 
 pub fn lab_up(provision: bool) -> TestLab {
+    lab_up_with(provision, 600)
+}
+
+/// [`lab_up`] with the link declared down after `timeout_ms` of silence.
+pub fn lab_up_with(provision: bool, timeout_ms: u64) -> TestLab {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = Options::new(dir.path(), Path::new(EXE));
     opts.ports = Ports::free();
     opts.password = Some("lab-test".into());
     opts.heartbeat_ms = 100;
-    opts.timeout_ms = 600;
+    opts.timeout_ms = timeout_ms;
     let lab = Lab::start(opts).unwrap_or_else(|e| panic!("lab start: {e}"));
     if provision {
         lab.provision().unwrap_or_else(|e| panic!("provision: {e}"));

@@ -4,32 +4,15 @@
 //! sync, async and periodic under a continuous qemu-io write load loses no
 //! acknowledged write on either side.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use replicim::lab::crash::Acked;
-use replicim::lab::{qemu, Lab, Options, Ports, Site};
+use replicim::lab::{qemu, Lab, Site};
 
-use crate::lab::{counters, expect, rcopy, same, TestLab};
+use crate::lab::{counters, expect, rcopy, same};
 
 const BS: u64 = 4096;
-const EXE: &str = env!("CARGO_BIN_EXE_replicim");
 const SYNCED_P: (&str, &str, u16, u16, u16, bool) = ("Primary", "Synced", 4, 6, 2, false);
-
-/// A provisioned lab (rcg0, sync, vol0 and vol1 started) whose link is
-/// declared down only after `timeout_ms` of silence, so a slow link is a
-/// slow link and not a failure.
-fn lab_with_timeout(timeout_ms: u64) -> TestLab {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = Options::new(dir.path(), Path::new(EXE));
-    opts.ports = Ports::free();
-    opts.password = Some("lab-test".into());
-    opts.heartbeat_ms = 100;
-    opts.timeout_ms = timeout_ms;
-    let lab = Lab::start(opts).unwrap_or_else(|e| panic!("lab start: {e}"));
-    lab.provision().unwrap_or_else(|e| panic!("provision: {e}"));
-    TestLab::new(lab, dir)
-}
 
 /// `n` one-block writes to vol0 at `first..`, in one qemu-io run; the time
 /// it took.
@@ -58,7 +41,9 @@ fn group_row(lab: &Lab) -> replicim::rcopy::console::GroupRow {
 
 #[test]
 fn a_sync_group_goes_to_error_under_a_throttled_link_and_resyncs_the_delta() {
-    let t = lab_with_timeout(5000);
+    // The link is declared down only after 5 s of silence: a slow link
+    // stays a slow link, not a failure.
+    let t = crate::lab::lab_up_with(true, 5000);
     let lab = &t.lab;
     let mut acked = Acked::default();
     rcopy(lab, Site::A, "setrcopygroup pol max_lag=300ms rcg0").unwrap();

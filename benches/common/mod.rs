@@ -212,3 +212,62 @@ impl Nbd {
         assert_eq!(err, 0, "NBD write error {err}");
     }
 }
+
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * p) as usize]
+}
+
+/// 4 KiB random writes, one in flight, alternating 500 at a time between
+/// `baseline` and `measured` exports on `port` over 8 rounds (the first
+/// one a warm-up): their latencies in µs, (measured, baseline).
+pub fn paired_writes(port: u16, measured: &str, baseline: &str) -> (Vec<f64>, Vec<f64>) {
+    let mut rep = Nbd::connect(port, measured);
+    let mut solo = Nbd::connect(port, baseline);
+    let mut rng = replicim::sim::Rng::new(42);
+    let data = vec![0xa5u8; 4096];
+    let (mut t_rep, mut t_solo) = (Vec::new(), Vec::new());
+    for round in 0..8 {
+        for (c, out) in [(&mut solo, &mut t_solo), (&mut rep, &mut t_rep)] {
+            for _ in 0..500 {
+                let off = rng.below(16384) * 4096;
+                let t = Instant::now();
+                c.write(off, &data);
+                if round > 0 {
+                    out.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+        }
+    }
+    (t_rep, t_solo)
+}
+
+/// Which benchmarks a run selects (the first argument that is no flag
+/// names them by substring), after printing the run's header and the
+/// table head; and a runner that gives each its own lab directory under
+/// the temp dir, removed after it (kept if it panics).
+#[allow(clippy::type_complexity)]
+pub fn bench_main(
+    what: &str,
+) -> (
+    impl Fn(&str) -> bool,
+    impl Fn(&str, &dyn Fn(&std::path::Path)),
+) {
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let want = move |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    println!(
+        "{what} benchmarks, {} ({} CPUs available), {}",
+        chrono::Utc::now().format("%Y-%m-%d"),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::env::consts::ARCH
+    );
+    println!("| measurement | replicim | baseline (same run) | ratio |");
+    println!("|---|---|---|---|");
+    let run = |name: &str, f: &dyn Fn(&std::path::Path)| {
+        let d = std::env::temp_dir().join(format!("replicim-bench-{name}"));
+        let _ = std::fs::remove_dir_all(&d);
+        f(&d);
+        let _ = std::fs::remove_dir_all(&d);
+    };
+    (want, run)
+}
