@@ -237,25 +237,26 @@ pub fn durable_of(meta: &BTreeMap<String, Vec<u8>>) -> Result<Option<Durable>, S
     }))
 }
 
+/// An entry of the current format `N`, or of the older format `L` it
+/// replaced; the error is the current format's.
+fn current_or<N, L>(v: &[u8]) -> Result<N, postcard::Error>
+where
+    N: serde::de::DeserializeOwned,
+    L: serde::de::DeserializeOwned + Into<N>,
+{
+    postcard::from_bytes::<N>(v)
+        .or_else(|e| postcard::from_bytes::<L>(v).map(Into::into).map_err(|_| e))
+}
+
 /// A volume entry, of either format (with its serial, or from before).
 fn vol_meta(v: &[u8]) -> Result<VolMeta, postcard::Error> {
-    match postcard::from_bytes::<VolMeta>(v) {
-        Ok(m) => Ok(m),
-        Err(e) => postcard::from_bytes::<crate::core::LegacyVolMeta>(v)
-            .map(VolMeta::from)
-            .map_err(|_| e),
-    }
+    current_or::<VolMeta, crate::core::LegacyVolMeta>(v)
 }
 
 /// A group entry, of either format (with congestion bounds and an Error
 /// reason, or from before).
 fn group_of(v: &[u8]) -> Result<Group, postcard::Error> {
-    match postcard::from_bytes::<Group>(v) {
-        Ok(g) => Ok(g),
-        Err(e) => postcard::from_bytes::<crate::core::LegacyGroup>(v)
-            .map(Group::from)
-            .map_err(|_| e),
-    }
+    current_or::<Group, crate::core::LegacyGroup>(v)
 }
 
 /// The head as the first format wrote it (field order is the format).
