@@ -14,6 +14,7 @@ const NONE: Policies = Policies {
     fail_wrt_on_err: false,
     max_lag_ms: 0,
     max_backlog_bytes: 0,
+    retain: replicim::core::DEFAULT_RETAIN,
 };
 
 fn read(sim: &mut replicim::sim::Sim, side: &str, vol: &str, block: u64) -> [u8; BLOCK_SIZE] {
@@ -252,6 +253,7 @@ fn auto_recover_restarts_only_groups_the_link_failure_stopped() {
         fail_wrt_on_err: false,
         max_lag_ms: 0,
         max_backlog_bytes: 0,
+        retain: replicim::core::DEFAULT_RETAIN,
     };
     let mut sim = pair(SYNC, auto, &["vol0"], 32);
     start(&mut sim, A);
@@ -445,6 +447,7 @@ fn fail_wrt_on_err_fails_host_writes_while_the_link_is_down() {
         fail_wrt_on_err: true,
         max_lag_ms: 0,
         max_backlog_bytes: 0,
+        retain: replicim::core::DEFAULT_RETAIN,
     };
     let mut sim = pair(SYNC, p, &["vol0"], 32);
     start(&mut sim, A);

@@ -13,6 +13,7 @@ const NONE: Policies = Policies {
     fail_wrt_on_err: false,
     max_lag_ms: 0,
     max_backlog_bytes: 0,
+    retain: replicim::core::DEFAULT_RETAIN,
 };
 
 fn filled(mode: Mode) -> Sim {

@@ -12,6 +12,7 @@ const NONE: Policies = Policies {
     fail_wrt_on_err: false,
     max_lag_ms: 0,
     max_backlog_bytes: 0,
+    retain: replicim::core::DEFAULT_RETAIN,
 };
 
 fn sent(sim: &replicim::sim::Sim) -> u64 {
@@ -182,6 +183,7 @@ fn bounded(max_lag_ms: u64, max_backlog_bytes: u64, auto_recover: bool) -> Polic
         fail_wrt_on_err: false,
         max_lag_ms,
         max_backlog_bytes,
+        retain: replicim::core::DEFAULT_RETAIN,
     }
 }
 

@@ -15,6 +15,7 @@ const NONE: Policies = Policies {
     fail_wrt_on_err: false,
     max_lag_ms: 0,
     max_backlog_bytes: 0,
+    retain: replicim::core::DEFAULT_RETAIN,
 };
 
 fn read(sim: &mut replicim::sim::Sim, vol: &str, block: u64) -> [u8; BLOCK_SIZE] {

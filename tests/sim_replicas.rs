@@ -17,6 +17,9 @@ pub struct Replicas {
     next: u64,
     /// (side, replica) -> its kind and the tag of each block at its point.
     kept: BTreeMap<(String, String), (ReplicaKind, Vec<u64>)>,
+    /// (side, retained copy, its point's time) -> the tag of each block
+    /// when it was first seen.
+    retained: BTreeMap<(String, String, u64), Vec<u64>>,
 }
 
 fn tags(sim: &mut Sim, side: &str, vol: &str, blocks: u64) -> Vec<u64> {
@@ -35,6 +38,7 @@ impl Replicas {
             rng: Rng::new(seed ^ 0x7e91_1ca5_0000_0007),
             next: 0,
             kept: BTreeMap::new(),
+            retained: BTreeMap::new(),
         }
     }
 
@@ -164,6 +168,46 @@ impl Replicas {
         log.push(format!("{side}: {line} -> {r:?}"));
         // A crash may have taken the answer of an accepted switch.
         r.is_ok() || !sim.alive(side)
+    }
+
+    /// Invariant 8 on every live side: a retained copy a group keeps on
+    /// its backup reads the same from the moment it appears until the
+    /// retention policy drops it (it is never a resync base, and nothing
+    /// writes it). Returns how many copies were checked.
+    pub fn check_retained(&mut self, sim: &mut Sim) -> Result<usize, String> {
+        let mut seen = BTreeMap::new();
+        for side in ["site-a", "site-b"] {
+            if !sim.alive(side) {
+                // Its copies are checked again once it is back.
+                for (k, v) in &self.retained {
+                    if k.0 == side {
+                        seen.insert(k.clone(), v.clone());
+                    }
+                }
+                continue;
+            }
+            let read = sim.array(side).read_model();
+            let copies: Vec<_> = read
+                .replicas
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), r.retained.clone()?.at, r.blocks)))
+                .collect();
+            for (name, at, blocks) in copies {
+                let got = tags(sim, side, &name, blocks);
+                let key = (side.to_string(), name.clone(), at.0);
+                if let Some(want) = self.retained.get(&key) {
+                    if *want != got {
+                        return Err(format!(
+                            "8. retained copy {name} on {side} changed: holds {got:?}, it held {want:?}"
+                        ));
+                    }
+                }
+                seen.insert(key, got);
+            }
+        }
+        let n = seen.len();
+        self.retained = seen;
+        Ok(n)
     }
 
     /// Invariant 7 on every live side.

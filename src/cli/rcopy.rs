@@ -6,11 +6,11 @@ use std::io::IsTerminal;
 use serde::Serialize;
 
 use crate::cim::client::Client;
-use crate::rcopy::console::{Console, GroupRow, Wait};
+use crate::rcopy::console::{Console, GroupRow, SnapRow, Wait};
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Commands: showrcopy [GROUP] | creatercopygroup G TARGET sync|periodic[:MS] | admitrcopyvv VV G TARGET:VV | dismissrcopyvv VV G | removercopygroup G | startrcopygroup G | stoprcopygroup G | syncrcopy G | setrcopygroup failover|restore|reverse G | setrcopygroup recover [-full] G | setrcopygroup mode sync|periodic G | setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err G | setrcopygroup period SECS[s|m|h|d] G | showvv | createvv VV SIZE[M|G|T] | removevv [-f] VV | createsv SV VV | createvvcopy -p VV [-online] COPY | promotesv SV | updatevv NAME | promotevvcopy COPY"
+    after_help = "Commands: showrcopy [GROUP] | creatercopygroup G TARGET sync|periodic[:MS] | admitrcopyvv VV G TARGET:VV | dismissrcopyvv VV G | removercopygroup G | startrcopygroup G | stoprcopygroup G | syncrcopy G | setrcopygroup failover|restore|reverse G | setrcopygroup recover [-full] G | setrcopygroup mode sync|periodic G | setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err G | setrcopygroup period SECS[s|m|h|d] G | showvv [-snap] | createvv VV SIZE[M|G|T] | removevv [-f] VV | createsv SV VV | createvvcopy -p VV [-online] COPY | promotesv SV | updatevv NAME | promotevvcopy COPY"
 )]
 pub struct Args {
     /// The array's CIM-XML endpoint: http://127.0.0.1:5988, or
@@ -162,6 +162,18 @@ fn run(a: &Args) -> Result<(), String> {
         }
         return Ok(());
     }
+    if words == ["showvv", "-snap"] {
+        let rows = console.show_snapshots()?;
+        if a.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
+            );
+        } else {
+            print!("{}", render_snapshots(&rows));
+        }
+        return Ok(());
+    }
     if words[0] == "showvv" {
         let rows = console.show_volumes()?;
         if a.json {
@@ -217,6 +229,39 @@ fn run(a: &Args) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// showvv -snap's table: name, base volume, the group keeping it, the
+/// point's time and name, and its cost.
+pub fn render_snapshots(rows: &[SnapRow]) -> String {
+    let dash = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".into());
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.base.clone(),
+                dash(&r.retained_by),
+                dash(&r.point_time),
+                dash(&r.point_name),
+                format!("{:.1}", r.saved_bytes as f64 / (1u64 << 20) as f64),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        "",
+        &[
+            "Name",
+            "Base",
+            "RetainedBy",
+            "PointTime",
+            "PointName",
+            "Saved_MiB",
+        ],
+        &body,
+    );
+    out.push_str(&format!("{} snapshots\n", rows.len()));
+    out
 }
 
 /// showrcopy's group and volume tables.

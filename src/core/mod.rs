@@ -27,8 +27,8 @@ mod view;
 mod volumes;
 
 pub use array::{
-    Array, ArrayConfig, Command, Counters, Durable, Event, Group, Head, LegacyGroup, Pair,
-    ReplicaOp, WriteTicket, DEFAULT_CAPACITY_BLOCKS, MAX_MIRRORS, SWITCH_DRAIN_MS,
+    Array, ArrayConfig, Command, Counters, Durable, Event, Group, Head, LegacyGroup, LegacyGroupV2,
+    Pair, ReplicaOp, WriteTicket, DEFAULT_CAPACITY_BLOCKS, MAX_MIRRORS, SWITCH_DRAIN_MS,
 };
 pub use error::{CommandError, Fault, WriteError};
 pub use msg::{block_bytes, Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};
@@ -37,5 +37,6 @@ pub use store::{BlockStore, StoreError};
 pub use types::*;
 pub use view::{derive, CopyState, PairFacts, PairView, ProgressStatus, SyncOperation, SyncState};
 pub use volumes::{
-    LegacyVolMeta, ReplicaKind, ReplicaMeta, SnapMeta, VolMeta, VolumeError, Volumes,
+    LegacyReplicaMeta, LegacyVolMeta, ReplicaKind, ReplicaMeta, Retained, SnapMeta, VolMeta,
+    VolumeError, Volumes,
 };

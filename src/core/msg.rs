@@ -153,6 +153,10 @@ pub enum Msg {
         group: String,
         vol: String,
         gen: u64,
+        /// The source's time of the run's point (a cycle's freeze).
+        at: super::types::Tick,
+        /// The name of an application-consistent point (`syncrcopy -n`).
+        label: Option<String>,
     },
     SyncDoneAck {
         group: String,

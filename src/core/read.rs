@@ -206,6 +206,9 @@ pub struct ReplicaRead {
     pub copying: bool,
     /// Snapshot: blocks it holds apart from its source (its cost).
     pub saved: u64,
+    /// A retained copy: the group that keeps it, its point's time on the
+    /// primary and name.
+    pub retained: Option<crate::core::Retained>,
 }
 
 impl PartialEq for ArrayRead {

@@ -168,9 +168,7 @@ impl fmt::Display for Mode {
 }
 
 /// Group policies (3PAR `setrcopygroup pol`).
-#[derive(
-    serde::Serialize, serde::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash,
-)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Policies {
     /// Restart the group by itself when the link comes back, but only if the
     /// link failure stopped it (edge-triggered).
@@ -187,6 +185,30 @@ pub struct Policies {
     /// in bytes (0 = no bound).
     #[serde(default)]
     pub max_backlog_bytes: u64,
+    /// Non-sync modes: how many complete cycles the backup keeps as
+    /// retained point-in-time copies of every secondary volume (0: none).
+    pub retain: u32,
+}
+
+/// The retained copies a new group keeps: [`Policies::retain`]. Three is
+/// Ceph's default for mirror snapshots and what a 3PAR admin keeps of
+/// virtual copies by habit: the last point, and two to fall back to when
+/// the last one already holds the damage being recovered from.
+pub const DEFAULT_RETAIN: u32 = 3;
+
+/// The most retained copies a group may keep per volume.
+pub const MAX_RETAIN: u32 = 64;
+
+impl Default for Policies {
+    fn default() -> Policies {
+        Policies {
+            auto_recover: false,
+            fail_wrt_on_err: false,
+            max_lag_ms: 0,
+            max_backlog_bytes: 0,
+            retain: DEFAULT_RETAIN,
+        }
+    }
 }
 
 impl Policies {
@@ -215,6 +237,9 @@ impl fmt::Display for Policies {
         }
         if self.max_backlog_bytes > 0 {
             parts.push(format!("max_backlog={}", self.max_backlog_bytes));
+        }
+        if self.retain != DEFAULT_RETAIN {
+            parts.push(format!("retain={}", self.retain));
         }
         f.write_str(&parts.join(","))
     }
@@ -286,6 +311,8 @@ pub enum PolicyChange {
     MaxLag(u64),
     /// `max_backlog=SIZE` (0 or `no_max_backlog`: no bound), in bytes.
     MaxBacklog(u64),
+    /// `retain=N`: retained copies kept on the backup per volume.
+    Retain(u32),
 }
 
 /// How far a non-sync group's target is behind its source.

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 mod replicas;
-pub use replicas::{ReplicaKind, ReplicaMeta};
+pub use replicas::{LegacyReplicaMeta, ReplicaKind, ReplicaMeta, Retained};
 
 use super::store::{BlockStore, StoreError};
 use super::tracked::TrackedMap;

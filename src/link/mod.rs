@@ -19,7 +19,7 @@ use crate::core::{Msg, Tick};
 /// parts with `complete`, RecoverReady as block ranges. 3: a group's Hello
 /// carries its mode and policies. 4: the async mode, the congestion
 /// bounds in the policies, `Probe`/`ProbeAck`.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 /// Bytes a frame may hold (a 4 KiB block and its names fit easily).
 pub const MAX_FRAME: usize = 1 << 20;
 const MAGIC: &str = "replicim-link";

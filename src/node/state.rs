@@ -221,7 +221,8 @@ pub fn durable_of(meta: &BTreeMap<String, Vec<u8>>) -> Result<Option<Durable>, S
             let s: SnapMeta = postcard::from_bytes(v).map_err(|e| bad(k, e))?;
             snaps.insert(id, s);
         } else if let Some(name) = k.strip_prefix("replica/") {
-            let r: ReplicaMeta = postcard::from_bytes(v).map_err(|e| bad(k, e))?;
+            let r = current_or::<ReplicaMeta, crate::core::LegacyReplicaMeta>(v)
+                .map_err(|e| bad(k, e))?;
             replicas.insert(name.to_string(), r);
         } else if let Some(name) = k.strip_prefix("group/") {
             let g = group_of(v).map_err(|e| bad(k, e))?;
@@ -253,10 +254,14 @@ fn vol_meta(v: &[u8]) -> Result<VolMeta, postcard::Error> {
     current_or::<VolMeta, crate::core::LegacyVolMeta>(v)
 }
 
-/// A group entry, of either format (with congestion bounds and an Error
-/// reason, or from before).
+/// A group entry, of any format: current, before retained copies, or
+/// before the congestion bounds and the Error reason.
 fn group_of(v: &[u8]) -> Result<Group, postcard::Error> {
-    current_or::<Group, crate::core::LegacyGroup>(v)
+    current_or::<Group, crate::core::LegacyGroupV2>(v).or_else(|e| {
+        postcard::from_bytes::<crate::core::LegacyGroup>(v)
+            .map(Into::into)
+            .map_err(|_| e)
+    })
 }
 
 /// The head as the first format wrote it (field order is the format).

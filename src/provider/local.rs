@@ -137,6 +137,22 @@ pub fn instance(rep: &Replication, r: &ReplicaRead) -> Instance {
             Some(Value::Boolean(false)),
         )
         .with("ElementName", CimType::String, s(&r.name))
+        // A retained copy: the group whose backup keeps it, and the name
+        // of an application-consistent point. Its WhenEstablished is the
+        // primary's time of the point.
+        .with(
+            "RetainedBy",
+            CimType::String,
+            r.retained.as_ref().and_then(|x| s(&x.group)),
+        )
+        .with(
+            "PointName",
+            CimType::String,
+            r.retained
+                .as_ref()
+                .and_then(|x| x.label.as_deref())
+                .and_then(s),
+        )
 }
 
 /// The replicas of `vol` and the one `vol` is, for walks from a volume.

@@ -63,6 +63,23 @@ pub struct VvRow {
     pub groups: Vec<String>,
 }
 
+/// One snapshot of the array (`showvv -snap`): a local snapshot replica,
+/// or a retained copy a remote-copy group keeps on its backup.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SnapRow {
+    pub name: String,
+    /// The volume it is a point of.
+    pub base: String,
+    /// The group that keeps it (a retained copy), or None.
+    pub retained_by: Option<String>,
+    /// Its point in time, UTC (the primary's time for a retained copy).
+    pub point_time: Option<String>,
+    /// The name of an application-consistent point.
+    pub point_name: Option<String>,
+    /// What it costs: the old blocks it holds apart from its base.
+    pub saved_bytes: u64,
+}
+
 /// Whether a command waits for the job it starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
@@ -223,6 +240,45 @@ impl Console {
                     },
                     groups: in_groups,
                 }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(rows)
+    }
+
+    /// showvv -snap: every snapshot replica, retained copies included,
+    /// with its point and its cost, by name.
+    pub fn show_snapshots(&mut self) -> Result<Vec<SnapRow>, String> {
+        let dev = |i: &Instance, k: &str| {
+            i.get(k)
+                .and_then(Value::as_ref_path)
+                .and_then(|p| p.key("DeviceID"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let cost: BTreeMap<String, u64> = self
+            .all("CIM_AllocatedFromStoragePool")?
+            .into_iter()
+            .filter_map(|(_, a)| Some((dev(&a, "Dependent")?, num(&a, "SpaceConsumed")?)))
+            .collect();
+        let some = |t: String| Some(t).filter(|t| !t.is_empty());
+        let mut rows: Vec<SnapRow> = self
+            .all("CIM_StorageSynchronized")?
+            .into_iter()
+            .filter(|(_, s)| num(s, "SyncType") == Some(7))
+            .filter_map(|(_, s)| {
+                let name = dev(&s, "SyncedElement")?;
+                Some(SnapRow {
+                    base: dev(&s, "SystemElement")?,
+                    retained_by: some(text(&s, "RetainedBy")),
+                    point_time: match s.get("WhenEstablished") {
+                        Some(Value::Datetime(d)) => utc_text(d.as_str()),
+                        _ => None,
+                    },
+                    point_name: some(text(&s, "PointName")),
+                    saved_bytes: cost.get(&name).copied().unwrap_or(0),
+                    name,
+                })
             })
             .collect();
         rows.sort_by(|a, b| a.name.cmp(&b.name));

@@ -7,7 +7,9 @@
 
 pub mod console;
 
-use crate::core::{Command, Mode, Policies, PolicyChange, ReplicaKind, ReplicaOp, BLOCK_SIZE};
+use crate::core::{
+    Command, Mode, Policies, PolicyChange, ReplicaKind, ReplicaOp, BLOCK_SIZE, MAX_RETAIN,
+};
 
 /// Parses one rcopy command line (without the program name).
 ///
@@ -258,6 +260,14 @@ pub fn parse_policy(text: &str) -> Result<PolicyChange, String> {
         };
         return Ok(PolicyChange::MaxLag(ms));
     }
+    if let Some(v) = text.strip_prefix("retain=") {
+        return v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= MAX_RETAIN)
+            .map(PolicyChange::Retain)
+            .ok_or_else(|| format!("retain={v}: use a number of copies from 0 to {MAX_RETAIN}"));
+    }
     if let Some(v) = text.strip_prefix("max_backlog=") {
         let bytes = parse_size(v).map_err(|e| format!("max_backlog: {e}"))? * BLOCK_SIZE as u64;
         return Ok(PolicyChange::MaxBacklog(bytes));
@@ -271,7 +281,7 @@ pub fn parse_policy(text: &str) -> Result<PolicyChange, String> {
         "no_max_backlog" => PolicyChange::MaxBacklog(0),
         other => {
             return Err(format!(
-                "unknown policy `{other}`: use auto_recover, no_auto_recover, fail_wrt_on_err, no_fail_wrt_on_err, max_lag=DURATION (e.g. 500ms, 30s), no_max_lag, max_backlog=SIZE (e.g. 256M) or no_max_backlog"
+                "unknown policy `{other}`: use auto_recover, no_auto_recover, fail_wrt_on_err, no_fail_wrt_on_err, max_lag=DURATION (e.g. 500ms, 30s), no_max_lag, max_backlog=SIZE (e.g. 256M), no_max_backlog or retain=N (retained copies on the backup)"
             ))
         }
     })
@@ -290,6 +300,7 @@ pub fn policy_text(c: PolicyChange) -> String {
         PolicyChange::MaxBacklog(b) => {
             format!("max_backlog={}M", b.div_ceil(1 << 20))
         }
+        PolicyChange::Retain(n) => format!("retain={n}"),
     }
 }
 

@@ -122,6 +122,7 @@ pub fn arbitrary_msg(rng: &mut Rng, gens: &[u64]) -> Msg {
         fail_wrt_on_err: rng.chance(50),
         max_lag_ms: if rng.chance(50) { 0 } else { number(rng) },
         max_backlog_bytes: if rng.chance(50) { 0 } else { number(rng) },
+        retain: number(rng) as u32,
     };
     let n = |rng: &mut Rng, max: u64| rng.below(max + 1) as usize;
     match rng.below(28) {
@@ -244,6 +245,8 @@ pub fn arbitrary_msg(rng: &mut Rng, gens: &[u64]) -> Msg {
             group: g(rng),
             vol: v(rng),
             gen: gen(rng),
+            at: crate::core::Tick(rng.below(1 << 40)),
+            label: rng.chance(30).then(|| name(rng, &["pt"])),
         },
         16 => Msg::SyncDoneAck {
             group: g(rng),

@@ -138,9 +138,14 @@ impl<S: BlockStore> Array<S> {
                     return Err(format!("a RecoverReady of {runs} ranges"));
                 }
             }
+            Msg::SyncDone { vol: v, label, .. } => {
+                vol(v)?;
+                if let Some(l) = label {
+                    names::volume(l).map_err(|e| format!("a SyncDone point name: {e}"))?;
+                }
+            }
             Msg::DataAck { vol: v, .. }
             | Msg::Dismiss { vol: v, .. }
-            | Msg::SyncDone { vol: v, .. }
             | Msg::SyncDoneAck { vol: v, .. } => vol(v)?,
             Msg::CreateGroup { .. }
             | Msg::RemoveGroup { .. }

@@ -107,6 +107,7 @@ impl<S: BlockStore> Array<S> {
             PolicyChange::FailWrtOnErr(on) => policies.fail_wrt_on_err = on,
             PolicyChange::MaxLag(ms) => policies.max_lag_ms = ms,
             PolicyChange::MaxBacklog(bytes) => policies.max_backlog_bytes = bytes,
+            PolicyChange::Retain(n) => policies.retain = n.min(MAX_RETAIN),
         }
         if policies.fail_wrt_on_err && !g.mode.is_sync() {
             return Err(CommandError::PolicyNeedsSync {

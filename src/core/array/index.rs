@@ -148,6 +148,7 @@ impl<S: BlockStore> Array<S> {
                         (ReplicaKind::Snapshot, Some(s)) => self.vols.changed_count(s) as u64,
                         _ => 0,
                     },
+                    retained: r.retained.clone(),
                 })
                 .collect(),
         );

@@ -32,10 +32,12 @@ mod failure;
 mod guard;
 mod hello;
 mod index;
+mod legacy;
 mod membership;
 mod recover;
 mod replicas;
 mod restore;
+mod retain;
 mod reverse;
 mod state;
 mod sync;
@@ -52,6 +54,7 @@ use super::view::{derive, CopyState, PairFacts, PairView};
 use super::volumes::{ReplicaKind, VolumeError, Volumes};
 pub use config::SWITCH_DRAIN_MS;
 use guard::{busy, failed_over_side};
+pub use legacy::{LegacyGroup, LegacyGroupV2};
 pub use state::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -448,7 +451,13 @@ impl<S: BlockStore> Array<S> {
                 vol, block, tag, ..
             } => self.on_data_ack(g, vol, block, tag)?,
             Msg::Start { pairs, .. } => self.on_start(g, pairs)?,
-            Msg::SyncDone { vol, gen, .. } => self.on_sync_done(g, from, vol, gen)?,
+            Msg::SyncDone {
+                vol,
+                gen,
+                at,
+                label,
+                ..
+            } => self.on_sync_done(g, from, vol, gen, (at, label))?,
             Msg::SyncDoneAck { vol, gen, .. } => self.sync_done_ack(g, &vol, gen)?,
             Msg::Stop { .. } => self.on_stop(g)?,
             Msg::Refused { reason, .. } => self.on_refused(g, reason)?,

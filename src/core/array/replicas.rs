@@ -79,6 +79,9 @@ impl<S: BlockStore> Array<S> {
                     }
                     .into());
                 }
+                if r.retained.is_some() {
+                    self.check_rollback(&r.source)?;
+                }
                 self.check_restorable(&r.source)?;
                 self.vols.restore_from_snapshot(&mut self.store, name)?;
             }

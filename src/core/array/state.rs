@@ -249,6 +249,10 @@ pub(super) struct Run {
     /// completes the run (an ack from an earlier, stopped run is stale).
     pub(super) sent_gen: Option<u64>,
     pub(super) point: u64,
+    /// When the point was taken (a cycle's freeze), and its name if an
+    /// operator named it.
+    pub(super) at: Tick,
+    pub(super) label: Option<String>,
 }
 
 /// One volume pair of a group, seen from this array.
@@ -383,6 +387,13 @@ pub struct Group {
     /// Periodic restore: host writes are quiesced while a final cycle runs.
     #[serde(skip)]
     pub(super) restore_after_cycle: bool,
+    /// Source: the name the next cycle's point gets (`syncrcopy -n`).
+    #[serde(skip)]
+    pub(super) next_label: Option<String>,
+    /// Target: the point the cycle being received stands for (the
+    /// source's time and name), kept when its last pair is done.
+    #[serde(skip)]
+    pub(super) receiving_point: Option<(Tick, Option<String>)>,
 }
 
 impl Group {
@@ -522,46 +533,7 @@ pub(super) fn new_group(
         probe_at: None,
         caught_up: false,
         draining_since: None,
-    }
-}
-
-/// A group as written before 2026-12-01 (no congestion bounds in its
-/// policies, no Error reason); field order is the format.
-#[derive(serde::Deserialize)]
-pub struct LegacyGroup {
-    name: String,
-    peer: String,
-    role: Role,
-    mode: Mode,
-    policies: (bool, bool),
-    epoch: u64,
-    started: bool,
-    stop_cause: StopCause,
-    op: Option<GroupOp>,
-    requested: Option<CopyState>,
-    recovered: bool,
-    pairs: Vec<Pair>,
-    next_cycle: Option<Tick>,
-    reverse_pending: Option<u64>,
-}
-
-impl From<LegacyGroup> for Group {
-    fn from(l: LegacyGroup) -> Group {
-        let policies = Policies {
-            auto_recover: l.policies.0,
-            fail_wrt_on_err: l.policies.1,
-            ..Policies::default()
-        };
-        let mut g = new_group(&l.name, &l.peer, l.role, l.mode, policies);
-        g.epoch = l.epoch;
-        g.started = l.started;
-        g.stop_cause = l.stop_cause;
-        g.op = l.op;
-        g.requested = l.requested;
-        g.recovered = l.recovered;
-        g.pairs = l.pairs;
-        g.next_cycle = l.next_cycle;
-        g.reverse_pending = l.reverse_pending;
-        g
+        next_label: None,
+        receiving_point: None,
     }
 }

@@ -25,6 +25,7 @@ impl<S: BlockStore> Array<S> {
         // volume at this same instant, so the target is group-consistent.
         self.point_counter += 1;
         let point = self.point_counter;
+        let label = g.next_label.take();
         for i in 0..g.pairs.len() {
             let p = &mut g.pairs[i];
             let (mut queue, full) = match p.base_snap {
@@ -62,6 +63,8 @@ impl<S: BlockStore> Array<S> {
                 done_sent: false,
                 sent_gen: None,
                 point,
+                at: self.now,
+                label: label.clone(),
             });
             p.status = SyncStatus::Syncing;
             announced.push((p.remote.clone(), full));
@@ -154,6 +157,7 @@ impl<S: BlockStore> Array<S> {
                 run.sent_gen = Some(gen);
                 let point = run.point;
                 let kind = run.kind;
+                let (at, label) = (run.at, run.label.clone());
                 if let Some(c) = p.cycle_snap {
                     self.vols.set_gen(c, gen);
                 }
@@ -170,6 +174,8 @@ impl<S: BlockStore> Array<S> {
                     group: g.name.clone(),
                     vol: p.remote.clone(),
                     gen,
+                    at,
+                    label,
                 };
                 self.send(&g.peer.clone(), msg);
             }
@@ -508,6 +514,7 @@ impl<S: BlockStore> Array<S> {
         from: &str,
         vol: String,
         gen: u64,
+        point: (Tick, Option<String>),
     ) -> R<()> {
         if g.role.is_source() || !g.started {
             return Ok(());
@@ -516,6 +523,7 @@ impl<S: BlockStore> Array<S> {
             return Ok(());
         };
         p.done_gen = Some(gen);
+        g.receiving_point = Some(point);
         // Sync mode: each pair on its own. Periodic mode: the cycle
         // is one group point, taken when its last pair is done, so
         // the target never holds volumes of two different cycles
@@ -531,8 +539,14 @@ impl<S: BlockStore> Array<S> {
         } else {
             Vec::new()
         };
+        let whole = !g.mode.is_sync() && !ready.is_empty();
         for i in ready {
             self.complete_target_pair(g, i, from)?;
+        }
+        if whole {
+            // The group's point is complete here: the backup keeps it.
+            let (at, label) = g.receiving_point.take().expect("set above");
+            self.retain_point(g, at, label)?;
         }
 
         Ok(())

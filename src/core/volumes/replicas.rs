@@ -44,6 +44,48 @@ pub struct ReplicaMeta {
     /// Unique on this array for ever (the counter volume serials come
     /// from): a snapshot's durable Name, kept through resyncs.
     pub serial: u64,
+    /// A retained copy a remote-copy group keeps on its backup (None: a
+    /// replica someone asked for).
+    pub retained: Option<Retained>,
+}
+
+/// What a retained copy is a copy of: one complete cycle of a group, as
+/// the backup received it.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Retained {
+    pub group: String,
+    /// The primary's time of the point (when the cycle froze its volumes).
+    pub at: Tick,
+    /// The name an application-consistent sync point was given.
+    pub label: Option<String>,
+}
+
+/// A replica entry as written before retained copies (2026-12-01); field
+/// order is the format.
+#[derive(serde::Deserialize)]
+pub struct LegacyReplicaMeta {
+    source: String,
+    kind: ReplicaKind,
+    snap: Option<SnapId>,
+    taken: Tick,
+    copied: u64,
+    fresh: bool,
+    serial: u64,
+}
+
+impl From<LegacyReplicaMeta> for ReplicaMeta {
+    fn from(l: LegacyReplicaMeta) -> ReplicaMeta {
+        ReplicaMeta {
+            source: l.source,
+            kind: l.kind,
+            snap: l.snap,
+            taken: l.taken,
+            copied: l.copied,
+            fresh: l.fresh,
+            serial: l.serial,
+            retained: None,
+        }
+    }
 }
 
 impl ReplicaMeta {
@@ -131,10 +173,75 @@ impl Volumes {
                 copied: 0,
                 fresh: false,
                 serial,
+                retained: None,
             },
         );
         self.listing_changed = true;
         Ok(())
+    }
+
+    /// Keeps a retained copy of `source` as it is now (a group's point
+    /// just completed on it): a snapshot replica with a fresh name, for
+    /// example `vol0.rc12` (or `vol0.LABEL` for a named point). Returns
+    /// its name.
+    pub fn retain_copy(
+        &mut self,
+        store: &mut dyn BlockStore,
+        source: &str,
+        now: Tick,
+        what: Retained,
+    ) -> Result<String, VolumeError> {
+        let serial = self.next_serial();
+        let fits = |n: &String| {
+            crate::core::names::volume(n).is_ok()
+                && !self.vols.contains_key(n)
+                && !self.replicas.contains_key(n)
+        };
+        let mut name = match &what.label {
+            Some(l) => format!("{source}.{l}"),
+            None => format!("{source}.rc{serial}"),
+        };
+        if !fits(&name) {
+            // Too long, or taken: the serial is unique to this array, and
+            // the source's name fills what room is left.
+            let tail = format!(".rc{serial}");
+            let room = crate::core::names::MAX_NAME.saturating_sub(tail.len());
+            let head: String = source.chars().take(room).collect();
+            name = format!("{head}{tail}");
+            if !fits(&name) {
+                return Err(VolumeError::Exists(name));
+            }
+        }
+        let snap = self.snapshot(store, source, 0)?;
+        self.replicas.insert(
+            name.clone(),
+            ReplicaMeta {
+                source: source.to_string(),
+                kind: ReplicaKind::Snapshot,
+                snap: Some(snap),
+                taken: now,
+                copied: 0,
+                fresh: false,
+                serial,
+                retained: Some(what),
+            },
+        );
+        self.listing_changed = true;
+        Ok(name)
+    }
+
+    /// The retained copies `group` keeps of `source`, oldest first.
+    pub fn retained_of(&self, group: &str, source: &str) -> Vec<String> {
+        let mut v: Vec<(u64, &String)> = self
+            .replicas
+            .iter()
+            .filter(|(_, r)| {
+                r.source == source && r.retained.as_ref().is_some_and(|x| x.group == group)
+            })
+            .map(|(n, r)| (r.serial, n))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, n)| n.clone()).collect()
     }
 
     /// A clone of `source` as it is now: a new volume (`into` false), or
@@ -177,6 +284,7 @@ impl Volumes {
                 copied: 0,
                 fresh: !into,
                 serial,
+                retained: None,
             },
         );
         Ok(())
