@@ -16,6 +16,7 @@ mod modes; // async streaming, live mode switches, the Error state (core)
 mod nbd; // the NBD export with qemu-io, qemu-img and qemu-nbd // src/core does no I/O and reads no clock
 mod provider; // the SMI-S provider driven by a pywbem console, phase by phase
 mod replicas; // local snapshots and clones on the core
+mod retain; // retained copies on the backup, rollback and delta recover (core)
 mod sim_faults; // seeded random faults with invariants, replayable by REPLICIM_SEED
 mod sim_replicas; // local replicas taken while the faults run (invariant 7)
 mod store; // both block stores honour the contract; snapshot properties

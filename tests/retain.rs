@@ -1,0 +1,193 @@
+//! Retained copies on the backup (issue 14): a non-sync group's target
+//! keeps its last N complete cycles as named snapshot replicas, stamped
+//! with the primary's point time; the oldest beyond the policy goes; a
+//! failed-over backup rolls back to one, and `recover` then resends only
+//! the blocks that differ; a secondary is refused; copies survive a crash.
+
+use replicim::core::{Mode, Policies, ReplicaKind, ReplicaRead, BLOCK_SIZE};
+use replicim::sim::{pattern_block, Sim};
+
+use crate::util::*;
+
+fn retaining(n: u32) -> Policies {
+    Policies {
+        retain: n,
+        ..Policies::default()
+    }
+}
+
+fn retained(sim: &Sim, side: &str) -> Vec<ReplicaRead> {
+    let mut v: Vec<ReplicaRead> = sim
+        .array(side)
+        .read_model()
+        .replicas
+        .iter()
+        .filter(|r| r.retained.is_some())
+        .cloned()
+        .collect();
+    v.sort_by_key(|r| r.retained.as_ref().unwrap().at);
+    v
+}
+
+fn tag(sim: &mut Sim, side: &str, vol: &str, block: u64) -> [u8; BLOCK_SIZE] {
+    let mut buf = [0u8; BLOCK_SIZE];
+    sim.array_mut(side).read(vol, block, &mut buf).unwrap();
+    buf
+}
+
+fn sent(sim: &Sim, side: &str) -> u64 {
+    let c = sim.array(side).counters();
+    (c.sync_bytes_sent + c.write_bytes_sent) / BLOCK_SIZE as u64
+}
+
+/// Cycle `n`: blocks 0..8 of both volumes get pattern `n`, then one
+/// manual cycle runs to completion. Returns the primary's time of the
+/// point.
+fn cycle(sim: &mut Sim, n: u8) -> u64 {
+    for v in ["vol0", "vol1"] {
+        for b in 0..8 {
+            sim.write(A, v, b, &pattern_block(n, b)).unwrap();
+        }
+    }
+    sim.advance(5).unwrap();
+    let at = sim.now().0;
+    cmd(sim, A, "syncrcopy rcg0").unwrap();
+    settle(sim);
+    at
+}
+
+#[test]
+fn the_backup_keeps_the_last_n_cycles_with_the_primarys_point_time() {
+    let mut sim = pair(
+        Mode::Periodic { period_ms: 0 },
+        retaining(2),
+        &["vol0", "vol1"],
+        32,
+    );
+    start(&mut sim, A);
+    // The first full sync is a complete cycle too.
+    assert_eq!(retained(&sim, B).len(), 2, "one copy per volume");
+    let mut points = Vec::new();
+    for n in 1..=3 {
+        points.push(cycle(&mut sim, n));
+    }
+    assert!(retained(&sim, A).is_empty(), "the primary keeps none");
+    let kept = retained(&sim, B);
+    assert_eq!(kept.len(), 4, "2 cycles x 2 volumes: {kept:?}");
+    for (i, n) in [(0, 2u8), (2, 3)] {
+        for r in &kept[i..i + 2] {
+            let x = r.retained.as_ref().unwrap();
+            assert_eq!(x.group, G);
+            assert_eq!(x.at.0, points[n as usize - 1], "{} point time", r.name);
+            assert_eq!(r.taken, x.at);
+            assert_eq!(r.kind, ReplicaKind::Snapshot);
+            assert!(
+                r.name.starts_with(&format!("{}.rc", r.source)),
+                "{}",
+                r.name
+            );
+            for b in 0..8 {
+                assert_eq!(tag(&mut sim, B, &r.name, b), pattern_block(n, b));
+            }
+        }
+    }
+    // The copy of cycle 2 costs the 8 blocks cycle 3 overwrote.
+    assert_eq!(kept[0].saved, 8, "{:?}", kept[0]);
+    // A copy is read-only.
+    assert!(sim.write(B, &kept[0].name, 0, &[1; BLOCK_SIZE]).is_err());
+    // Fewer copies: the next cycle drops the oldest down to the policy;
+    // none: every copy goes.
+    cmd(&mut sim, A, "setrcopygroup pol retain=1 rcg0").unwrap();
+    cycle(&mut sim, 4);
+    assert_eq!(retained(&sim, B).len(), 2);
+    cmd(&mut sim, A, "setrcopygroup pol retain=0 rcg0").unwrap();
+    cycle(&mut sim, 5);
+    assert!(retained(&sim, B).is_empty());
+    assert!(cmd(&mut sim, A, "setrcopygroup pol retain=65 rcg0").is_err());
+}
+
+#[test]
+fn async_points_are_retained_too_and_survive_a_crash_of_the_backup() {
+    let mut sim = pair(Mode::Async, retaining(3), &["vol0", "vol1"], 32);
+    start(&mut sim, A);
+    for n in 1..=5 {
+        for b in 0..4 {
+            sim.write(A, "vol0", b, &pattern_block(n, b)).unwrap();
+        }
+        settle(&mut sim);
+    }
+    let before = retained(&sim, B);
+    assert_eq!(before.len(), 6, "3 points x 2 volumes");
+    sim.crash(B).unwrap();
+    sim.restart(B).unwrap();
+    settle(&mut sim);
+    let after = retained(&sim, B);
+    for r in &before {
+        let again = after.iter().find(|x| x.name == r.name).expect("kept");
+        assert_eq!(again.retained, r.retained);
+    }
+    // The newest copy of vol0 holds the last write.
+    let newest = after.iter().rev().find(|r| r.source == "vol0").unwrap();
+    assert_eq!(
+        tag(&mut sim, B, &newest.name.clone(), 3),
+        pattern_block(5, 3)
+    );
+}
+
+/// The issue's rollback: the primary wrote damage that replicated; the
+/// backup fails over, rolls back to a retained copy from before it, and
+/// `recover` makes the old primary follow while resending only the blocks
+/// that differ. A secondary is refused.
+#[test]
+fn a_failed_over_backup_rolls_back_to_a_retained_copy_and_recover_resends_only_the_difference() {
+    let mut sim = pair(
+        Mode::Periodic { period_ms: 0 },
+        retaining(3),
+        &["vol0", "vol1"],
+        32,
+    );
+    start(&mut sim, A);
+    cycle(&mut sim, 1);
+    let good = retained(&sim, B)
+        .into_iter()
+        .rev()
+        .find(|r| r.source == "vol0")
+        .unwrap()
+        .name;
+    // The damage: 3 blocks of vol0, replicated by the next cycle.
+    for b in [1, 5, 20] {
+        sim.write(A, "vol0", b, &[0xde; BLOCK_SIZE]).unwrap();
+    }
+    cmd(&mut sim, A, "syncrcopy rcg0").unwrap();
+    settle(&mut sim);
+    assert_eq!(tag(&mut sim, B, "vol0", 5), [0xde; BLOCK_SIZE]);
+    // Refused on a secondary: the primary would not know what changed.
+    cmd(&mut sim, A, "stoprcopygroup rcg0").unwrap();
+    settle(&mut sim);
+    let e = cmd(&mut sim, B, &format!("promotesv {good}")).unwrap_err();
+    assert!(e.contains("setrcopygroup failover rcg0"), "{e}");
+    // Fail over, roll back, run, recover.
+    sim.link_down(A, B).unwrap();
+    settle(&mut sim);
+    cmd(&mut sim, B, "setrcopygroup failover rcg0").unwrap();
+    settle(&mut sim);
+    cmd(&mut sim, B, &format!("promotesv {good}")).unwrap();
+    for b in [1, 5, 20] {
+        assert_eq!(tag(&mut sim, B, "vol0", b), tag(&mut sim, B, &good, b));
+    }
+    assert_eq!(tag(&mut sim, B, "vol0", 5), pattern_block(1, 5));
+    sim.write(B, "vol1", 30, &pattern_block(9, 30)).unwrap();
+    sim.link_up(A, B).unwrap();
+    settle(&mut sim);
+    let before = sent(&sim, B);
+    cmd(&mut sim, B, "setrcopygroup recover rcg0").unwrap();
+    settle(&mut sim);
+    assert_eq!(
+        sent(&sim, B) - before,
+        4,
+        "the 3 rolled-back blocks and the one written since"
+    );
+    for v in ["vol0", "vol1"] {
+        assert!(same_data(&mut sim, v), "{v}");
+    }
+}
