@@ -10,6 +10,7 @@ mod dsp0200; // malformed CIM-XML requests answered as DSP0200 says (the wetest 
 mod fuzz; // a short run of the fuzz targets (link decoder, peer messages)
 mod lab; // two serve processes behind the fault switch: DR with kills, link failure, crash points
 mod lab_modes; // the Error state under a throttled link, mode switches under write load
+mod lab_retain; // retained copies listed by rcopy showvv -snap and read over NBD
 mod layering;
 mod link; // the replication link protocol, in memory and over a socket
 mod modes; // async streaming, live mode switches, the Error state (core)

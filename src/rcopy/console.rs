@@ -247,7 +247,7 @@ impl Console {
     }
 
     /// showvv -snap: every snapshot replica, retained copies included,
-    /// with its point and its cost, by name.
+    /// with its point and its cost, by volume and point time.
     pub fn show_snapshots(&mut self) -> Result<Vec<SnapRow>, String> {
         let dev = |i: &Instance, k: &str| {
             i.get(k)
@@ -262,27 +262,36 @@ impl Console {
             .filter_map(|(_, a)| Some((dev(&a, "Dependent")?, num(&a, "SpaceConsumed")?)))
             .collect();
         let some = |t: String| Some(t).filter(|t| !t.is_empty());
-        let mut rows: Vec<SnapRow> = self
+        let mut rows: Vec<(String, SnapRow)> = self
             .all("CIM_StorageSynchronized")?
             .into_iter()
             .filter(|(_, s)| num(s, "SyncType") == Some(7))
             .filter_map(|(_, s)| {
                 let name = dev(&s, "SyncedElement")?;
-                Some(SnapRow {
-                    base: dev(&s, "SystemElement")?,
-                    retained_by: some(text(&s, "RetainedBy")),
-                    point_time: match s.get("WhenEstablished") {
-                        Some(Value::Datetime(d)) => utc_text(d.as_str()),
-                        _ => None,
+                let raw = match s.get("WhenEstablished") {
+                    Some(Value::Datetime(d)) => d.as_str().to_string(),
+                    _ => String::new(),
+                };
+                Some((
+                    raw,
+                    SnapRow {
+                        base: dev(&s, "SystemElement")?,
+                        retained_by: some(text(&s, "RetainedBy")),
+                        point_time: match s.get("WhenEstablished") {
+                            Some(Value::Datetime(d)) => utc_text(d.as_str()),
+                            _ => None,
+                        },
+                        point_name: some(text(&s, "PointName")),
+                        saved_bytes: cost.get(&name).copied().unwrap_or(0),
+                        name,
                     },
-                    point_name: some(text(&s, "PointName")),
-                    saved_bytes: cost.get(&name).copied().unwrap_or(0),
-                    name,
-                })
+                ))
             })
             .collect();
-        rows.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(rows)
+        // By volume, then oldest point first (the CIM datetime, to the
+        // microsecond, sorts as text).
+        rows.sort_by(|(ta, a), (tb, b)| (&a.base, ta, &a.name).cmp(&(&b.base, tb, &b.name)));
+        Ok(rows.into_iter().map(|(_, r)| r).collect())
     }
 
     /// showrcopy: every group of the array with its volume pairs.
