@@ -699,7 +699,10 @@ fn a_third_array_cannot_remove_a_group_it_does_not_share() {
         .inject(
             "site-c",
             B,
-            replicim::core::Msg::RemoveGroup { group: G.into() },
+            replicim::core::Msg::RemoveGroup {
+                group: G.into(),
+                remove_vv: true,
+            },
         )
         .unwrap();
     sim.settle(1000).unwrap();

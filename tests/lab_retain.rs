@@ -92,3 +92,125 @@ fn retained_copies_are_listed_by_rcopy_and_readable_over_nbd() {
     let (_, text) = showvv_snap(lab, Site::A, false);
     assert!(text.contains("0 snapshots"), "{text}");
 }
+
+/// Force delete in the lab (issue 14), on the provisioned sync group
+/// (vol0 and vol1, started and Synced):
+/// * CIM Detach (8) with Force=true on vol1's started pair: the pair
+///   goes, the group runs on with vol0, and B's vol1 is an ordinary
+///   writable volume over NBD holding what A wrote;
+/// * the real `replicim rcopy removercopygroup -f rcg0`: the started group
+///   is stopped and removed on both arrays; B's vol0 is kept, readable and
+///   writable over NBD;
+/// * then a new group with `removercopygroup -f -removevv`: B's volume is
+///   deleted, and its NBD export is gone.
+#[test]
+fn force_delete_keeps_or_removes_the_secondary_volume() {
+    use replicim::cim::client::Param;
+    use replicim::cim::model::Value;
+    let t = lab_up(true);
+    let lab = &t.lab;
+    for (v, fill) in [("vol0", 0x51), ("vol1", 0x52)] {
+        qemu::io(
+            &lab.nbd_url(Site::A, v),
+            &[format!("write -P {fill} 0 64k")],
+        )
+        .unwrap();
+    }
+    // CIM: Detach with Force on a started pair.
+    let mut c = lab.console(Site::A).unwrap();
+    let (sync, _) = c.pair_sync("rcg0", "vol1").unwrap();
+    let client = c.client();
+    let (svc, _) = client
+        .enumerate_instances("root/cimv2", "CIM_ReplicationService")
+        .unwrap()
+        .remove(0);
+    let r = client
+        .invoke(
+            &svc,
+            "ModifyReplicaSynchronization",
+            &[
+                Param::Value("Operation", Value::Uint16(8)),
+                Param::Ref("Synchronization", sync),
+                Param::Value("Force", Value::Boolean(true)),
+            ],
+        )
+        .unwrap();
+    assert_eq!(r.return_value.as_u64(), Some(0), "{r:?}");
+    let g = c
+        .show()
+        .unwrap()
+        .into_iter()
+        .find(|g| g.name == "rcg0")
+        .unwrap();
+    assert_eq!(g.status, "Started", "{g:?}");
+    assert_eq!(g.volumes.len(), 1, "{g:?}");
+    let b1 = lab.nbd_url(Site::B, "vol1");
+    qemu::io(
+        &b1,
+        &["read -P 0x52 0 64k".into(), "write -P 0x61 0 4k".into()],
+    )
+    .unwrap();
+
+    // rcopy: removercopygroup -f on the started group.
+    let rcopy_cli = |s: Site, words: &[&str]| {
+        let url = format!("http://127.0.0.1:{}", lab.opts.ports.of(s).http);
+        let out = Command::new(EXE)
+            .args(["rcopy", "--url", &url, "--user", "admin"])
+            .args(words)
+            .env("REPLICIM_PASSWORD", &lab.password)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = rcopy_cli(Site::A, &["removercopygroup", "rcg0"]);
+    assert!(!ok && err.contains("-f"), "{err}");
+    let (ok, err) = rcopy_cli(Site::A, &["removercopygroup", "-f", "rcg0"]);
+    assert!(ok, "{err}");
+    let t0 = std::time::Instant::now();
+    while !lab.console(Site::B).unwrap().show().unwrap().is_empty() {
+        assert!(t0.elapsed() < WAIT, "B still has the group");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let b0 = lab.nbd_url(Site::B, "vol0");
+    qemu::io(
+        &b0,
+        &["read -P 0x51 0 64k".into(), "write -P 0x62 0 4k".into()],
+    )
+    .unwrap();
+    qemu::io(&b0, &["read -P 0x62 0 4k".into()]).unwrap();
+
+    // A new group on vol1, removed with -removevv: B's vol1 goes.
+    for line in [
+        "creatercopygroup rcg1 site-b sync",
+        "admitrcopyvv vol1 rcg1 site-b:vol1",
+        "startrcopygroup rcg1",
+    ] {
+        rcopy(lab, Site::A, line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+    lab.wait_synced(Site::A, WAIT).unwrap();
+    let (ok, err) = rcopy_cli(Site::A, &["removercopygroup", "-f", "-removevv", "rcg1"]);
+    assert!(ok, "{err}");
+    let t0 = std::time::Instant::now();
+    while qemu::io(&b1, &["read 0 4k".into()]).is_ok() {
+        assert!(t0.elapsed() < WAIT, "B's vol1 is still exported");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let vols: Vec<String> = lab
+        .console(Site::B)
+        .unwrap()
+        .show_volumes()
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(vols, ["vol0"], "B keeps vol0 only");
+    // A keeps both.
+    qemu::io(
+        &lab.nbd_url(Site::A, "vol1"),
+        &["read -P 0x52 0 64k".into()],
+    )
+    .unwrap();
+}

@@ -191,3 +191,64 @@ fn a_failed_over_backup_rolls_back_to_a_retained_copy_and_recover_resends_only_t
         assert!(same_data(&mut sim, v), "{v}");
     }
 }
+
+/// Force delete (issue 14): `removercopygroup` refuses a started group and
+/// says `-f`; `-f` stops it first on the source side (refused on the
+/// target); the secondary volumes stay as ordinary writable volumes with
+/// their data, or with `-removevv` go with the copies the group kept.
+#[test]
+fn removercopygroup_f_stops_first_and_removevv_chooses_the_volumes_fate() {
+    for remove_vv in [false, true] {
+        let mut sim = pair(
+            Mode::Periodic { period_ms: 0 },
+            retaining(2),
+            &["vol0", "vol1"],
+            32,
+        );
+        start(&mut sim, A);
+        cycle(&mut sim, 1);
+        assert_eq!(retained(&sim, B).len(), 4);
+        let e = cmd(&mut sim, A, "removercopygroup rcg0").unwrap_err();
+        assert!(e.contains("without -f") && e.contains("started"), "{e}");
+        let e = cmd(&mut sim, B, "removercopygroup -f rcg0").unwrap_err();
+        assert!(e.contains("site-a"), "{e}");
+        if remove_vv {
+            sim.link_down(A, B).unwrap();
+            let e = cmd(&mut sim, A, "removercopygroup -f -removevv rcg0").unwrap_err();
+            assert!(e.contains("bring the link up"), "{e}");
+            sim.link_up(A, B).unwrap();
+            settle(&mut sim);
+        }
+        let line = if remove_vv {
+            "removercopygroup -f -removevv rcg0"
+        } else {
+            "removercopygroup -f rcg0"
+        };
+        cmd(&mut sim, A, line).unwrap();
+        settle(&mut sim);
+        for side in [A, B] {
+            assert!(sim.array(side).group(G).is_none(), "{side} still has rcg0");
+        }
+        // The source keeps its volumes either way.
+        assert_eq!(tag(&mut sim, A, "vol0", 3), pattern_block(1, 3));
+        let b_vols: Vec<String> = sim
+            .array(B)
+            .read_model()
+            .volumes
+            .iter()
+            .map(|v| v.name.clone())
+            .collect();
+        if remove_vv {
+            assert!(
+                !b_vols.iter().any(|v| v.starts_with("vol")),
+                "B's volumes and copies are gone: {b_vols:?}"
+            );
+        } else {
+            // Kept, with the data, writable, and the copies kept too.
+            assert_eq!(tag(&mut sim, B, "vol1", 3), pattern_block(1, 3));
+            sim.write(B, "vol1", 3, &pattern_block(7, 3)).unwrap();
+            assert_eq!(tag(&mut sim, B, "vol1", 3), pattern_block(7, 3));
+            assert_eq!(retained(&sim, B).len(), 4);
+        }
+    }
+}

@@ -71,6 +71,8 @@ pub enum Msg {
     /// Remove the group on the peer.
     RemoveGroup {
         group: String,
+        /// Delete the receiver's volumes of the group too.
+        remove_vv: bool,
     },
     /// Mode or policy change, sender is the source.
     Config {
@@ -242,7 +244,7 @@ impl Msg {
         match self {
             Msg::Hello { .. } => None,
             Msg::CreateGroup { group, .. }
-            | Msg::RemoveGroup { group }
+            | Msg::RemoveGroup { group, .. }
             | Msg::Config { group, .. }
             | Msg::Admit { group, .. }
             | Msg::AdmitResult { group, .. }

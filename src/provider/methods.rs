@@ -94,7 +94,12 @@ pub fn invoke(
         "removeremotecopygroup" => {
             let group = group_name(rep, &params)?;
             rep.backend
-                .command(Command::RemoveGroup { group })
+                .command(Command::RemoveGroup {
+                    group,
+                    force: param(&params, "Force").and_then(Value::as_bool) == Some(true),
+                    remove_vv: param(&params, "RemoveTargetVolumes").and_then(Value::as_bool)
+                        == Some(true),
+                })
                 .map_err(failed)?;
             done(OK, Vec::new())
         }

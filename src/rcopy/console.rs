@@ -635,9 +635,15 @@ impl Console {
                 };
                 self.modify(op, sync, force)?
             }
-            Command::RemoveGroup { .. } => self.invoke(
+            Command::RemoveGroup {
+                force, remove_vv, ..
+            } => self.invoke(
                 "RemoveRemoteCopyGroup",
-                &[Param::Value("GroupName", Value::String(group.clone()))],
+                &[
+                    Param::Value("GroupName", Value::String(group.clone())),
+                    Param::Value("Force", Value::Boolean(*force)),
+                    Param::Value("RemoveTargetVolumes", Value::Boolean(*remove_vv)),
+                ],
             )?,
             Command::SetPeriod { period_ms, .. } => {
                 if period_ms % 1000 != 0 {

@@ -17,7 +17,8 @@ use crate::core::{
 /// creatercopygroup G TARGET sync|periodic[:PERIOD_MS]
 /// admitrcopyvv VV G TARGET:RVV
 /// dismissrcopyvv VV G
-/// removercopygroup G
+/// removercopygroup [-f] [-removevv] G   (-f: stop a started group first;
+///                     -removevv: the target deletes its volumes too)
 /// startrcopygroup G | stoprcopygroup G | syncrcopy G
 /// setrcopygroup failover|restore|reverse G
 /// setrcopygroup recover [-full] G
@@ -87,8 +88,17 @@ fn parse_words(args: &[&str]) -> Result<Command, String> {
             }
         }
         "removercopygroup" => {
-            exact(2)?;
-            Command::RemoveGroup { group: s(1)? }
+            let (flags, group) = args[1..].split_at(args.len().saturating_sub(2));
+            let force = flags.contains(&"-f");
+            let remove_vv = flags.contains(&"-removevv");
+            if group.is_empty() || flags.iter().any(|f| *f != "-f" && *f != "-removevv") {
+                return Err("usage: removercopygroup [-f] [-removevv] G".into());
+            }
+            Command::RemoveGroup {
+                group: group[0].to_string(),
+                force,
+                remove_vv,
+            }
         }
         "startrcopygroup" => {
             exact(2)?;

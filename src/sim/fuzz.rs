@@ -158,7 +158,10 @@ pub fn arbitrary_msg(rng: &mut Rng, gens: &[u64]) -> Msg {
             mode: mode(rng),
             policies: policies(rng),
         },
-        2 => Msg::RemoveGroup { group: g(rng) },
+        2 => Msg::RemoveGroup {
+            group: g(rng),
+            remove_vv: rng.chance(50),
+        },
         3 => Msg::Config {
             group: g(rng),
             mode: mode(rng),

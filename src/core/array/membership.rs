@@ -29,7 +29,7 @@ impl<S: BlockStore> Array<S> {
         }
     }
 
-    pub(super) fn on_remove_group(&mut self, from: &str, group: String) -> R<()> {
+    pub(super) fn on_remove_group(&mut self, from: &str, group: String, remove_vv: bool) -> R<()> {
         // A group this array does not have, or shares with another array:
         // nothing to remove, nothing to say.
         if self.groups.get(&group).is_none_or(|g| g.peer != from) {
@@ -39,6 +39,44 @@ impl<S: BlockStore> Array<S> {
         self.unhold_group(&g);
         self.drop_group_snaps(&g)?;
         self.note(&group, "removed by peer".into());
+        if remove_vv && !g.role.is_source() {
+            self.remove_group_volumes(&g)?;
+        }
+        Ok(())
+    }
+
+    /// `removercopygroup -removevv` on the target: its volumes of the
+    /// group go, with the copies the group retained of them. A volume
+    /// that is still in use (another group holds it, or it has other
+    /// snapshots or replicas) is kept, and a note says why.
+    fn remove_group_volumes(&mut self, g: &Group) -> R<()> {
+        for p in &g.pairs {
+            self.prune_retained(&g.name, &p.local, 0)?;
+            let why = if let Some(other) = self.holders_of(&p.local).first() {
+                Some(format!("group {other} holds it"))
+            } else if let Some(r) = self.vols.replicas_of(&p.local).next() {
+                Some(format!("it has the replica {r}"))
+            } else if self
+                .vols
+                .meta(&p.local)
+                .is_some_and(|m| !m.snaps.is_empty())
+            {
+                Some("it has snapshots".to_string())
+            } else {
+                None
+            };
+            match why {
+                Some(why) => {
+                    let text = format!("-removevv: kept {} ({why})", p.local);
+                    self.note(&g.name, text);
+                }
+                None => {
+                    self.vols.delete(&mut self.store, &p.local)?;
+                    self.note(&g.name, format!("-removevv: deleted {}", p.local));
+                }
+            }
+        }
+        self.vols_changed_at = self.generation;
         Ok(())
     }
 
@@ -381,12 +419,23 @@ impl<S: BlockStore> Array<S> {
         Ok(())
     }
 
-    pub(super) fn remove_group(&mut self, name: String) -> Result<(), CommandError> {
+    pub(super) fn remove_group(
+        &mut self,
+        name: String,
+        force: bool,
+        remove_vv: bool,
+    ) -> Result<(), CommandError> {
         self.need_group(&name)?;
         let g = &self.groups[&name];
-        if g.started {
+        // Forced, a started group is stopped here first, on its source
+        // side (which alone may stop it).
+        if g.started && !(force && g.role.is_source()) {
             return Err(CommandError::NotStopped {
-                op: "removercopygroup",
+                op: if force {
+                    "removercopygroup -f (on the target side)"
+                } else {
+                    "removercopygroup (without -f)"
+                },
                 group: name,
                 source_array: self.source_name(g),
             });
@@ -394,10 +443,27 @@ impl<S: BlockStore> Array<S> {
         if g.op.is_some() {
             return Err(busy("removercopygroup", g));
         }
+        if remove_vv && !self.link_up(&g.peer) {
+            return Err(CommandError::LinkDown {
+                op: "removercopygroup -removevv",
+                peer: g.peer.clone(),
+                hint: "the target deletes its volumes when it hears of the removal; bring the link up, or remove without -removevv and delete them there".into(),
+            });
+        }
+        if g.started {
+            self.with_group(&name, |a, g| a.cmd_stop(g))
+                .expect("checked")?;
+        }
         let g = self.groups.remove(&name).expect("checked");
         self.unhold_group(&g);
         self.drop_group_snaps(&g)?;
-        self.send(&g.peer, Msg::RemoveGroup { group: name });
+        self.send(
+            &g.peer,
+            Msg::RemoveGroup {
+                group: name,
+                remove_vv,
+            },
+        );
         Ok(())
     }
 }

@@ -417,7 +417,7 @@ impl<S: BlockStore> Array<S> {
                 self.on_create_group(from, group, mode, policies);
                 Ok(())
             }
-            Msg::RemoveGroup { group } => self.on_remove_group(from, group),
+            Msg::RemoveGroup { group, remove_vv } => self.on_remove_group(from, group, remove_vv),
             other => {
                 let Some(name) = other.group().map(str::to_string) else {
                     return Ok(());
@@ -502,7 +502,11 @@ impl<S: BlockStore> Array<S> {
                 mode,
                 policies,
             } => self.create_group(group, peer, mode, policies),
-            Command::RemoveGroup { group } => self.remove_group(group),
+            Command::RemoveGroup {
+                group,
+                force,
+                remove_vv,
+            } => self.remove_group(group, force, remove_vv),
             Command::CreateVolume { vol, blocks } => Ok(self.make_volume(&vol, blocks)?),
             Command::DeleteVolume { vol } => self.delete_volume(&vol),
             Command::CreateReplica {

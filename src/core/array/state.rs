@@ -89,8 +89,14 @@ pub enum Command {
         group: String,
         period_ms: u64,
     },
+    /// Removes a group on both arrays. `force`: a started group is
+    /// stopped first (on its source side). `remove_vv`: the target deletes
+    /// its secondary volumes (and the copies the group retained of them);
+    /// otherwise they stay as ordinary writable volumes.
     RemoveGroup {
         group: String,
+        force: bool,
+        remove_vv: bool,
     },
     /// A new volume of `blocks` zero blocks in the array's pool.
     CreateVolume {
@@ -169,7 +175,7 @@ impl Command {
             | Command::SetMode { group, .. }
             | Command::SetPolicy { group, .. }
             | Command::SetPeriod { group, .. }
-            | Command::RemoveGroup { group } => group,
+            | Command::RemoveGroup { group, .. } => group,
             Command::CreateVolume { .. }
             | Command::DeleteVolume { .. }
             | Command::CreateReplica { .. }

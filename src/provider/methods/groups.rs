@@ -195,6 +195,8 @@ pub(super) fn create_group_replica(
             // Leave things as they were: the group stays a local group.
             let _ = rep.backend.command(Command::RemoveGroup {
                 group: name.clone(),
+                force: false,
+                remove_vv: false,
             });
             return Err(failed(e));
         }
