@@ -214,3 +214,103 @@ fn force_delete_keeps_or_removes_the_secondary_volume() {
     )
     .unwrap();
 }
+
+/// The freeze / point / thaw cycle (issue 14) with the real CLI: the pre
+/// command writes the application's checkpoint (0x77) through NBD, the
+/// array takes the named point, the post command writes what comes after
+/// the thaw (0x88). The backup retains `vol0.app1` holding the checkpoint
+/// and not the later write. The post command runs even when the point is
+/// refused, and no point is asked for when the pre command fails.
+#[test]
+fn syncrcopy_pre_and_post_hooks_bracket_a_named_point_retained_on_the_backup() {
+    let t = lab_up(false);
+    let lab = &t.lab;
+    lab.wait_link(Site::A, true, WAIT).unwrap();
+    for line in [
+        "creatercopygroup rcg0 site-b periodic:0",
+        "admitrcopyvv vol0 rcg0 site-b:vol0",
+        "startrcopygroup rcg0",
+    ] {
+        rcopy(lab, Site::A, line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+    lab.wait_synced(Site::A, WAIT).unwrap();
+    let a0 = lab.nbd_url(Site::A, "vol0");
+    qemu::io(&a0, &["write -P 0x11 0 8k".into()]).unwrap();
+    let log = lab.opts.dir.join("hooks.log");
+    let url = format!("http://127.0.0.1:{}", lab.opts.ports.of(Site::A).http);
+    let cli = |words: &[&str]| {
+        let out = Command::new(EXE)
+            .args(["rcopy", "--url", &url, "--user", "admin"])
+            .args(words)
+            .env("REPLICIM_PASSWORD", &lab.password)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let pre = format!(
+        "qemu-io -f raw {a0} -c 'write -P 0x77 0 4k' >/dev/null && echo pre >> {}",
+        log.display()
+    );
+    let post = format!(
+        "echo post >> {} && qemu-io -f raw {a0} -c 'write -P 0x88 0 4k' >/dev/null",
+        log.display()
+    );
+    let (ok, err) = cli(&[
+        "syncrcopy",
+        "-n",
+        "app1",
+        "--pre",
+        &pre,
+        "--post",
+        &post,
+        "rcg0",
+    ]);
+    println!("  {}", err.trim());
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "pre\npost\n");
+    lab.wait_synced(Site::A, WAIT).unwrap();
+    let (ok, json) = showvv_snap(lab, Site::B, true);
+    assert!(ok, "{json}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let named: Vec<_> = rows.iter().filter(|r| r["point_name"] == "app1").collect();
+    assert_eq!(named.len(), 1, "{json}");
+    assert_eq!(named[0]["name"], "vol0.app1", "{json}");
+    // The checkpoint is in the point; the write after the thaw is not;
+    // the rest of what was written before is.
+    let copy = lab.nbd_url(Site::B, "vol0.app1");
+    qemu::io_read_only(
+        &copy,
+        &["read -P 0x77 0 4k".into(), "read -P 0x11 4k 4k".into()],
+    )
+    .unwrap();
+    // A refused point (the group is stopped): the post command still runs.
+    rcopy(lab, Site::A, "stoprcopygroup rcg0").unwrap();
+    let (ok, err) = cli(&[
+        "syncrcopy",
+        "-n",
+        "app2",
+        "--post",
+        &format!("echo post2 >> {}", log.display()),
+        "rcg0",
+    ]);
+    assert!(!ok && err.contains("not started"), "{err}");
+    // A failed pre command: no point is asked for, the post command runs.
+    let (ok, err) = cli(&[
+        "syncrcopy",
+        "-n",
+        "app3",
+        "--pre",
+        "exit 3",
+        "--post",
+        &format!("echo post3 >> {}", log.display()),
+        "rcg0",
+    ]);
+    assert!(!ok && err.contains("no point was taken"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "pre\npost\npost2\npost3\n"
+    );
+}

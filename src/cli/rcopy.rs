@@ -6,11 +6,12 @@ use std::io::IsTerminal;
 use serde::Serialize;
 
 use crate::cim::client::Client;
+use crate::core::Command;
 use crate::rcopy::console::{Console, GroupRow, SnapRow, Wait};
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Commands: showrcopy [GROUP] | creatercopygroup G TARGET sync|periodic[:MS] | admitrcopyvv VV G TARGET:VV | dismissrcopyvv VV G | removercopygroup G | startrcopygroup G | stoprcopygroup G | syncrcopy G | setrcopygroup failover|restore|reverse G | setrcopygroup recover [-full] G | setrcopygroup mode sync|periodic G | setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err G | setrcopygroup period SECS[s|m|h|d] G | showvv [-snap] | createvv VV SIZE[M|G|T] | removevv [-f] VV | createsv SV VV | createvvcopy -p VV [-online] COPY | promotesv SV | updatevv NAME | promotevvcopy COPY"
+    after_help = "Commands: showrcopy [GROUP] | creatercopygroup G TARGET sync|periodic[:MS] | admitrcopyvv VV G TARGET:VV | dismissrcopyvv VV G | removercopygroup [-f] [-removevv] G | startrcopygroup G | stoprcopygroup G | syncrcopy [-n NAME] [--pre CMD] [--post CMD] G | setrcopygroup failover|restore|reverse G | setrcopygroup recover [-full] G | setrcopygroup mode sync|periodic G | setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err|max_lag=DUR|max_backlog=SIZE|retain=N G | setrcopygroup period SECS[s|m|h|d] G | showvv [-snap] | createvv VV SIZE[M|G|T] | removevv [-f] VV | createsv SV VV | createvvcopy -p VV [-online] COPY | promotesv SV | updatevv NAME | promotevvcopy COPY"
 )]
 pub struct Args {
     /// The array's CIM-XML endpoint: http://127.0.0.1:5988, or
@@ -200,7 +201,11 @@ fn run(a: &Args) -> Result<(), String> {
         }
         return Ok(());
     }
+    let (hooks, words) = take_hooks(&words)?;
     let cmd = crate::rcopy::parse(&words)?;
+    if hooks.pre.is_some() || hooks.post.is_some() {
+        return sync_point(&mut console, &cmd, &hooks, a.json);
+    }
     let bar = if !a.json && std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(100);
         bar.set_style(
@@ -229,6 +234,117 @@ fn run(a: &Args) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// `syncrcopy --pre CMD --post CMD`: commands run on this host around the
+/// array's point (Recovery Manager's VSS freeze and thaw).
+#[derive(Default)]
+struct Hooks {
+    pre: Option<String>,
+    post: Option<String>,
+}
+
+/// Takes `--pre CMD` and `--post CMD` out of a syncrcopy command line.
+fn take_hooks<'a>(words: &[&'a str]) -> Result<(Hooks, Vec<&'a str>), String> {
+    let mut hooks = Hooks::default();
+    let mut rest = Vec::new();
+    let mut it = words.iter().copied();
+    while let Some(w) = it.next() {
+        let slot = match w {
+            "--pre" => &mut hooks.pre,
+            "--post" => &mut hooks.post,
+            _ => {
+                rest.push(w);
+                continue;
+            }
+        };
+        let cmd = it
+            .next()
+            .ok_or_else(|| format!("{w} needs a command (quote it: {w} 'fsfreeze -f /mnt')"))?;
+        if slot.replace(cmd.to_string()).is_some() {
+            return Err(format!("{w} is given twice"));
+        }
+    }
+    let hooked = hooks.pre.is_some() || hooks.post.is_some();
+    if hooked && rest.first() != Some(&"syncrcopy") {
+        return Err("--pre and --post are options of syncrcopy".into());
+    }
+    Ok((hooks, rest))
+}
+
+/// How long the point may wait for a running cycle to end, once the
+/// application is frozen: the bound on the freeze the array adds.
+const POINT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs one hook with `sh -c`; an error says how it ended.
+fn run_hook(what: &str, cmd: &str) -> Result<(), String> {
+    let out = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map_err(|e| format!("{what} command `{cmd}`: cannot run sh: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} command `{cmd}` failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
+}
+
+/// The freeze / point / thaw cycle: the pre command, then the array's
+/// point (retried while a running cycle makes the array busy, for at most
+/// `POINT_WAIT`), then the post command, which always runs. The point is
+/// not asked for when the pre command failed (the application may not be
+/// frozen).
+fn sync_point(
+    console: &mut Console,
+    cmd: &Command,
+    hooks: &Hooks,
+    json: bool,
+) -> Result<(), String> {
+    let t0 = std::time::Instant::now();
+    let point = match hooks.pre.as_deref().map(|c| run_hook("--pre", c)) {
+        Some(Err(e)) => Err(format!("{e}; no point was taken")),
+        _ => loop {
+            match console.run(cmd, Wait::No, &mut |_, _| {}) {
+                Err(e) if e.contains("is busy") && t0.elapsed() < POINT_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) if e.contains("is busy") => {
+                    break Err(format!(
+                        "no point: a cycle was still running after {} ms ({e})",
+                        POINT_WAIT.as_millis()
+                    ))
+                }
+                r => break r,
+            }
+        },
+    };
+    let frozen = t0.elapsed();
+    let post = hooks.post.as_deref().map(|c| run_hook("--post", c));
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": point.is_ok() && !matches!(post, Some(Err(_))),
+                "point": point.as_ref().err(),
+                "post": post.as_ref().and_then(|p| p.as_ref().err()),
+                "frozen_ms": frozen.as_millis() as u64,
+            })
+        );
+    } else if point.is_ok() {
+        eprintln!(
+            "point taken {} ms after the pre command began",
+            frozen.as_millis()
+        );
+    }
+    match (point, post) {
+        (Err(e), Some(Err(p))) => Err(format!("{e}; and {p}")),
+        (Err(e), _) => Err(e),
+        (Ok(()), Some(Err(p))) => Err(format!("the point was taken, but {p}")),
+        (Ok(()), _) => Ok(()),
+    }
 }
 
 /// showvv -snap's table: name, base volume, the group keeping it, the

@@ -103,6 +103,22 @@ pub fn invoke(
                 .map_err(failed)?;
             done(OK, Vec::new())
         }
+        "createsyncpoint" => {
+            let group = group_name(rep, &params)?;
+            let label = param(&params, "PointName")
+                .and_then(Value::as_str)
+                .ok_or_else(|| CimError::invalid_parameter("PointName is required"))?
+                .to_string();
+            crate::core::names::volume(&label)
+                .map_err(|e| CimError::invalid_parameter(format!("PointName: {e}")))?;
+            rep.backend
+                .command(Command::Sync {
+                    group,
+                    label: Some(label),
+                })
+                .map_err(failed)?;
+            done(OK, Vec::new())
+        }
         "setremotecopypolicy" => {
             let group = group_name(rep, &params)?;
             let text = param(&params, "Policy")
@@ -361,7 +377,10 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                     full: force,
                 }
             } else if g.started && !g.mode.is_sync() {
-                Command::Sync { group: name }
+                Command::Sync {
+                    group: name,
+                    label: None,
+                }
             } else {
                 Command::Start { group: name }
             };

@@ -708,9 +708,18 @@ impl Console {
                 self.modify(op, sync, false)?
             }
             Command::Stop { .. } => self.modify_group(&group, SyncOperation::Deactivate, false)?,
-            Command::Sync { .. } => {
+            Command::Sync { label: None, .. } => {
                 self.modify_group(&group, SyncOperation::ResyncReplica, false)?
             }
+            Command::Sync {
+                label: Some(label), ..
+            } => self.invoke(
+                "CreateSyncPoint",
+                &[
+                    Param::Value("GroupName", Value::String(group.clone())),
+                    Param::Value("PointName", Value::String(label.clone())),
+                ],
+            )?,
             Command::Failover { .. } => {
                 self.modify_group(&group, SyncOperation::Failover, false)?
             }

@@ -19,7 +19,8 @@ use crate::core::{
 /// dismissrcopyvv VV G
 /// removercopygroup [-f] [-removevv] G   (-f: stop a started group first;
 ///                     -removevv: the target deletes its volumes too)
-/// startrcopygroup G | stoprcopygroup G | syncrcopy G
+/// startrcopygroup G | stoprcopygroup G
+/// syncrcopy [-n NAME] G      (a cycle now; -n: the backup retains it as VV.NAME)
 /// setrcopygroup failover|restore|reverse G
 /// setrcopygroup recover [-full] G
 /// setrcopygroup mode sync|periodic[:PERIOD_MS] G
@@ -108,10 +109,17 @@ fn parse_words(args: &[&str]) -> Result<Command, String> {
             exact(2)?;
             Command::Stop { group: s(1)? }
         }
-        "syncrcopy" => {
-            exact(2)?;
-            Command::Sync { group: s(1)? }
-        }
+        "syncrcopy" => match args {
+            [_, g] => Command::Sync {
+                group: g.to_string(),
+                label: None,
+            },
+            [_, "-n", name, g] => Command::Sync {
+                group: g.to_string(),
+                label: Some(name.to_string()),
+            },
+            _ => return Err("usage: syncrcopy [-n NAME] G".into()),
+        },
         "setrcopygroup" => {
             let sub = s(1)?;
             match sub.as_str() {

@@ -533,7 +533,7 @@ impl<S: BlockStore> Array<S> {
             Command::Dismiss { vol, .. } => self.cmd_dismiss(g, vol),
             Command::Start { .. } => self.cmd_start(g),
             Command::Stop { .. } => self.cmd_stop(g),
-            Command::Sync { .. } => self.cmd_sync(g),
+            Command::Sync { label, .. } => self.cmd_sync(g, label),
             Command::Failover { .. } => self.cmd_failover(g),
             Command::Recover { full, .. } => self.cmd_recover(g, full),
             Command::Restore { .. } => self.cmd_restore(g),

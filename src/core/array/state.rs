@@ -60,8 +60,11 @@ pub enum Command {
     Stop {
         group: String,
     },
+    /// A cycle now (non-sync groups). `label` names the point: the backup
+    /// retains it under that name (`syncrcopy -n NAME`).
     Sync {
         group: String,
+        label: Option<String>,
     },
     Failover {
         group: String,
@@ -155,6 +158,7 @@ impl Command {
                 vol, remote_vol, ..
             } => names::volume(vol).and_then(|()| names::volume(remote_vol)),
             Command::Dismiss { vol, .. } => names::volume(vol),
+            Command::Sync { label: Some(l), .. } => names::volume(l),
             _ => Ok(()),
         }
     }
@@ -167,7 +171,7 @@ impl Command {
             | Command::Dismiss { group, .. }
             | Command::Start { group }
             | Command::Stop { group }
-            | Command::Sync { group }
+            | Command::Sync { group, .. }
             | Command::Failover { group }
             | Command::Recover { group, .. }
             | Command::Restore { group }

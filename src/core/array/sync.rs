@@ -347,7 +347,11 @@ impl<S: BlockStore> Array<S> {
         Ok(())
     }
 
-    pub(super) fn cmd_sync(&mut self, g: &mut Group) -> Result<(), CommandError> {
+    pub(super) fn cmd_sync(
+        &mut self,
+        g: &mut Group,
+        label: Option<String>,
+    ) -> Result<(), CommandError> {
         self.need_source(g, "syncrcopy")?;
         if g.mode.is_sync() {
             return Err(CommandError::Busy {
@@ -369,6 +373,9 @@ impl<S: BlockStore> Array<S> {
                 what: "a sync".into(),
             });
         }
+        // The point is taken here, at once, on every volume of the group:
+        // no host write needs holding for it to be consistent across them.
+        g.next_label = label;
         self.start_runs(g, false)?;
         Ok(())
     }
