@@ -11,7 +11,7 @@ use crate::rcopy::console::{Console, GroupRow, SnapRow, Wait};
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Commands: showrcopy [GROUP] | creatercopygroup G TARGET sync|periodic[:MS] | admitrcopyvv VV G TARGET:VV | dismissrcopyvv VV G | removercopygroup [-f] [-removevv] G | startrcopygroup G | stoprcopygroup G | syncrcopy [-n NAME] [--pre CMD] [--post CMD] G | setrcopygroup failover|restore|reverse G | setrcopygroup recover [-full] G | setrcopygroup mode sync|periodic G | setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err|max_lag=DUR|max_backlog=SIZE|retain=N G | setrcopygroup period SECS[s|m|h|d] G | showvv [-snap] | createvv VV SIZE[M|G|T] | removevv [-f] VV | createsv SV VV | createvvcopy -p VV [-online] COPY | promotesv SV | updatevv NAME | promotevvcopy COPY"
+    after_help = "Commands: showrcopy [GROUP] | creatercopygroup G TARGET sync|periodic[:MS] | admitrcopyvv VV G TARGET:VV | dismissrcopyvv VV G | removercopygroup [-f] [-removevv] G | startrcopygroup G | stoprcopygroup G | verifyrcopy [-repair] G | syncrcopy [-n NAME] [--pre CMD] [--post CMD] G | setrcopygroup failover|restore|reverse G | setrcopygroup recover [-full] G | setrcopygroup mode sync|periodic G | setrcopygroup pol auto_recover|no_auto_recover|fail_wrt_on_err|no_fail_wrt_on_err|max_lag=DUR|max_backlog=SIZE|retain=N G | setrcopygroup period SECS[s|m|h|d] G | showvv [-snap] | createvv VV SIZE[M|G|T] | removevv [-f] VV | createsv SV VV | createvvcopy -p VV [-online] COPY | promotesv SV | updatevv NAME | promotevvcopy COPY"
 )]
 pub struct Args {
     /// The array's CIM-XML endpoint: http://127.0.0.1:5988, or
@@ -227,6 +227,21 @@ fn run(a: &Args) -> Result<(), String> {
         b.finish_and_clear();
     }
     r?;
+    if let Command::Verify { group, .. } = &cmd {
+        // The verdict, from the group the verify ran on.
+        let row = console.show()?.into_iter().find(|g| g.name == *group);
+        if let Some(v) = row.and_then(|g| g.verify) {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+                );
+                return Ok(());
+            }
+            println!("{group}: verify {}", verify_text(&v));
+        }
+        return Ok(());
+    }
     if a.json {
         println!(
             "{}",
@@ -380,6 +395,29 @@ pub fn render_snapshots(rows: &[SnapRow]) -> String {
     out
 }
 
+/// One line on a verify: its state, what it compared, and what differs.
+pub fn verify_text(v: &crate::rcopy::console::VerifyRow) -> String {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let mut t = format!(
+        "{}, {:.1} of {:.1} MiB compared in {}.{:03} s, {} blocks differ",
+        v.status,
+        mib(v.compared_bytes),
+        mib(v.total_bytes),
+        v.ms / 1000,
+        v.ms % 1000,
+        v.differing_blocks
+    );
+    if !v.differing.is_empty() {
+        let shown: Vec<&str> = v.differing.iter().take(16).map(String::as_str).collect();
+        t.push_str(&format!(
+            " ({}{})",
+            shown.join(" "),
+            if v.differing.len() > 16 { " ..." } else { "" }
+        ));
+    }
+    t
+}
+
 /// showrcopy's group and volume tables.
 pub fn render(system: &str, groups: &[GroupRow]) -> String {
     let mut out =
@@ -436,6 +474,9 @@ pub fn render(system: &str, groups: &[GroupRow]) -> String {
         }
         if let Some(e) = &g.error {
             out.push_str(&format!("  Error: {e}\n"));
+        }
+        if let Some(v) = &g.verify {
+            out.push_str(&format!("  Verify: {}\n", verify_text(v)));
         }
     }
     out

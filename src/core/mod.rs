@@ -27,8 +27,9 @@ mod view;
 mod volumes;
 
 pub use array::{
-    Array, ArrayConfig, Command, Counters, Durable, Event, Group, Head, LegacyGroup, LegacyGroupV2,
-    Pair, ReplicaOp, WriteTicket, DEFAULT_CAPACITY_BLOCKS, MAX_MIRRORS, SWITCH_DRAIN_MS,
+    block_digest, Array, ArrayConfig, Command, Counters, Durable, Event, Group, Head, LegacyGroup,
+    LegacyGroupV2, Pair, ReplicaOp, VerifyReport, WriteTicket, DEFAULT_CAPACITY_BLOCKS,
+    MAX_DIFF_LISTED, MAX_MIRRORS, SWITCH_DRAIN_MS, VERIFY_BATCH,
 };
 pub use error::{CommandError, Fault, WriteError};
 pub use msg::{block_bytes, Changed, DataTag, GroupHello, Msg, PairHello, RunBlock};

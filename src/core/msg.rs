@@ -219,6 +219,23 @@ pub enum Msg {
         group: String,
         sent: u64,
     },
+    /// Online verify: the digests of blocks `first..` of the receiver's
+    /// volume `vol`, as the sender holds them (`verifyrcopy`).
+    VerifyBlocks {
+        group: String,
+        vol: String,
+        first: u64,
+        digests: Vec<[u8; 16]>,
+    },
+    /// The answer to [`Msg::VerifyBlocks`]: of the `count` blocks from
+    /// `first`, those whose digest differs here.
+    VerifyDiff {
+        group: String,
+        vol: String,
+        first: u64,
+        count: u64,
+        differing: Vec<u64>,
+    },
 }
 
 impl Msg {
@@ -270,7 +287,9 @@ impl Msg {
             | Msg::HandOverRequest { group }
             | Msg::HandOver { group }
             | Msg::Probe { group, .. }
-            | Msg::ProbeAck { group, .. } => Some(group),
+            | Msg::ProbeAck { group, .. }
+            | Msg::VerifyBlocks { group, .. }
+            | Msg::VerifyDiff { group, .. } => Some(group),
         }
     }
 }

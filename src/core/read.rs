@@ -54,6 +54,8 @@ pub struct GroupRead {
     pub lag: Lag,
     /// Why the group is in the Error state, if it is.
     pub error: Option<String>,
+    /// Source: the running or last online verify.
+    pub verify: Option<crate::core::VerifyReport>,
     pub pairs: Vec<PairRead>,
 }
 

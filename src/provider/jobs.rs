@@ -35,6 +35,9 @@ pub struct Goal {
     /// A local replica the goal is about, instead of a group (the job's
     /// `group` is then the replica's name).
     pub replica: Option<String>,
+    /// The online verify (by its number) the job follows, instead of a
+    /// role or a CopyState.
+    pub verify: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -252,6 +255,24 @@ fn judge(snap: &Snapshot, j: &Job) -> (JobState, u16) {
             0,
         );
     };
+    if let Some(seq) = j.goal.verify {
+        return match g.verify.as_ref().filter(|v| v.seq == seq) {
+            None => (
+                JobState::Failed("the verify is no longer known (the array restarted)".into()),
+                0,
+            ),
+            Some(v) if v.running => (
+                JobState::Running,
+                (v.compared_blocks * 100)
+                    .checked_div(v.total_blocks)
+                    .unwrap_or(0) as u16,
+            ),
+            Some(v) => match &v.failed {
+                Some(why) => (JobState::Failed(format!("verify: {why}")), 0),
+                None => (JobState::Done, 100),
+            },
+        };
+    }
     let views: Vec<_> = g
         .pairs
         .iter()
@@ -388,6 +409,7 @@ mod tests {
             copy: None,
             pair: None,
             replica: None,
+            verify: None,
         }
     }
 

@@ -324,6 +324,7 @@ fn finish(
             copy,
             pair: None,
             replica: Some(name.to_string()),
+            verify: None,
         },
         affected,
         Vec::new(),

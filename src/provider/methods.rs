@@ -119,6 +119,35 @@ pub fn invoke(
                 .map_err(failed)?;
             done(OK, Vec::new())
         }
+        "verifyremotecopygroup" => {
+            let group = group_name(rep, &params)?;
+            let repair = param(&params, "Repair").and_then(Value::as_bool) == Some(true);
+            rep.backend
+                .command(Command::Verify {
+                    group: group.clone(),
+                    repair,
+                })
+                .map_err(failed)?;
+            let seq = rep
+                .snapshot()
+                .group(&group)
+                .and_then(|g| g.verify.as_ref().map(|v| v.seq));
+            let goal = Goal {
+                role: None,
+                copy: None,
+                pair: None,
+                replica: None,
+                verify: seq,
+            };
+            start_job(
+                rep,
+                "VerifyRemoteCopyGroup",
+                &group,
+                goal,
+                Vec::new(),
+                Vec::new(),
+            )
+        }
         "setremotecopypolicy" => {
             let group = group_name(rep, &params)?;
             let text = param(&params, "Policy")
@@ -313,6 +342,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 copy: Some(CopyState::Synchronized),
                 pair: None,
                 replica: None,
+                verify: None,
             },
         ),
         // Suspend of a group that is not replicating has nothing to do
@@ -325,6 +355,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 copy: None,
                 pair: None,
                 replica: None,
+                verify: None,
             },
         ),
         O::Detach => {
@@ -340,6 +371,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                     copy: None,
                     pair: None,
                     replica: None,
+                    verify: None,
                 },
             )
         }
@@ -356,6 +388,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 copy: None,
                 pair: None,
                 replica: None,
+                verify: None,
             },
         ),
         O::Failback => (
@@ -365,6 +398,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 copy: None,
                 pair: None,
                 replica: None,
+                verify: None,
             },
         ),
         O::ResyncReplica => {
@@ -391,6 +425,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                     copy: Some(CopyState::Synchronized),
                     pair: None,
                     replica: None,
+                    verify: None,
                 },
             )
         }
@@ -404,6 +439,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 copy: None,
                 pair: None,
                 replica: None,
+                verify: None,
             },
         ),
         O::ResetToAsync => {
@@ -417,6 +453,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                     copy: None,
                     pair: None,
                     replica: None,
+                    verify: None,
                 },
             )
         }
@@ -431,6 +468,7 @@ fn modify(rep: &Replication, p: &Params) -> Result<MethodResult, CimError> {
                 copy: None,
                 pair: None,
                 replica: None,
+                verify: None,
             },
         ),
     };
@@ -706,6 +744,7 @@ fn create_element_replica(rep: &Replication, p: &Params) -> Result<MethodResult,
             copy: Some(wait),
             pair: Some(vol.clone()),
             replica: None,
+            verify: None,
         },
         &sync,
         vec![remote_path.clone()],

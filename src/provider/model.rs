@@ -449,7 +449,45 @@ fn replication_group(rep: &Replication, me: &str, g: &GroupRead) -> Instance {
             Some(Value::Boolean(false)),
         );
     lag_props(rep, &mut inst, g);
+    verify_props(&mut inst, g);
     inst
+}
+
+/// The group's last online verify, for a console.
+fn verify_props(inst: &mut Instance, g: &GroupRead) {
+    let Some(v) = &g.verify else {
+        return;
+    };
+    let status = match (&v.failed, v.running) {
+        (Some(why), _) => format!("failed: {why}"),
+        (None, true) => "running".into(),
+        (None, false) => "done".into(),
+    };
+    let bs = crate::core::BLOCK_SIZE as u64;
+    inst.set("VerifyStatus", CimType::String, s(&status));
+    let n = |x: u64| Some(Value::Uint64(x));
+    inst.set(
+        "VerifyComparedBytes",
+        CimType::Uint64,
+        n(v.compared_blocks * bs),
+    );
+    inst.set("VerifyTotalBytes", CimType::Uint64, n(v.total_blocks * bs));
+    inst.set(
+        "VerifyDifferingBlocks",
+        CimType::Uint64,
+        n(v.differing_count),
+    );
+    inst.set(
+        "VerifyDiffering",
+        CimType::String,
+        Some(Value::Array(
+            v.differing
+                .iter()
+                .map(|(vol, b)| Some(Value::String(format!("{vol}:{b}"))))
+                .collect(),
+        )),
+    );
+    inst.set("VerifyMilliseconds", CimType::Uint64, n(v.elapsed_ms));
 }
 
 /// A group made by CreateGroup, not replicating yet; held by the provider

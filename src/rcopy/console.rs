@@ -37,6 +37,8 @@ pub struct GroupRow {
     pub lag_ms: u64,
     /// Why the group is in Error.
     pub error: Option<String>,
+    /// The last online verify (verifyrcopy) on this array, if any.
+    pub verify: Option<VerifyRow>,
     pub options: Vec<String>,
     pub volumes: Vec<VolumeRow>,
 }
@@ -61,6 +63,19 @@ pub struct VvRow {
     /// Base, or the group roles it has (Primary, Secondary, ...).
     pub role: String,
     pub groups: Vec<String>,
+}
+
+/// A group's last online verify, as showrcopy prints it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct VerifyRow {
+    /// running, done, or `failed: WHY`.
+    pub status: String,
+    pub compared_bytes: u64,
+    pub total_bytes: u64,
+    pub differing_blocks: u64,
+    /// VOLUME:BLOCK, the first 1024.
+    pub differing: Vec<String>,
+    pub ms: u64,
 }
 
 /// One snapshot of the array (`showvv -snap`): a local snapshot replica,
@@ -430,6 +445,24 @@ impl Console {
                 _ => Vec::new(),
             };
             let error = Some(text(g, "ErrorReason")).filter(|e| !e.is_empty());
+            let verify = Some(text(g, "VerifyStatus"))
+                .filter(|s| !s.is_empty())
+                .map(|status| VerifyRow {
+                    status,
+                    compared_bytes: num(g, "VerifyComparedBytes").unwrap_or(0),
+                    total_bytes: num(g, "VerifyTotalBytes").unwrap_or(0),
+                    differing_blocks: num(g, "VerifyDifferingBlocks").unwrap_or(0),
+                    differing: match g.get("VerifyDiffering") {
+                        Some(Value::Array(a)) => a
+                            .iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect(),
+                        _ => Vec::new(),
+                    },
+                    ms: num(g, "VerifyMilliseconds").unwrap_or(0),
+                });
             out.push(GroupRow {
                 name: text(g, "ElementName"),
                 target: text(g, "TargetSystem"),
@@ -453,6 +486,7 @@ impl Console {
                 lag_bytes: num(g, "LagBytes").unwrap_or(0),
                 lag_ms: num(g, "LagMilliseconds").unwrap_or(0),
                 error,
+                verify,
                 options,
                 volumes: vols.into_iter().map(|(_, v)| v).collect(),
             });
@@ -708,6 +742,13 @@ impl Console {
                 self.modify(op, sync, false)?
             }
             Command::Stop { .. } => self.modify_group(&group, SyncOperation::Deactivate, false)?,
+            Command::Verify { repair, .. } => self.invoke(
+                "VerifyRemoteCopyGroup",
+                &[
+                    Param::Value("GroupName", Value::String(group.clone())),
+                    Param::Value("Repair", Value::Boolean(*repair)),
+                ],
+            )?,
             Command::Sync { label: None, .. } => {
                 self.modify_group(&group, SyncOperation::ResyncReplica, false)?
             }

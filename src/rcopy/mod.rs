@@ -20,6 +20,7 @@ use crate::core::{
 /// removercopygroup [-f] [-removevv] G   (-f: stop a started group first;
 ///                     -removevv: the target deletes its volumes too)
 /// startrcopygroup G | stoprcopygroup G
+/// verifyrcopy [-repair] G   (compare both sides by digest; -repair resends what differs)
 /// syncrcopy [-n NAME] G      (a cycle now; -n: the backup retains it as VV.NAME)
 /// setrcopygroup failover|restore|reverse G
 /// setrcopygroup recover [-full] G
@@ -109,6 +110,17 @@ fn parse_words(args: &[&str]) -> Result<Command, String> {
             exact(2)?;
             Command::Stop { group: s(1)? }
         }
+        "verifyrcopy" => match args {
+            [_, g] => Command::Verify {
+                group: g.to_string(),
+                repair: false,
+            },
+            [_, "-repair", g] => Command::Verify {
+                group: g.to_string(),
+                repair: true,
+            },
+            _ => return Err("usage: verifyrcopy [-repair] G".into()),
+        },
         "syncrcopy" => match args {
             [_, g] => Command::Sync {
                 group: g.to_string(),

@@ -125,7 +125,7 @@ pub fn arbitrary_msg(rng: &mut Rng, gens: &[u64]) -> Msg {
         retain: number(rng) as u32,
     };
     let n = |rng: &mut Rng, max: u64| rng.below(max + 1) as usize;
-    match rng.below(28) {
+    match rng.below(29) {
         0 => Msg::Hello {
             array: if rng.chance(80) {
                 A.into()
@@ -288,6 +288,19 @@ pub fn arbitrary_msg(rng: &mut Rng, gens: &[u64]) -> Msg {
         26 => Msg::ProbeAck {
             group: g(rng),
             sent: number(rng),
+        },
+        27 if rng.chance(50) => Msg::VerifyBlocks {
+            group: g(rng),
+            vol: v(rng),
+            first: number(rng),
+            digests: (0..n(rng, 1100)).map(|i| [i as u8; 16]).collect(),
+        },
+        27 => Msg::VerifyDiff {
+            group: g(rng),
+            vol: v(rng),
+            first: number(rng),
+            count: number(rng),
+            differing: (0..n(rng, 8)).map(|_| number(rng)).collect(),
         },
         _ => {
             if rng.chance(50) {

@@ -162,6 +162,38 @@ impl<S: BlockStore> Array<S> {
             | Msg::HandOver { .. }
             | Msg::Probe { .. }
             | Msg::ProbeAck { .. } => {}
+            Msg::VerifyBlocks {
+                vol: v,
+                first,
+                digests,
+                ..
+            } => {
+                vol(v)?;
+                let n = digests.len() as u64;
+                if n == 0 || n > VERIFY_BATCH || first.checked_add(n).is_none() {
+                    return Err(format!("a VerifyBlocks of {n} digests from block {first}"));
+                }
+            }
+            Msg::VerifyDiff {
+                vol: v,
+                first,
+                count,
+                differing,
+                ..
+            } => {
+                vol(v)?;
+                let end = first.saturating_add(*count);
+                let ordered = differing.windows(2).all(|w| w[0] < w[1]);
+                if *count > VERIFY_BATCH
+                    || !ordered
+                    || differing.iter().any(|b| *b < *first || *b >= end)
+                {
+                    return Err(format!(
+                        "a VerifyDiff of {} blocks not in order within {first}+{count}",
+                        differing.len()
+                    ));
+                }
+            }
         }
         Ok(())
     }

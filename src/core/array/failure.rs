@@ -32,6 +32,7 @@ impl<S: BlockStore> Array<S> {
 
     /// Stops a group because something failed (or an operator stopped it).
     pub(super) fn fail_group(&mut self, g: &mut Group, cause: StopCause) -> R<()> {
+        self.abort_verify(g, cause);
         if g.op == Some(GroupOp::FailingBack) || g.restore_after_cycle {
             g.op = None;
             g.restore_deadline = None;

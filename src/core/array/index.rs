@@ -32,6 +32,7 @@ impl<S: BlockStore> Array<S> {
             syncing: g.syncing(),
             lag: self.lag_of(g),
             error: g.error.clone(),
+            verify: g.verify.as_ref().map(|v| v.report.clone()),
             pairs: g
                 .pairs
                 .iter()

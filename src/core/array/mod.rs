@@ -41,6 +41,7 @@ mod retain;
 mod reverse;
 mod state;
 mod sync;
+mod verify;
 mod writes;
 
 use super::error::{CommandError, Fault, WriteError};
@@ -57,6 +58,7 @@ use guard::{busy, failed_over_side};
 pub use legacy::{LegacyGroup, LegacyGroupV2};
 pub use state::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+pub use verify::{block_digest, VerifyReport, MAX_DIFF_LISTED, VERIFY_BATCH};
 
 /// A source volume can have at most this many mirrors (as ETERNUS REC).
 pub const MAX_MIRRORS: usize = 8;
@@ -485,6 +487,18 @@ impl<S: BlockStore> Array<S> {
             Msg::HandOver { .. } => self.on_hand_over(g)?,
             Msg::Probe { sent, .. } => self.on_probe(g, from, sent),
             Msg::ProbeAck { sent, .. } => self.on_probe_ack(g, sent)?,
+            Msg::VerifyBlocks {
+                vol,
+                first,
+                digests,
+                ..
+            } => self.on_verify_blocks(g, from, vol, first, digests)?,
+            Msg::VerifyDiff {
+                vol,
+                count,
+                differing,
+                ..
+            } => self.on_verify_diff(g, vol, count, differing)?,
             Msg::Hello { .. } | Msg::CreateGroup { .. } | Msg::RemoveGroup { .. } => {}
         }
         Ok(())
@@ -534,6 +548,7 @@ impl<S: BlockStore> Array<S> {
             Command::Start { .. } => self.cmd_start(g),
             Command::Stop { .. } => self.cmd_stop(g),
             Command::Sync { label, .. } => self.cmd_sync(g, label),
+            Command::Verify { repair, .. } => self.cmd_verify(g, repair),
             Command::Failover { .. } => self.cmd_failover(g),
             Command::Recover { full, .. } => self.cmd_recover(g, full),
             Command::Restore { .. } => self.cmd_restore(g),

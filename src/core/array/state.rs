@@ -60,6 +60,13 @@ pub enum Command {
     Stop {
         group: String,
     },
+    /// Online verify (`verifyrcopy [-repair] G`): compare block digests
+    /// with the target over the link; with `repair`, resend the blocks
+    /// that differ.
+    Verify {
+        group: String,
+        repair: bool,
+    },
     /// A cycle now (non-sync groups). `label` names the point: the backup
     /// retains it under that name (`syncrcopy -n NAME`).
     Sync {
@@ -172,6 +179,7 @@ impl Command {
             | Command::Start { group }
             | Command::Stop { group }
             | Command::Sync { group, .. }
+            | Command::Verify { group, .. }
             | Command::Failover { group }
             | Command::Recover { group, .. }
             | Command::Restore { group }
@@ -400,6 +408,9 @@ pub struct Group {
     /// Source: the name the next cycle's point gets (`syncrcopy -n`).
     #[serde(skip)]
     pub(super) next_label: Option<String>,
+    /// Source: the running or last online verify.
+    #[serde(skip)]
+    pub(super) verify: Option<super::verify::Verify>,
     /// Target: the point the cycle being received stands for (the
     /// source's time and name), kept when its last pair is done.
     #[serde(skip)]
@@ -544,6 +555,7 @@ pub(super) fn new_group(
         caught_up: false,
         draining_since: None,
         next_label: None,
+        verify: None,
         receiving_point: None,
     }
 }

@@ -6,7 +6,8 @@ use super::*;
 impl<S: BlockStore> Array<S> {
     /// A periodic group's next cycle is due.
     pub(super) fn cycle_timeout(&mut self, g: &mut Group) -> R<()> {
-        if g.started && g.role.is_source() && !g.running() && g.op.is_none() {
+        if g.started && g.role.is_source() && !g.running() && g.op.is_none() && !Self::verifying(g)
+        {
             if let Some(c) = g.next_cycle {
                 if self.now >= c && self.link_up(&g.peer) {
                     self.start_runs(g, false)?;
@@ -366,7 +367,7 @@ impl<S: BlockStore> Array<S> {
                 group: g.name.clone(),
             });
         }
-        if g.running() || g.op.is_some() {
+        if g.running() || g.op.is_some() || Self::verifying(g) {
             return Err(CommandError::Busy {
                 op: "syncrcopy",
                 group: g.name.clone(),

@@ -219,6 +219,7 @@ pub(super) fn create_group_replica(
             copy: Some(wait),
             pair: None,
             replica: None,
+            verify: None,
         },
         &sync,
         vec![target_path.clone()],
