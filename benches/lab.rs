@@ -682,6 +682,72 @@ fn wait_rusage(pid: u32) -> (bool, i64) {
     )
 }
 
+/// Online verify of a 256 MiB group against its same-run baselines: the
+/// initial full sync of the same data (which ships it), and `sha256sum`
+/// of the primary's image file (one local read and hash of it).
+fn verify(dir: &Path) {
+    let lab = lab(dir, vec![("big".into(), 256)]);
+    lab.wait_link(Site::A, true, Duration::from_secs(30))
+        .unwrap();
+    let mut c = Nbd::connect(lab.opts.ports.a.nbd, "big");
+    let mut chunk = vec![0u8; 1 << 20];
+    for i in 0..256u64 {
+        for (j, b) in chunk.iter_mut().enumerate() {
+            *b = (i as usize * 131 + j * 7 % 251) as u8 | 1;
+        }
+        c.write(i << 20, &chunk);
+    }
+    drop(c);
+    assert!(Command::new("sync").status().unwrap().success());
+    let t = Instant::now();
+    let st = Command::new("sha256sum")
+        .arg(dir.join("site-a/array/data/volumes/big.img"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let hash = t.elapsed();
+    for line in [
+        "creatercopygroup rcv site-b sync",
+        "admitrcopyvv big rcv site-b:big",
+    ] {
+        rcopy(&lab, Site::A, line, Wait::Yes);
+    }
+    let t = Instant::now();
+    rcopy(&lab, Site::A, "startrcopygroup rcv", Wait::No);
+    let full = wait_group_synced(&lab, "rcv") - t;
+    let before = sync_bytes(&lab, Site::A);
+    let t = Instant::now();
+    rcopy(&lab, Site::A, "verifyrcopy rcv", Wait::Yes);
+    let took = t.elapsed();
+    let sent = sync_bytes(&lab, Site::A) - before;
+    let row = lab
+        .console(Site::A)
+        .unwrap()
+        .show()
+        .unwrap()
+        .into_iter()
+        .find(|g| g.name == "rcv")
+        .unwrap();
+    let v = row.verify.expect("a verify report");
+    assert_eq!(v.differing_blocks, 0);
+    let mibs = |d: Duration| 256.0 / d.as_secs_f64();
+    println!(
+        "| verifyrcopy of 256 MiB (sync group, Synced): compared {} MiB, {} block bytes sent, array's own time {} ms | {:.2} s, {:.0} MiB/s | initial full sync of the same group: {:.2} s ({:.0} MiB/s); `sha256sum` of A's image: {:.2} s ({:.0} MiB/s) | **{:.2}x** the full sync's time, {:.2}x sha256sum's |",
+        v.compared_bytes >> 20,
+        sent,
+        v.ms,
+        took.as_secs_f64(),
+        mibs(took),
+        full.as_secs_f64(),
+        mibs(full),
+        hash.as_secs_f64(),
+        mibs(hash),
+        took.as_secs_f64() / full.as_secs_f64(),
+        took.as_secs_f64() / hash.as_secs_f64()
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -707,5 +773,8 @@ fn main() {
     }
     if want("scale") {
         run("scale", &scale);
+    }
+    if want("verify") {
+        run("verify", &verify);
     }
 }
