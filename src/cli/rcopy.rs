@@ -321,20 +321,23 @@ fn sync_point(
     let t0 = std::time::Instant::now();
     let point = match hooks.pre.as_deref().map(|c| run_hook("--pre", c)) {
         Some(Err(e)) => Err(format!("{e}; no point was taken")),
-        _ => loop {
-            match console.run(cmd, Wait::No, &mut |_, _| {}) {
-                Err(e) if e.contains("is busy") && t0.elapsed() < POINT_WAIT => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+        _ => {
+            let asked = std::time::Instant::now();
+            loop {
+                match console.run(cmd, Wait::No, &mut |_, _| {}) {
+                    Err(e) if e.contains("is busy") && asked.elapsed() < POINT_WAIT => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) if e.contains("is busy") => {
+                        break Err(format!(
+                            "no point: a cycle was still running after {} ms ({e})",
+                            POINT_WAIT.as_millis()
+                        ))
+                    }
+                    r => break r,
                 }
-                Err(e) if e.contains("is busy") => {
-                    break Err(format!(
-                        "no point: a cycle was still running after {} ms ({e})",
-                        POINT_WAIT.as_millis()
-                    ))
-                }
-                r => break r,
             }
-        },
+        }
     };
     let frozen = t0.elapsed();
     let post = hooks.post.as_deref().map(|c| run_hook("--post", c));
