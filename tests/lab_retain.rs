@@ -394,3 +394,93 @@ fn verifyrcopy_finds_a_block_corrupted_in_the_secondarys_file_and_repairs_it() {
     let show = cli(&["showrcopy", "rcg0"]);
     assert!(show.contains("Verify: done"), "{show}");
 }
+
+/// The freeze / point / thaw cycle with a real filesystem (issue 14). The
+/// machine has no kernel NBD client to mount through, so the filesystem is
+/// an ext4 image that e2fsprogs edits offline: the pre command writes the
+/// application's file (version 1) into the image and puts the image on A's
+/// vol0 through NBD (qemu-img convert), the array takes the named point,
+/// and the post command writes version 2 the same way. The backup's
+/// retained copy, read back through NBD, is a valid ext4 filesystem
+/// (e2fsck) whose file is version 1.
+#[test]
+fn a_named_point_of_an_ext4_filesystem_holds_the_file_as_the_pre_command_left_it() {
+    let t = lab_up(false);
+    let lab = &t.lab;
+    lab.wait_link(Site::A, true, WAIT).unwrap();
+    for line in [
+        "creatercopygroup rcg0 site-b periodic:0",
+        "admitrcopyvv vol0 rcg0 site-b:vol0",
+        "startrcopygroup rcg0",
+    ] {
+        rcopy(lab, Site::A, line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+    lab.wait_synced(Site::A, WAIT).unwrap();
+    let dir = lab.opts.dir.join("fs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("fs.img");
+    let sh = |cmd: &str| {
+        let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    sh(&format!("mkfs.ext4 -q -F -b 4096 {} 16M", img.display()));
+    let a0 = lab.nbd_url(Site::A, "vol0");
+    // One version of the application's file, written into the filesystem
+    // and the filesystem onto vol0.
+    let put = |version: u32| {
+        format!(
+            "echo 'ledger version {version}' > {d}/ledger.txt && \
+             debugfs -w -R 'rm ledger.txt' {img} >/dev/null 2>&1; \
+             debugfs -w -R 'write {d}/ledger.txt ledger.txt' {img} >/dev/null 2>&1 && \
+             qemu-img convert -n -f raw -O raw {img} {a0}",
+            d = dir.display(),
+            img = img.display()
+        )
+    };
+    let url = format!("http://127.0.0.1:{}", lab.opts.ports.of(Site::A).http);
+    let out = Command::new(EXE)
+        .args(["rcopy", "--url", &url, "--user", "admin"])
+        .args([
+            "syncrcopy",
+            "-n",
+            "fs1",
+            "--pre",
+            &put(1),
+            "--post",
+            &put(2),
+            "rcg0",
+        ])
+        .env("REPLICIM_PASSWORD", &lab.password)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("  {}", err.trim());
+    assert!(out.status.success(), "{err}");
+    lab.wait_synced(Site::A, WAIT).unwrap();
+    // A holds version 2; the backup's retained point holds version 1.
+    let read_file = |url: &str, name: &str| {
+        let copy = dir.join(name);
+        sh(&format!(
+            "qemu-img convert -f raw -O raw {url} {}",
+            copy.display()
+        ));
+        sh(&format!("e2fsck -n -f {} >/dev/null", copy.display()));
+        sh(&format!(
+            "debugfs -R 'cat ledger.txt' {} 2>/dev/null",
+            copy.display()
+        ))
+    };
+    assert_eq!(read_file(&a0, "a.img").trim(), "ledger version 2");
+    let point = read_file(&lab.nbd_url(Site::B, "vol0.fs1"), "point.img");
+    assert_eq!(
+        point.trim(),
+        "ledger version 1",
+        "the point is between the hooks"
+    );
+}
