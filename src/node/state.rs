@@ -480,4 +480,118 @@ mod tests {
         let new = group_of(&postcard::to_allocvec(&g).unwrap()).unwrap();
         assert_eq!(new.policies, policies, "the new format keeps its bounds");
     }
+
+    /// A group entry written before retained copies (policies with the
+    /// congestion bounds, no `retain`) loads with its bounds, its Error
+    /// reason and the default retention.
+    #[test]
+    fn a_group_of_the_format_before_retained_copies_still_loads() {
+        use crate::core::{
+            Command, CopyState, GroupOp, Mode, Pair, Role, StopCause, DEFAULT_RETAIN,
+        };
+        #[derive(serde::Serialize)]
+        struct V2<'a> {
+            name: &'a str,
+            peer: &'a str,
+            role: Role,
+            mode: Mode,
+            policies: (bool, bool, u64, u64),
+            epoch: u64,
+            started: bool,
+            stop_cause: StopCause,
+            op: Option<GroupOp>,
+            requested: Option<CopyState>,
+            recovered: bool,
+            pairs: &'a [Pair],
+            next_cycle: Option<Tick>,
+            reverse_pending: Option<u64>,
+            error: Option<String>,
+        }
+        let mut a = Array::new("site-a", MemStore::new(), ArrayConfig::default());
+        a.handle_link_up(Tick(0), "site-b");
+        a.command(
+            Tick(1),
+            Command::CreateGroup {
+                group: "rcg0".into(),
+                peer: "site-b".into(),
+                mode: Mode::Async,
+                policies: crate::core::Policies::default(),
+            },
+        )
+        .unwrap();
+        let g = a.group("rcg0").unwrap().clone();
+        let old = V2 {
+            name: &g.name,
+            peer: &g.peer,
+            role: g.role,
+            mode: g.mode,
+            policies: (true, false, 250, 4096),
+            epoch: 3,
+            started: false,
+            stop_cause: StopCause::Congested,
+            op: None,
+            requested: None,
+            recovered: false,
+            pairs: &g.pairs,
+            next_cycle: None,
+            reverse_pending: None,
+            error: Some("behind".into()),
+        };
+        let loaded = group_of(&postcard::to_allocvec(&old).unwrap()).unwrap();
+        assert_eq!((loaded.epoch, loaded.stop_cause), (3, StopCause::Congested));
+        assert!(loaded.policies.auto_recover);
+        assert_eq!(
+            (
+                loaded.policies.max_lag_ms,
+                loaded.policies.max_backlog_bytes
+            ),
+            (250, 4096)
+        );
+        assert_eq!(loaded.policies.retain, DEFAULT_RETAIN);
+        assert_eq!(loaded.error.as_deref(), Some("behind"));
+    }
+
+    /// A replica entry written before retained copies loads as a replica
+    /// someone asked for (no `retained` mark); a new one keeps its mark.
+    #[test]
+    fn a_replica_of_the_format_before_retained_copies_still_loads() {
+        use crate::core::{ReplicaKind, ReplicaMeta, Retained, SnapId};
+        #[derive(serde::Serialize)]
+        struct Old {
+            source: String,
+            kind: ReplicaKind,
+            snap: Option<SnapId>,
+            taken: Tick,
+            copied: u64,
+            fresh: bool,
+            serial: u64,
+        }
+        let old = Old {
+            source: "vol0".into(),
+            kind: ReplicaKind::Snapshot,
+            snap: Some(SnapId(4)),
+            taken: Tick(99),
+            copied: 0,
+            fresh: false,
+            serial: 12,
+        };
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        let r = current_or::<ReplicaMeta, crate::core::LegacyReplicaMeta>(&bytes).unwrap();
+        assert_eq!(
+            (r.source.as_str(), r.serial, r.taken),
+            ("vol0", 12, Tick(99))
+        );
+        assert_eq!(r.retained, None);
+        let kept = ReplicaMeta {
+            retained: Some(Retained {
+                group: "rcg0".into(),
+                at: Tick(98),
+                label: Some("nightly".into()),
+            }),
+            ..r
+        };
+        let bytes = postcard::to_allocvec(&kept).unwrap();
+        let again = current_or::<ReplicaMeta, crate::core::LegacyReplicaMeta>(&bytes).unwrap();
+        assert_eq!(again, kept);
+    }
 }
