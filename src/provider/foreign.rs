@@ -2,7 +2,8 @@
 //! reach across the array's edge (the far end of a pair, of a group, of a
 //! link): described through the read model's keyed lookups only.
 
-use super::model::{role_number, s, system_known, u16v};
+use super::group_props::role_number;
+use super::model::{s, system_known, u16v};
 use super::volumes::volume_known;
 use super::{Replication, Snapshot};
 use crate::cim::model::{CimType, Instance, ObjectPath, Value};

@@ -14,6 +14,7 @@
 //! same snapshots.
 
 mod foreign;
+mod group_props;
 mod jobs;
 mod local;
 mod methods;
