@@ -59,6 +59,9 @@ fn retained_copies_are_listed_by_rcopy_and_readable_over_nbd() {
     for fill in [0x41, 0x42, 0x43] {
         cycle(lab, fill);
     }
+    // The policy shows with the group's other options.
+    let g = lab.console(Site::A).unwrap().show().unwrap().remove(0);
+    assert!(g.options.iter().any(|o| o == "retain=2"), "{g:?}");
     // The table, as an admin reads it.
     let (ok, text) = showvv_snap(lab, Site::B, false);
     println!("{text}");

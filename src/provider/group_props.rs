@@ -41,6 +41,9 @@ pub fn policy_names(g: &GroupRead) -> Vec<String> {
         b if b % (1 << 20) == 0 => v.push(format!("max_backlog={}M", b >> 20)),
         b => v.push(format!("max_backlog={b}")),
     }
+    if pol.retain != crate::core::DEFAULT_RETAIN {
+        v.push(format!("retain={}", pol.retain));
+    }
     v
 }
 
