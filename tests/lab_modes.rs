@@ -30,7 +30,8 @@ fn timed_writes(lab: &Lab, first: u64, n: u64, fill: u8, acked: &mut Acked) -> D
     took
 }
 
-fn group_row(lab: &Lab) -> replicim::rcopy::console::GroupRow {
+/// rcg0 as showrcopy lists it on site-a.
+pub fn group_row(lab: &Lab) -> replicim::rcopy::console::GroupRow {
     let mut c = lab.console(Site::A).unwrap();
     c.show()
         .unwrap()

@@ -9,26 +9,52 @@ use std::process::Command;
 use replicim::lab::{qemu, Lab, Site};
 
 use crate::lab::{counters, lab_up, rcopy, same};
+use crate::lab_modes::group_row;
 
 const BS: u64 = 4096;
 
 const EXE: &str = env!("CARGO_BIN_EXE_replicim");
 const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// `replicim rcopy ... showvv -snap` against `s`: (status ok, stdout).
-fn showvv_snap(lab: &Lab, s: Site, json: bool) -> (bool, String) {
+/// The real `replicim rcopy WORDS...` against `s`, with the lab's
+/// password from the environment: (status ok, stdout then stderr).
+fn cli(lab: &Lab, s: Site, words: &[&str]) -> (bool, String) {
     let url = format!("http://127.0.0.1:{}", lab.opts.ports.of(s).http);
-    let mut c = Command::new(EXE);
-    c.args(["rcopy", "--url", &url, "--user", "admin"])
-        .env("REPLICIM_PASSWORD", &lab.password);
-    if json {
-        c.arg("--json");
-    }
-    let out = c.args(["showvv", "-snap"]).output().unwrap();
+    let out = Command::new(EXE)
+        .args(["rcopy", "--url", &url, "--user", "admin"])
+        .args(words)
+        .env("REPLICIM_PASSWORD", &lab.password)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
+}
+
+/// `replicim rcopy [--json] showvv -snap` against `s`.
+fn showvv_snap(lab: &Lab, s: Site, json: bool) -> (bool, String) {
+    match json {
+        true => cli(lab, s, &["--json", "showvv", "-snap"]),
+        false => cli(lab, s, &["showvv", "-snap"]),
+    }
+}
+
+/// A lab whose rcg0 replicates vol0 periodically (manual cycles) after
+/// `policy` lines, started and Synced.
+fn periodic_lab(policy: &[&str]) -> crate::lab::TestLab {
+    let t = lab_up(false);
+    let lab = &t.lab;
+    lab.wait_link(Site::A, true, WAIT).unwrap();
+    let head = [
+        "creatercopygroup rcg0 site-b periodic:0",
+        "admitrcopyvv vol0 rcg0 site-b:vol0",
+    ];
+    for line in head.iter().chain(policy).chain(&["startrcopygroup rcg0"]) {
+        rcopy(lab, Site::A, line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+    lab.wait_synced(Site::A, WAIT).unwrap();
+    t
 }
 
 /// One cycle: 64 KiB of `fill` at the start of vol0, then `syncrcopy`.
@@ -44,23 +70,13 @@ fn cycle(lab: &Lab, fill: u8) {
 
 #[test]
 fn retained_copies_are_listed_by_rcopy_and_readable_over_nbd() {
-    let t = lab_up(false);
+    let t = periodic_lab(&["setrcopygroup pol retain=2 rcg0"]);
     let lab = &t.lab;
-    lab.wait_link(Site::A, true, WAIT).unwrap();
-    for line in [
-        "creatercopygroup rcg0 site-b periodic:0",
-        "admitrcopyvv vol0 rcg0 site-b:vol0",
-        "setrcopygroup pol retain=2 rcg0",
-        "startrcopygroup rcg0",
-    ] {
-        rcopy(lab, Site::A, line).unwrap_or_else(|e| panic!("{line}: {e}"));
-    }
-    lab.wait_synced(Site::A, WAIT).unwrap();
     for fill in [0x41, 0x42, 0x43] {
         cycle(lab, fill);
     }
     // The policy shows with the group's other options.
-    let g = lab.console(Site::A).unwrap().show().unwrap().remove(0);
+    let g = group_row(lab);
     assert!(g.options.iter().any(|o| o == "retain=2"), "{g:?}");
     // The table, as an admin reads it.
     let (ok, text) = showvv_snap(lab, Site::B, false);
@@ -141,12 +157,7 @@ fn force_delete_keeps_or_removes_the_secondary_volume() {
         )
         .unwrap();
     assert_eq!(r.return_value.as_u64(), Some(0), "{r:?}");
-    let g = c
-        .show()
-        .unwrap()
-        .into_iter()
-        .find(|g| g.name == "rcg0")
-        .unwrap();
+    let g = group_row(lab);
     assert_eq!(g.status, "Started", "{g:?}");
     assert_eq!(g.volumes.len(), 1, "{g:?}");
     let b1 = lab.nbd_url(Site::B, "vol1");
@@ -157,19 +168,7 @@ fn force_delete_keeps_or_removes_the_secondary_volume() {
     .unwrap();
 
     // rcopy: removercopygroup -f on the started group.
-    let rcopy_cli = |s: Site, words: &[&str]| {
-        let url = format!("http://127.0.0.1:{}", lab.opts.ports.of(s).http);
-        let out = Command::new(EXE)
-            .args(["rcopy", "--url", &url, "--user", "admin"])
-            .args(words)
-            .env("REPLICIM_PASSWORD", &lab.password)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let rcopy_cli = |s: Site, words: &[&str]| cli(lab, s, words);
     let (ok, err) = rcopy_cli(Site::A, &["removercopygroup", "rcg0"]);
     assert!(!ok && err.contains("-f"), "{err}");
     let (ok, err) = rcopy_cli(Site::A, &["removercopygroup", "-f", "rcg0"]);
@@ -228,33 +227,12 @@ fn force_delete_keeps_or_removes_the_secondary_volume() {
 /// refused, and no point is asked for when the pre command fails.
 #[test]
 fn syncrcopy_pre_and_post_hooks_bracket_a_named_point_retained_on_the_backup() {
-    let t = lab_up(false);
+    let t = periodic_lab(&[]);
     let lab = &t.lab;
-    lab.wait_link(Site::A, true, WAIT).unwrap();
-    for line in [
-        "creatercopygroup rcg0 site-b periodic:0",
-        "admitrcopyvv vol0 rcg0 site-b:vol0",
-        "startrcopygroup rcg0",
-    ] {
-        rcopy(lab, Site::A, line).unwrap_or_else(|e| panic!("{line}: {e}"));
-    }
-    lab.wait_synced(Site::A, WAIT).unwrap();
     let a0 = lab.nbd_url(Site::A, "vol0");
     qemu::io(&a0, &["write -P 0x11 0 8k".into()]).unwrap();
     let log = lab.opts.dir.join("hooks.log");
-    let url = format!("http://127.0.0.1:{}", lab.opts.ports.of(Site::A).http);
-    let cli = |words: &[&str]| {
-        let out = Command::new(EXE)
-            .args(["rcopy", "--url", &url, "--user", "admin"])
-            .args(words)
-            .env("REPLICIM_PASSWORD", &lab.password)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |words: &[&str]| cli(lab, Site::A, words);
     let pre = format!(
         "qemu-io -f raw {a0} -c 'write -P 0x77 0 4k' >/dev/null && echo pre >> {}",
         log.display()
@@ -355,17 +333,9 @@ fn verifyrcopy_finds_a_block_corrupted_in_the_secondarys_file_and_repairs_it() {
     )
     .unwrap();
     lab.wait_synced(Site::A, WAIT).unwrap();
-    let url = format!("http://127.0.0.1:{}", lab.opts.ports.of(Site::A).http);
     let cli = |words: &[&str]| {
-        let out = Command::new(EXE)
-            .args(["rcopy", "--url", &url, "--user", "admin"])
-            .args(words)
-            .env("REPLICIM_PASSWORD", &lab.password)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{words:?}: {text}");
+        let (ok, text) = cli(lab, Site::A, words);
+        assert!(ok, "{words:?}: {text}");
         text
     };
     let clean = cli(&["verifyrcopy", "rcg0"]);
@@ -408,17 +378,8 @@ fn verifyrcopy_finds_a_block_corrupted_in_the_secondarys_file_and_repairs_it() {
 /// (e2fsck) whose file is version 1.
 #[test]
 fn a_named_point_of_an_ext4_filesystem_holds_the_file_as_the_pre_command_left_it() {
-    let t = lab_up(false);
+    let t = periodic_lab(&[]);
     let lab = &t.lab;
-    lab.wait_link(Site::A, true, WAIT).unwrap();
-    for line in [
-        "creatercopygroup rcg0 site-b periodic:0",
-        "admitrcopyvv vol0 rcg0 site-b:vol0",
-        "startrcopygroup rcg0",
-    ] {
-        rcopy(lab, Site::A, line).unwrap_or_else(|e| panic!("{line}: {e}"));
-    }
-    lab.wait_synced(Site::A, WAIT).unwrap();
     let dir = lab.opts.dir.join("fs");
     std::fs::create_dir_all(&dir).unwrap();
     let img = dir.join("fs.img");
@@ -446,10 +407,10 @@ fn a_named_point_of_an_ext4_filesystem_holds_the_file_as_the_pre_command_left_it
             img = img.display()
         )
     };
-    let url = format!("http://127.0.0.1:{}", lab.opts.ports.of(Site::A).http);
-    let out = Command::new(EXE)
-        .args(["rcopy", "--url", &url, "--user", "admin"])
-        .args([
+    let (ok, err) = cli(
+        lab,
+        Site::A,
+        &[
             "syncrcopy",
             "-n",
             "fs1",
@@ -458,13 +419,10 @@ fn a_named_point_of_an_ext4_filesystem_holds_the_file_as_the_pre_command_left_it
             "--post",
             &put(2),
             "rcg0",
-        ])
-        .env("REPLICIM_PASSWORD", &lab.password)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+        ],
+    );
     println!("  {}", err.trim());
-    assert!(out.status.success(), "{err}");
+    assert!(ok, "{err}");
     lab.wait_synced(Site::A, WAIT).unwrap();
     // A holds version 2; the backup's retained point holds version 1.
     let read_file = |url: &str, name: &str| {

@@ -29,6 +29,29 @@ fn retained(sim: &Sim, side: &str) -> Vec<ReplicaRead> {
     v
 }
 
+/// A started periodic group (manual cycles) of vol0 and vol1, 32 blocks
+/// each, whose backup keeps `retain` cycles.
+fn periodic(retain: u32) -> Sim {
+    let mut sim = pair(
+        Mode::Periodic { period_ms: 0 },
+        retaining(retain),
+        &["vol0", "vol1"],
+        32,
+    );
+    start(&mut sim, A);
+    sim
+}
+
+/// The name of the newest copy site-b retains of `vol`.
+fn newest_copy(sim: &Sim, vol: &str) -> String {
+    retained(sim, B)
+        .into_iter()
+        .rev()
+        .find(|r| r.source == vol)
+        .expect("a retained copy")
+        .name
+}
+
 fn tag(sim: &mut Sim, side: &str, vol: &str, block: u64) -> [u8; BLOCK_SIZE] {
     let mut buf = [0u8; BLOCK_SIZE];
     sim.array_mut(side).read(vol, block, &mut buf).unwrap();
@@ -58,13 +81,7 @@ fn cycle(sim: &mut Sim, n: u8) -> u64 {
 
 #[test]
 fn the_backup_keeps_the_last_n_cycles_with_the_primarys_point_time() {
-    let mut sim = pair(
-        Mode::Periodic { period_ms: 0 },
-        retaining(2),
-        &["vol0", "vol1"],
-        32,
-    );
-    start(&mut sim, A);
+    let mut sim = periodic(2);
     // The first full sync is a complete cycle too.
     assert_eq!(retained(&sim, B).len(), 2, "one copy per volume");
     let mut points = Vec::new();
@@ -127,11 +144,8 @@ fn async_points_are_retained_too_and_survive_a_crash_of_the_backup() {
         assert_eq!(again.retained, r.retained);
     }
     // The newest copy of vol0 holds the last write.
-    let newest = after.iter().rev().find(|r| r.source == "vol0").unwrap();
-    assert_eq!(
-        tag(&mut sim, B, &newest.name.clone(), 3),
-        pattern_block(5, 3)
-    );
+    let newest = newest_copy(&sim, "vol0");
+    assert_eq!(tag(&mut sim, B, &newest, 3), pattern_block(5, 3));
 }
 
 /// The rollback: the primary wrote damage that replicated; the
@@ -140,20 +154,9 @@ fn async_points_are_retained_too_and_survive_a_crash_of_the_backup() {
 /// that differ. A secondary is refused.
 #[test]
 fn a_failed_over_backup_rolls_back_to_a_retained_copy_and_recover_resends_only_the_difference() {
-    let mut sim = pair(
-        Mode::Periodic { period_ms: 0 },
-        retaining(3),
-        &["vol0", "vol1"],
-        32,
-    );
-    start(&mut sim, A);
+    let mut sim = periodic(3);
     cycle(&mut sim, 1);
-    let good = retained(&sim, B)
-        .into_iter()
-        .rev()
-        .find(|r| r.source == "vol0")
-        .unwrap()
-        .name;
+    let good = newest_copy(&sim, "vol0");
     // The damage: 3 blocks of vol0, replicated by the next cycle.
     for b in [1, 5, 20] {
         sim.write(A, "vol0", b, &[0xde; BLOCK_SIZE]).unwrap();
@@ -199,13 +202,7 @@ fn a_failed_over_backup_rolls_back_to_a_retained_copy_and_recover_resends_only_t
 #[test]
 fn removercopygroup_f_stops_first_and_removevv_chooses_the_volumes_fate() {
     for remove_vv in [false, true] {
-        let mut sim = pair(
-            Mode::Periodic { period_ms: 0 },
-            retaining(2),
-            &["vol0", "vol1"],
-            32,
-        );
-        start(&mut sim, A);
+        let mut sim = periodic(2);
         cycle(&mut sim, 1);
         assert_eq!(retained(&sim, B).len(), 4);
         let e = cmd(&mut sim, A, "removercopygroup rcg0").unwrap_err();
@@ -353,20 +350,9 @@ fn verifyrcopy_finds_a_block_corrupted_behind_the_arrays_back_and_repairs_only_i
 /// on the new Primary-Rev, then `recover` resends only what differs.
 #[test]
 fn a_planned_failover_then_a_rollback_then_recover_resends_only_the_difference() {
-    let mut sim = pair(
-        Mode::Periodic { period_ms: 0 },
-        retaining(3),
-        &["vol0", "vol1"],
-        32,
-    );
-    start(&mut sim, A);
+    let mut sim = periodic(3);
     cycle(&mut sim, 1);
-    let good = retained(&sim, B)
-        .into_iter()
-        .rev()
-        .find(|r| r.source == "vol0")
-        .unwrap()
-        .name;
+    let good = newest_copy(&sim, "vol0");
     for b in [2, 5] {
         sim.write(A, "vol0", b, &[0xde; BLOCK_SIZE]).unwrap();
     }
