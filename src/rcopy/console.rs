@@ -123,6 +123,24 @@ fn text(i: &Instance, n: &str) -> String {
     i.get(n).and_then(Value::as_str).unwrap_or("").to_string()
 }
 
+/// A string property, None when absent or empty.
+fn some_text(i: &Instance, n: &str) -> Option<String> {
+    Some(text(i, n)).filter(|t| !t.is_empty())
+}
+
+/// A string array property (empty when absent).
+fn texts(i: &Instance, n: &str) -> Vec<String> {
+    match i.get(n) {
+        Some(Value::Array(v)) => v
+            .iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn role_name(n: Option<u64>) -> String {
     n.and_then(|n| u16::try_from(n).ok())
         .and_then(Role::from_number)
@@ -276,7 +294,6 @@ impl Console {
             .into_iter()
             .filter_map(|(_, a)| Some((dev(&a, "Dependent")?, num(&a, "SpaceConsumed")?)))
             .collect();
-        let some = |t: String| Some(t).filter(|t| !t.is_empty());
         let mut rows: Vec<(String, SnapRow)> = self
             .all("CIM_StorageSynchronized")?
             .into_iter()
@@ -291,12 +308,12 @@ impl Console {
                     raw,
                     SnapRow {
                         base: dev(&s, "SystemElement")?,
-                        retained_by: some(text(&s, "RetainedBy")),
+                        retained_by: some_text(&s, "RetainedBy"),
                         point_time: match s.get("WhenEstablished") {
                             Some(Value::Datetime(d)) => utc_text(d.as_str()),
                             _ => None,
                         },
-                        point_name: some(text(&s, "PointName")),
+                        point_name: some_text(&s, "PointName"),
                         saved_bytes: cost.get(&name).copied().unwrap_or(0),
                         name,
                     },
@@ -435,34 +452,16 @@ impl Console {
                 vols.push((*seq, row));
             }
             vols.sort_by_key(|(seq, _)| *seq);
-            let options = match g.get("SyncPolicy") {
-                Some(Value::Array(v)) => v
-                    .iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let error = Some(text(g, "ErrorReason")).filter(|e| !e.is_empty());
-            let verify = Some(text(g, "VerifyStatus"))
-                .filter(|s| !s.is_empty())
-                .map(|status| VerifyRow {
-                    status,
-                    compared_bytes: num(g, "VerifyComparedBytes").unwrap_or(0),
-                    total_bytes: num(g, "VerifyTotalBytes").unwrap_or(0),
-                    differing_blocks: num(g, "VerifyDifferingBlocks").unwrap_or(0),
-                    differing: match g.get("VerifyDiffering") {
-                        Some(Value::Array(a)) => a
-                            .iter()
-                            .flatten()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect(),
-                        _ => Vec::new(),
-                    },
-                    ms: num(g, "VerifyMilliseconds").unwrap_or(0),
-                });
+            let options = texts(g, "SyncPolicy");
+            let error = some_text(g, "ErrorReason");
+            let verify = some_text(g, "VerifyStatus").map(|status| VerifyRow {
+                status,
+                compared_bytes: num(g, "VerifyComparedBytes").unwrap_or(0),
+                total_bytes: num(g, "VerifyTotalBytes").unwrap_or(0),
+                differing_blocks: num(g, "VerifyDifferingBlocks").unwrap_or(0),
+                differing: texts(g, "VerifyDiffering"),
+                ms: num(g, "VerifyMilliseconds").unwrap_or(0),
+            });
             out.push(GroupRow {
                 name: text(g, "ElementName"),
                 target: text(g, "TargetSystem"),

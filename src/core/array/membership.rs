@@ -48,33 +48,27 @@ impl<S: BlockStore> Array<S> {
     /// `removercopygroup -removevv` on the target: its volumes of the
     /// group go, with the copies the group retained of them. A volume
     /// that is still in use (another group holds it, or it has other
-    /// snapshots or replicas) is kept, and a note says why.
+    /// snapshots, or snapshot replicas or a clone still copying: what the
+    /// volume table refuses to delete) is kept, and a note says why.
     fn remove_group_volumes(&mut self, g: &Group) -> R<()> {
         for p in &g.pairs {
             self.prune_retained(&g.name, &p.local, 0)?;
-            let why = if let Some(other) = self.holders_of(&p.local).first() {
-                Some(format!("group {other} holds it"))
-            } else if let Some(r) = self.vols.replicas_of(&p.local).next() {
-                Some(format!("it has the replica {r}"))
-            } else if self
-                .vols
-                .meta(&p.local)
-                .is_some_and(|m| !m.snaps.is_empty())
-            {
-                Some("it has snapshots".to_string())
-            } else {
-                None
+            let kept = match self.holders_of(&p.local).first() {
+                Some(other) => Some(format!("group {other} holds it")),
+                // The volume table's own rules say what else keeps it.
+                None => match self.vols.delete(&mut self.store, &p.local) {
+                    Ok(()) => None,
+                    Err(e @ (VolumeError::HasReplica { .. } | VolumeError::HasSnapshots(_))) => {
+                        Some(e.to_string())
+                    }
+                    Err(e) => return Err(e),
+                },
             };
-            match why {
-                Some(why) => {
-                    let text = format!("-removevv: kept {} ({why})", p.local);
-                    self.note(&g.name, text);
-                }
-                None => {
-                    self.vols.delete(&mut self.store, &p.local)?;
-                    self.note(&g.name, format!("-removevv: deleted {}", p.local));
-                }
-            }
+            let text = match kept {
+                Some(why) => format!("-removevv: kept {} ({why})", p.local),
+                None => format!("-removevv: deleted {}", p.local),
+            };
+            self.note(&g.name, text);
         }
         self.vols_changed_at = self.generation;
         Ok(())

@@ -249,18 +249,17 @@ impl<S: BlockStore> Array<S> {
     /// those, as a live mode switch); a periodic or async group in a cycle
     /// now.
     fn repair(&mut self, g: &mut Group) -> R<()> {
-        if g.mode.is_sync() {
-            self.send(
-                &g.peer.clone(),
-                Msg::Stop {
-                    group: g.name.clone(),
-                },
-            );
-            self.fail_group(g, StopCause::Operator)?;
-            g.started = true;
-            g.requested = Some(CopyState::Synchronized);
+        if !g.mode.is_sync() {
+            return self.start_runs(g, false);
         }
-        self.start_runs(g, false)
+        match self.cmd_stop(g).and_then(|()| self.cmd_start(g)) {
+            Ok(()) => Ok(()),
+            Err(CommandError::Volume(e)) => Err(e),
+            Err(e) => {
+                self.note(&g.name, format!("verify: the repair did not start: {e}"));
+                Ok(())
+            }
+        }
     }
 
     /// A stop or a failure ends a running verify.

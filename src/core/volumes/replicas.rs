@@ -163,21 +163,34 @@ impl Volumes {
         self.check_new_replica(name, source)?;
         let snap = self.snapshot(store, source, 0)?;
         let serial = self.next_serial();
+        self.insert_snapshot_replica(name, source, snap, now, serial, None);
+        Ok(())
+    }
+
+    /// Records snapshot replica `name` of `source` at point `snap`.
+    fn insert_snapshot_replica(
+        &mut self,
+        name: &str,
+        source: &str,
+        snap: SnapId,
+        taken: Tick,
+        serial: u64,
+        retained: Option<Retained>,
+    ) {
         self.replicas.insert(
             name.to_string(),
             ReplicaMeta {
                 source: source.to_string(),
                 kind: ReplicaKind::Snapshot,
                 snap: Some(snap),
-                taken: now,
+                taken,
                 copied: 0,
                 fresh: false,
                 serial,
-                retained: None,
+                retained,
             },
         );
         self.listing_changed = true;
-        Ok(())
     }
 
     /// Keeps a retained copy of `source` as it is now (a group's point
@@ -213,20 +226,7 @@ impl Volumes {
             }
         }
         let snap = self.snapshot(store, source, 0)?;
-        self.replicas.insert(
-            name.clone(),
-            ReplicaMeta {
-                source: source.to_string(),
-                kind: ReplicaKind::Snapshot,
-                snap: Some(snap),
-                taken: now,
-                copied: 0,
-                fresh: false,
-                serial,
-                retained: Some(what),
-            },
-        );
-        self.listing_changed = true;
+        self.insert_snapshot_replica(&name, source, snap, now, serial, Some(what));
         Ok(name)
     }
 
